@@ -1,0 +1,342 @@
+"""grain input pipelines: shuffle, shard, repeat, flip, batch, scale; and whole splits in memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grain
+import numpy as np
+
+from diffax.data._datasets import DataInfo, _resolve
+from diffax.data._image_folder import _check_image_size, resize_image
+
+DEFAULT_VALUE_RANGE = (-1.0, 1.0)
+
+
+def _check_value_range(value_range) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value_range)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"value_range must be a pair (low, high), got {value_range!r}."
+        ) from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"value_range must satisfy low < high, got {value_range!r}.")
+    return lo, hi
+
+
+def to_model_range(x, value_range=DEFAULT_VALUE_RANGE) -> np.ndarray:
+    """Maps uint8 pixel values 0..255 to float32 in `value_range = (low, high)`.
+
+    `y = low + (high - low) * (x / 255)`, computed in float32; with the default (-1, 1) this is
+    `x / 127.5 - 1`. `from_model_range` is its exact inverse on uint8 values.
+
+    Example:
+      >>> to_model_range(np.array([0, 255], np.uint8)).tolist()
+      [-1.0, 1.0]
+    """
+    lo, hi = _check_value_range(value_range)
+    x = np.asarray(x).astype(np.float32)
+    return (np.float32(lo) + np.float32(hi - lo) * (x / np.float32(255.0))).astype(np.float32)
+
+
+def from_model_range(x, value_range=DEFAULT_VALUE_RANGE) -> np.ndarray:
+    """Maps model-range values back to uint8 pixels: the exact inverse of `to_model_range`.
+
+    `u = clip(round((x - low) / (high - low) * 255), 0, 255)` as uint8 (round half to even);
+    values outside `value_range`, e.g. from a sampler, are clipped. For every uint8 `u`,
+    `from_model_range(to_model_range(u)) == u`. Works on numpy or jax arrays (returns numpy).
+
+    Example:
+      >>> u = np.arange(256, dtype=np.uint8)
+      >>> bool(np.all(from_model_range(to_model_range(u)) == u))
+      True
+    """
+    lo, hi = _check_value_range(value_range)
+    x = np.asarray(x, dtype=np.float64)
+    return np.clip(np.round((x - lo) / (hi - lo) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _derive_seed(*entropy: int) -> int:
+    return int(np.random.SeedSequence([int(e) for e in entropy]).generate_state(1)[0])
+
+
+class _Format:
+    """Example dict -> `{"x": ..., "label": int32}`; resizes images when asked."""
+
+    def __init__(self, info: DataInfo, image_size, center_crop: bool):
+        self._x_key = info.x_key
+        self._label_key = info.label_key
+        self._size = _check_image_size(image_size) if info.is_image else None
+        self._center_crop = center_crop
+
+    def __call__(self, example: dict[str, Any]) -> dict[str, np.ndarray]:
+        x = np.asarray(example[self._x_key])
+        if self._size is not None:
+            x = resize_image(x, self._size, center_crop=self._center_crop)
+        out = {"x": x}
+        if self._label_key is not None:
+            out["label"] = np.asarray(example[self._label_key], dtype=np.int32)
+        return out
+
+
+class _Fetch:
+    """Indices `[B]` -> batch `{"x": [B, ...], "label": [B]}` read from the source."""
+
+    def __init__(self, source, fmt: _Format):
+        self._source = source
+        self._format = fmt
+
+    def __call__(self, indices) -> dict[str, np.ndarray]:
+        rows = [self._format(e) for e in self._source._getitems(np.asarray(indices).tolist())]
+        return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+class _InMemoryFetch:
+    """Indices `[B]` -> batch, gathered from arrays holding the whole split."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self._arrays = arrays
+
+    def __call__(self, indices) -> dict[str, np.ndarray]:
+        indices = np.asarray(indices)
+        return {k: v[indices] for k, v in self._arrays.items()}
+
+
+def _read_all(source, fmt: _Format, num: int, chunk: int = 1024) -> dict[str, np.ndarray]:
+    fetch = _Fetch(source, fmt)
+    parts = [fetch(np.arange(s, min(num, s + chunk))) for s in range(0, num, chunk)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _flip(batch: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    coins = rng.random(len(batch["x"])) < 0.5
+    x = batch["x"].copy()
+    x[coins] = x[coins, :, ::-1]
+    return dict(batch, x=x)
+
+
+class _Scale:
+    def __init__(self, value_range):
+        self._value_range = value_range
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(batch, x=to_model_range(batch["x"], self._value_range))
+
+
+_AUTO_CACHE_BYTES = 256 * 2**20
+
+
+def _check_positive_int(value, arg: str) -> int:
+    try:
+        ok = int(value) == value and value > 0
+    except (TypeError, ValueError):
+        ok = False
+    if isinstance(value, bool) or not ok:
+        raise ValueError(f"{arg} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def make_dataset(
+    name: str,
+    *,
+    batch_size: int,
+    split: str = "train",
+    seed: int = 0,
+    data_dir=None,
+    shuffle: bool = True,
+    num_epochs: int | None = None,
+    drop_remainder: bool = True,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    value_range=DEFAULT_VALUE_RANGE,
+    random_flip: bool = False,
+    image_size: int | tuple[int, int] | None = None,
+    center_crop: bool = True,
+    folder=None,
+    channels: int | None = None,
+    labels: bool | None = None,
+    cache: bool | None = None,
+    num_threads: int = 2,
+    prefetch_buffer_size: int = 4,
+) -> grain.IterDataset:
+    """A grain input pipeline of numpy batches `{"x": float32 [B, ...], "label": int32 [B]}`.
+
+    Order of operations on the split's examples (`N` of them):
+
+    1. shuffle (if `shuffle`): a fresh permutation of all `N` examples each epoch, from
+       `seed` (the same on every process);
+    2. shard: process `shard_index` takes positions `shard_index, shard_index + shard_count,
+       ...` of that epoch's order, so the shards partition each epoch. With `drop_remainder`
+       the last `N % shard_count` positions are dropped so that all shards have
+       `N // shard_count` examples (different examples each epoch when shuffled);
+    3. repeat `num_epochs` times (None: forever);
+    4. batch `batch_size` consecutive examples (batches may straddle epochs), the last
+       partial batch kept unless `drop_remainder`; read them (resizing images to
+       `image_size` if given);
+    5. optional random horizontal flips of images (`random_flip`): a fair coin per example,
+       deterministic given `seed`, `shard_index` and the batch's position in the stream;
+    6. images: uint8 -> float32 in `value_range` with `to_model_range` (invert with
+       `from_model_range`). Non-image data (toy2d) pass unchanged as float32.
+
+    Iterate with `it = iter(ds)`: `it.get_state()` returns a small dict, and a fresh
+    iterator given `it.set_state(state)` yields exactly the batches the first would have
+    yielded next. Labels are passed through when the dataset has them (no "label" key
+    otherwise).
+
+    Args:
+      name: dataset name (see `prepare`): "toy2d/<distribution>", "digits", "image_folder",
+        or a TFDS dataset prepared under `data_dir` such as "mnist".
+      batch_size: examples per batch on this process.
+      split: split name, e.g. "train", "test", or a TFDS slice such as "train[:90%]".
+      seed: non-negative int seeding shuffling and flips.
+      data_dir: data directory; default `default_data_dir()`.
+      shuffle: shuffle each epoch (training); False keeps the stored order (evaluation).
+      num_epochs: passes over the data; None repeats forever.
+      drop_remainder: drop the last partial batch and equalize shard sizes (training).
+      shard_index: index of this process (`jax.process_index()`).
+      shard_count: number of processes (`jax.process_count()`).
+      value_range: `(low, high)` range of images in the model; default (-1, 1).
+      random_flip: random horizontal flips of images.
+      image_size: `size` or `(height, width)`: resize images (center crop first if
+        `center_crop`). For "image_folder" this happens once, at preparation.
+      center_crop: see `image_size`.
+      folder: for "image_folder": the folder of images.
+      channels: for "image_folder": 3 (default) or 1.
+      labels: for "image_folder": None (auto from subfolders), True or False.
+      cache: hold the whole split in memory (decoded, resized) and gather batches from it;
+        None (default) does so when it takes at most 256 MiB (toy2d, digits, mnist,
+        cifar10, ...), else batches are read and decoded from disk as they are needed.
+      num_threads: grain reader threads.
+      prefetch_buffer_size: batches read ahead.
+
+    Returns:
+      A `grain.IterDataset`.
+
+    Raises:
+      ValueError: bad argument (the message names it), unknown name or split.
+      DatasetNotPreparedError: a TFDS dataset missing from `data_dir`.
+
+    Example:
+      >>> ds = make_dataset("toy2d/two_moons", batch_size=4, seed=0)
+      >>> it = iter(ds)
+      >>> batch = next(it)
+      >>> batch["x"].shape, batch["x"].dtype, batch["label"].dtype
+      ((4, 2), dtype('float32'), dtype('int32'))
+      >>> state = it.get_state()  # e.g. saved with the training checkpoint
+    """
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    shard_count = _check_positive_int(shard_count, "shard_count")
+    if isinstance(shard_index, bool) or int(shard_index) != shard_index or not (
+        0 <= shard_index < shard_count
+    ):
+        raise ValueError(
+            f"shard_index must be an integer in [0, shard_count) = [0, {shard_count}), "
+            f"got {shard_index!r}."
+        )
+    shard_index = int(shard_index)
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    if num_epochs is not None:
+        num_epochs = _check_positive_int(num_epochs, "num_epochs")
+    value_range = _check_value_range(value_range)
+    if isinstance(num_threads, bool) or int(num_threads) != num_threads or num_threads < 0:
+        raise ValueError(f"num_threads must be a non-negative integer, got {num_threads!r}.")
+    _check_positive_int(prefetch_buffer_size, "prefetch_buffer_size")
+
+    source, info = _resolve(
+        name, split=split, data_dir=data_dir, folder=folder, image_size=image_size,
+        channels=channels, center_crop=center_crop, labels=labels,
+    )
+    if random_flip and not info.is_image:
+        raise ValueError(f"random_flip applies to image datasets only, not {name!r}.")
+    num = len(source)
+    stop = (num // shard_count) * shard_count if drop_remainder else num
+    if len(range(shard_index, stop, shard_count)) == 0:
+        raise ValueError(
+            f"Shard {shard_index} of {shard_count} (arguments `shard_index`, `shard_count`) of "
+            f"{name!r} split {split!r} ({num} examples) is empty."
+        )
+
+    if cache is None:
+        cache = num * int(np.prod(info.shape)) * np.dtype(info.dtype).itemsize <= _AUTO_CACHE_BYTES
+    fmt = _Format(info, image_size, center_crop)
+    fetch = _InMemoryFetch(_read_all(source, fmt, num)) if cache else _Fetch(source, fmt)
+
+    ds = grain.MapDataset.range(num)
+    if shuffle:
+        ds = ds.shuffle(seed=_derive_seed(seed, 0))
+    ds = ds.slice(slice(shard_index, stop, shard_count))
+    if num_epochs != 1:
+        ds = ds.repeat(num_epochs)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(fetch)
+    if random_flip:
+        ds = ds.random_map(_flip, seed=_derive_seed(seed, 1, shard_index))
+    if info.is_image:
+        ds = ds.map(_Scale(value_range))
+    return ds.to_iter_dataset(
+        grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size)
+    )
+
+
+def make_iterator(name: str, *, batch_size: int, **kwargs: Any) -> grain.DatasetIterator:
+    """`iter(make_dataset(name, batch_size=..., **kwargs))`: a checkpointable batch iterator.
+
+    The iterator has `get_state()` / `set_state(state)`; restoring a fresh iterator from a
+    saved state resumes with exactly the batches that would have come next.
+
+    Example:
+      >>> it = make_iterator("digits", batch_size=8, seed=0, random_flip=True)
+      >>> first = next(it)
+      >>> state = it.get_state()
+      >>> second = next(it)
+      >>> resumed = make_iterator("digits", batch_size=8, seed=0, random_flip=True)
+      >>> resumed.set_state(state)
+      >>> bool((next(resumed)["x"] == second["x"]).all())
+      True
+    """
+    return iter(make_dataset(name, batch_size=batch_size, **kwargs))
+
+
+def load_split(
+    name: str,
+    *,
+    split: str = "test",
+    data_dir=None,
+    value_range=DEFAULT_VALUE_RANGE,
+    max_examples: int | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    center_crop: bool = True,
+    folder=None,
+    channels: int | None = None,
+    labels: bool | None = None,
+) -> dict[str, np.ndarray]:
+    """Loads a whole split (or its first `max_examples`) into memory as numpy arrays.
+
+    For evaluation, e.g. held-out data for sample-quality metrics. Examples come in the
+    stored order (fixed). Images are scaled to `value_range` like in `make_dataset`; with
+    `value_range=None` they stay uint8 in 0..255.
+
+    Returns:
+      `{"x": [N, ...], "label": int32 [N]}` ("label" only for labelled datasets).
+
+    Example:
+      >>> data = load_split("digits", split="test", value_range=None)
+      >>> data["x"].shape, data["x"].dtype, data["label"].shape
+      ((300, 8, 8, 1), dtype('uint8'), (300,))
+    """
+    if value_range is not None:
+        value_range = _check_value_range(value_range)
+    source, info = _resolve(
+        name, split=split, data_dir=data_dir, folder=folder, image_size=image_size,
+        channels=channels, center_crop=center_crop, labels=labels,
+    )
+    num = len(source)
+    if max_examples is not None:
+        num = min(num, _check_positive_int(max_examples, "max_examples"))
+    if num == 0:
+        raise ValueError(f"Split {split!r} of {name!r} is empty.")
+    out = _read_all(source, _Format(info, image_size, center_crop), num)
+    if info.is_image and value_range is not None:
+        out["x"] = to_model_range(out["x"], value_range)
+    return out
