@@ -1,4 +1,4 @@
-"""Pytree dataclasses: numbers are leaves (no recompilation when they change), options are static."""
+"""Pytree dataclasses: numbers are leaves (no recompilation when they change), options static."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def pytree_dataclass(cls: type[T]) -> type[T]:
     keys = tuple(jax.tree_util.GetAttrKey(name) for name in data)
 
     def flatten_with_keys(obj):
-        return (tuple(zip(keys, (getattr(obj, n) for n in data))),
+        return (tuple(zip(keys, (getattr(obj, n) for n in data), strict=True)),
                 tuple(getattr(obj, n) for n in meta))
 
     def flatten(obj):

@@ -254,14 +254,17 @@ def edm_coefficients(process: Process, t: Array, *, sigma_data: Any = None) -> E
     )
 
 
-def edm_preconditioned(raw_fn: ModelFn, process: Process, *, sigma_data: Any = None
-                       ) -> Denoiser:
+def edm_preconditioned(raw_fn: ModelFn, process: Process, *, sigma_data: Any = None,
+                       noise_conditioning: Callable[[Array], Array] | None = None) -> Denoiser:
     """Wraps a raw network ``F(x_in, c_noise)`` into EDM's preconditioned denoiser.
 
     Args:
       raw_fn: ``F(x_in, c_noise)`` with ``x_in`` ``[B, ...]`` and ``c_noise`` ``[B]``.
       process: any process (EDM's own frame when it is :class:`diffax.EDM`).
       sigma_data: the data's standard deviation; defaults to ``process.sigma_data``.
+      noise_conditioning: maps ``t`` ``[B]`` to the network's conditioning input; defaults to
+        EDM's ``c_noise = log(sigma/alpha)/4``, which is infinite where ``alpha = 0`` (e.g.
+        rectified flow at ``t = 1``) — pass ``lambda t: t`` for such processes.
 
     Example:
       >>> import jax.numpy as jnp, diffax
@@ -274,7 +277,8 @@ def edm_preconditioned(raw_fn: ModelFn, process: Process, *, sigma_data: Any = N
     def denoiser(x: Array, t: Array) -> Array:
         t = check_time_shape(x, t, where="edm_preconditioned")
         c = edm_coefficients(process, t, sigma_data=sigma_data)
-        out = raw_fn(expand(c.c_in, x) * x, c.c_noise)
+        c_noise = c.c_noise if noise_conditioning is None else noise_conditioning(t)
+        out = raw_fn(expand(c.c_in, x) * x, c_noise)
         if getattr(out, "shape", None) != x.shape:
             raise ValueError(f"edm_preconditioned: the network returned shape "
                              f"{getattr(out, 'shape', type(out))} for `x` of shape {x.shape}.")

@@ -13,7 +13,7 @@ PRNGKey: TypeAlias = jax.Array
 PyTree: TypeAlias = Any
 
 Denoiser: TypeAlias = Callable[[Array, Array], Array]
-"""``D(x, t) -> E[x0 | x_t = x]``: ``x`` is ``[B, ...]``, ``t`` is ``[B]``, output shaped like ``x``."""
+"""``D(x, t) -> E[x0 | x_t = x]``: ``x`` ``[B, ...]``, ``t`` ``[B]``, output shaped like ``x``."""
 
 ModelFn: TypeAlias = Callable[[Array, Array], Array]
 """A network's forward pass ``fn(x, t)`` predicting x0, eps, v, the score or a velocity."""
