@@ -231,8 +231,8 @@ class LogSNRInput(NoiseInput):
 class EDMNoiseInput(NoiseInput):
     """The network sees EDM's ``c_noise = log(sigma / alpha) / 4 = -log_snr / 8``.
 
-    This is what :class:`EDMPrecond` always feeds its network (and what
-    :func:`diffax.edm_preconditioned` passes at sampling time).
+    This is what :class:`EDMPrecond` feeds its network by default (and what
+    :func:`diffax.edm_preconditioned` passes by default at sampling time).
 
     Example:
       >>> import jax.numpy as jnp, diffax
@@ -336,11 +336,14 @@ class Predict(Parameterization):
 class EDMPrecond(Parameterization):
     """EDM's preconditioning (Karras et al. 2022): ``D = c_skip x + c_out F(c_in x, c_noise)``.
 
-    The network ``F`` sees ``c_in x`` and ``c_noise = -log_snr / 8`` (:class:`EDMNoiseInput`);
-    the coefficients are :func:`diffax.edm_coefficients`, valid for any process.
+    The network ``F`` sees ``c_in x`` and, by default, ``c_noise = -log_snr / 8``
+    (:class:`EDMNoiseInput`); the coefficients are :func:`diffax.edm_coefficients`, valid for
+    any process.
 
     Args:
       sigma_data: the data's standard deviation; ``None`` takes ``process.sigma_data``.
+      noise_input: what ``F`` sees as its noise level. EDM's ``c_noise`` is infinite where
+        ``alpha = 0`` (rectified flow at ``t = 1``): use ``TimeInput()`` for such processes.
 
     Example:
       >>> import jax.numpy as jnp, diffax
@@ -351,11 +354,15 @@ class EDMPrecond(Parameterization):
     """
 
     sigma_data: Any = None
+    noise_input: NoiseInput = dataclasses.field(default_factory=EDMNoiseInput)
 
     def __post_init__(self):
         v = concrete_value(self.sigma_data)
         if v is not None and not bool((v > 0).all()):
             raise ValueError(f"EDMPrecond: `sigma_data` must be positive, got {self.sigma_data}.")
+        if not isinstance(self.noise_input, NoiseInput):
+            raise ValueError(f"EDMPrecond: `noise_input` must be a diffax.losses.NoiseInput "
+                             f"(EDMNoiseInput(), TimeInput(), ...), got {self.noise_input!r}.")
 
     def output_space(self) -> str:
         return _EDM_F
@@ -365,11 +372,12 @@ class EDMPrecond(Parameterization):
 
     def network_output(self, apply_fn, params, process, x, t, **kwargs):
         c = edm_coefficients(process, t, sigma_data=self._sigma_data(process))
-        return apply_fn(params, expand(c.c_in, x) * x, c.c_noise, **kwargs)
+        return apply_fn(params, expand(c.c_in, x) * x, self.noise_input(process, t), **kwargs)
 
     def denoiser(self, apply_fn, params, process, **cond):
-        raw = lambda x_in, c_noise: apply_fn(params, x_in, c_noise, **cond)
-        return edm_preconditioned(raw, process, sigma_data=self._sigma_data(process))
+        raw = lambda x_in, noise: apply_fn(params, x_in, noise, **cond)
+        return edm_preconditioned(raw, process, sigma_data=self._sigma_data(process),
+                                  noise_conditioning=lambda t: self.noise_input(process, t))
 
 
 # --------------------------------------------------------------------------------------------
