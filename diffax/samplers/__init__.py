@@ -1,0 +1,50 @@
+"""Samplers: solver objects run by one ``lax.scan`` loop, :func:`sample`.
+
+Every solver is a pytree dataclass with pure ``init``/``step`` and declares ``order``,
+``nfe_per_step`` and ``stochastic``; :func:`sample` runs any of them over a time grid from
+:mod:`diffax.schedules`.
+
+Example:
+  >>> import jax, jax.numpy as jnp, diffax
+  >>> p = diffax.EDM()
+  >>> D = lambda x, t: jnp.zeros_like(x)
+  >>> res = diffax.samplers.sample(None, p, D, jnp.ones((4, 2)), solver=diffax.samplers.Heun(),
+  ...                              num_steps=17, denoise_final=True)
+  >>> int(res.nfe)
+  35
+"""
+
+from diffax.samplers._adaptive import Adaptive, AdaptiveState
+from diffax.samplers._base import EmptyState, NoiseFn, Solver, StepContext, default_noise
+from diffax.samplers._edm import EDMStochastic, Heun
+from diffax.samplers._first_order import DDIM, DDPM, Euler
+from diffax.samplers._run import SampleResult, sample
+from diffax.samplers._stochastic import (
+    EulerMaruyama,
+    Langevin,
+    PredictorCorrector,
+    ReverseDiffusion,
+)
+
+__all__ = [
+    "sample",
+    "SampleResult",
+    # solvers
+    "Euler",
+    "Heun",
+    "EDMStochastic",
+    "DDPM",
+    "DDIM",
+    "EulerMaruyama",
+    "ReverseDiffusion",
+    "PredictorCorrector",
+    "Langevin",
+    "Adaptive",
+    "AdaptiveState",
+    # interface for new solvers
+    "Solver",
+    "StepContext",
+    "EmptyState",
+    "NoiseFn",
+    "default_noise",
+]

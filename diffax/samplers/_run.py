@@ -1,0 +1,201 @@
+"""The sampling loop: one ``lax.scan`` over the time grid runs any solver.
+
+No Python loop over steps, no host round-trip and no ``jit`` inside: callers jit
+:func:`sample` (with the process, the schedule array and the inputs as arguments, so new
+numbers do not recompile), and compile time does not depend on ``num_steps``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from diffax.processes import Process
+from diffax.samplers._base import NoiseFn, Solver, StepContext, call, default_noise
+from diffax.schedules import Schedule, check_num_steps, resolve
+from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
+
+__all__ = ["sample", "SampleResult"]
+
+
+class SampleResult(NamedTuple):
+    """What :func:`sample` returns.
+
+    Attributes:
+      x: the final state ``[B, ...]``: the state at the grid's last time (``p.t_min`` by
+        default), or its denoised value with ``denoise_final=True``.
+      nfe: int32 scalar, the denoiser evaluations spent (calls on the whole batch; for
+        :class:`~diffax.samplers.Adaptive`, the largest per-example count, since the batch
+        runs together).
+      times: the grid ``[num_steps + 1]`` the loop ran over.
+      trajectory: with ``return_trajectory=True``, the states at ``times``,
+        ``[num_steps + 1, B, ...]`` (``trajectory[0]`` is ``x_init``); otherwise ``None``.
+      status: int32 ``[B]``, 0 where the solver succeeded (only adaptive solvers report
+        failures: 1 = ``max_steps`` reached, 2 = another failure).
+      stats: solver-specific per-example statistics (``Adaptive``: ``"nfe"`` and
+        ``"num_steps"``, each ``[B]``).
+    """
+
+    x: Array
+    nfe: Array
+    times: Array
+    trajectory: Array | None = None
+    status: Array | None = None
+    stats: dict[str, Array] | None = None
+
+
+def _check_inputs(key, process, denoiser, x_init, solver, noise_fn):
+    if isinstance(solver, type) and issubclass(solver, Solver):
+        raise ValueError(f"`solver` must be a solver object, got the class {solver.__name__}; "
+                         f"did you mean {solver.__name__}()?")
+    if not isinstance(solver, Solver):
+        raise ValueError(f"`solver` must be a diffax.samplers solver (e.g. "
+                         f"diffax.samplers.Euler()), got {solver!r}.")
+    if not isinstance(process, Process):
+        raise ValueError(f"`process` must be a diffax.Process, got {type(process).__name__}.")
+    if not callable(denoiser):
+        raise ValueError(f"`denoiser` must be a function D(x, t), got {denoiser!r}.")
+    if not hasattr(x_init, "shape") or not hasattr(x_init, "dtype"):
+        raise ValueError(f"`x_init` must be an array [B, ...], got {type(x_init).__name__}.")
+    if len(x_init.shape) < 1 or x_init.shape[0] < 1:
+        raise ValueError(f"`x_init` must have a non-empty batch axis [B, ...], got shape "
+                         f"{tuple(x_init.shape)}.")
+    if not jnp.issubdtype(x_init.dtype, jnp.floating):
+        raise ValueError(f"`x_init` must be a floating-point array, got dtype {x_init.dtype}.")
+    if solver.stochastic and key is None:
+        raise ValueError(f"`key` is None, but {type(solver).__name__} is stochastic: pass a "
+                         f"PRNG key (jax.random.key(seed)).")
+    if noise_fn is not None and not callable(noise_fn):
+        raise ValueError(f"`noise_fn` must be a function noise_fn(key, t, t_next, shape), got "
+                         f"{noise_fn!r}.")
+
+
+def _check_denoiser(denoiser, x_init):
+    """Abstract evaluation of the denoiser on ``x_init``: no compilation, no FLOPs."""
+    x_spec = jax.ShapeDtypeStruct(x_init.shape, x_init.dtype)
+    t_spec = jax.ShapeDtypeStruct(x_init.shape[:1], x_init.dtype)
+    try:
+        out = jax.eval_shape(denoiser, x_spec, t_spec)
+    except Exception as e:  # noqa: BLE001 - re-raised with the argument named
+        raise ValueError(
+            f"`x_init` of shape {tuple(x_init.shape)} and dtype {x_init.dtype} is not accepted "
+            f"by the denoiser (called as denoiser(x, t) with x of that shape and t of shape "
+            f"{tuple(x_init.shape[:1])}): {type(e).__name__}: {e}") from e
+    if not hasattr(out, "shape") or tuple(out.shape) != tuple(x_init.shape):
+        got = tuple(out.shape) if hasattr(out, "shape") else type(out).__name__
+        raise ValueError(f"The denoiser returned {got} for `x_init` of shape "
+                         f"{tuple(x_init.shape)}; a denoiser must return an array shaped like "
+                         f"its input x.")
+
+
+def sample(
+    key: PRNGKey | None,
+    process: Process,
+    denoiser: Denoiser,
+    x_init: ArrayLike,
+    *,
+    solver: Solver,
+    num_steps: int | None = None,
+    schedule: Schedule | ArrayLike | None = None,
+    denoise_final: bool = False,
+    noise_fn: NoiseFn | None = None,
+    return_trajectory: bool = False,
+) -> SampleResult:
+    """Runs ``solver`` from ``x_init`` at the first grid time (``process.t_max``) to the last
+    (``process.t_min``).
+
+    Args:
+      key: a PRNG key; used by stochastic solvers (may be ``None`` for deterministic ones).
+        Step ``i`` uses ``jax.random.fold_in(key, i)``.
+      process: the forward process the denoiser belongs to.
+      denoiser: ``D(x, t) -> E[x0 | x_t = x]`` with ``x`` ``[B, ...]`` and ``t`` ``[B]``
+        (see :func:`diffax.as_denoiser`).
+      x_init: the state at the first grid time, ``[B, ...]`` (e.g.
+        ``process.prior_sample(key, shape)``).
+      solver: a solver object from :mod:`diffax.samplers`.
+      num_steps: the number of steps (a Python int >= 1). Optional when ``schedule`` is an
+        explicit array. Adaptive solvers choose their own steps and use it only for the first
+        step size.
+      schedule: a :mod:`diffax.schedules` object (default: the solver's
+        ``default_schedule(process)``), or an explicit strictly decreasing array of
+        ``num_steps + 1`` times in ``[t_min, t_max]``.
+      denoise_final: apply the denoiser once at the last time and return ``D(x, t_min)``
+        (one more evaluation). Off by default: ``x`` is then the state at ``t_min``.
+      noise_fn: ``noise_fn(key, t, t_next, shape)`` drawing the standard normal noise of
+        stochastic steps (default ``jax.random.normal``); lets a caller drive a sampler with
+        given noise.
+      return_trajectory: also return the states at every grid time.
+
+    Returns:
+      A :class:`SampleResult` with ``x``, ``nfe``, ``times`` and, on request, ``trajectory``.
+
+    Raises:
+      ValueError: before any compilation, naming the argument: ``x_init`` not accepted by the
+        denoiser or not shaped ``[B, ...]``; ``num_steps`` < 1 or not an int; a ``schedule``
+        of the wrong length, not decreasing, or outside ``[t_min, t_max]``; a missing ``key``
+        for a stochastic solver.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, diffax
+      >>> p = diffax.VP()
+      >>> gm = diffax.testing.GaussianMixture(means=jnp.array([[1.0, -1.0]]),
+      ...                                     stds=jnp.array([0.5]), weights=jnp.array([1.0]))
+      >>> x_init = p.prior_sample(jax.random.key(0), (8, 2))
+      >>> run = jax.jit(lambda p, x: diffax.sample(None, p, gm.denoiser(p), x,
+      ...                                          solver=diffax.samplers.Heun(), num_steps=10))
+      >>> res = run(p, x_init)
+      >>> res.x.shape, int(res.nfe)
+      ((8, 2), 20)
+    """
+    _check_inputs(key, process, denoiser, x_init, solver, noise_fn)
+    x_init = jnp.asarray(x_init)
+    dtype = x_init.dtype
+    if num_steps is not None:
+        num_steps = check_num_steps(num_steps)
+    if schedule is None:
+        schedule = solver.default_schedule(process)
+    if isinstance(schedule, Schedule):
+        if num_steps is None and solver.fixed_grid:
+            raise ValueError("`num_steps` is required unless `schedule` is an explicit array of "
+                             "times.")
+        times = schedule(process, num_steps if num_steps is not None else 1, dtype=dtype)
+    else:
+        # Solvers that pick their own steps take an explicit grid of any length (the times at
+        # which to report the state); `num_steps` then only sets their first step size.
+        times = resolve(schedule, process, num_steps if solver.fixed_grid else None,
+                        dtype=dtype)
+    solver.check(process, times)
+    grid_steps = int(times.shape[0]) - 1
+    _check_denoiser(denoiser, x_init)
+
+    draw = noise_fn if noise_fn is not None else default_noise
+
+    def noise(k, t, t_next, shape):
+        return jnp.asarray(draw(k, t, t_next, shape)).astype(dtype)
+
+    state = solver.init(process, denoiser, x_init, times)
+
+    def body(carry, xs):
+        x, state, nfe = carry
+        i, t, t_next = xs
+        step_key = None if key is None else jax.random.fold_in(key, i)
+        ctx = StepContext(index=i, t=t, t_next=t_next, times=times, key=step_key,
+                          num_steps=grid_steps,
+                          requested_steps=num_steps,
+                          noise_fn=noise)
+        x_next, state, n = solver.step(process, denoiser, x, state, ctx)
+        x_next = x_next.astype(dtype)
+        return (x_next, state, nfe + jnp.asarray(n, jnp.int32)), (
+            x_next if return_trajectory else None)
+
+    xs = (jnp.arange(grid_steps, dtype=jnp.int32), times[:-1], times[1:])
+    (x, state, nfe), ys = jax.lax.scan(body, (x_init, state, jnp.int32(0)), xs)
+    trajectory = jnp.concatenate([x_init[None], ys], axis=0) if return_trajectory else None
+    if denoise_final:
+        x = call(denoiser, x, times[-1])
+        nfe = nfe + 1
+    status, stats = solver.status(state, x)
+    return SampleResult(x=x, nfe=nfe, times=times, trajectory=trajectory, status=status,
+                        stats=stats)

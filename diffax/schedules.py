@@ -1,0 +1,341 @@
+"""Time grids for samplers.
+
+A schedule maps ``(process, num_steps)`` to a strictly decreasing array of ``num_steps + 1``
+times from ``process.t_max`` (noise) to ``process.t_min`` (data); the end points are exact.
+Schedules are pytree dataclasses: their numbers (``rho``, ``shift``) are leaves, so changing
+them does not recompile, and they work on a process whose numbers are traced.
+
+Schedules defined on the noise level use the process's *scaled* noise level
+``sigma(t) / alpha(t) = exp(-log_snr(t) / 2)`` and map back to time with
+``process.t_from_log_snr``, so one definition serves every process: on :class:`diffax.EDM`
+(``alpha = 1``, ``sigma = t``) :class:`Karras` is exactly EDM's grid, and on
+:class:`diffax.RectifiedFlow` :class:`Shift` is Stable Diffusion 3's time shift.
+
+Where the process makes the scaled noise level infinite (``alpha(t_max) = 0``, as for
+rectified flow at ``t = 1``) or zero (``sigma(t_min) = 0``), a schedule that needs a finite
+value uses the one at ``1e-3`` of the time range inside the interval instead; the end points
+themselves stay exactly ``t_max`` and ``t_min``, so nothing is NaN.
+
+Example:
+  >>> import diffax
+  >>> ts = diffax.schedules.Karras(rho=7.0)(diffax.EDM(), 4)
+  >>> [round(float(t), 3) for t in ts]
+  [80.0, 17.528, 2.515, 0.17, 0.002]
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from diffax._pytree import concrete_value, pytree_dataclass
+from diffax.processes import Process
+from diffax.typing import Array, ArrayLike
+
+__all__ = [
+    "Schedule",
+    "TimeUniform",
+    "Quadratic",
+    "LogSNRUniform",
+    "Karras",
+    "Shift",
+    "time_uniform",
+    "quadratic",
+    "log_snr_uniform",
+    "karras",
+    "shift",
+    "resolve",
+    "check_num_steps",
+]
+
+# Where a scaled noise level is infinite or zero at an end point, schedules that need a finite
+# value use the one this fraction of the time range inside the interval.
+_END_INSET = 1e-3
+
+
+def check_num_steps(num_steps: Any, *, name: str = "num_steps") -> int:
+    """Returns ``num_steps`` as a Python int >= 1, or raises a ValueError naming it."""
+    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)):
+        raise ValueError(f"`{name}` must be a Python int >= 1 (it fixes array shapes), got "
+                         f"{num_steps!r} of type {type(num_steps).__name__}.")
+    if int(num_steps) < 1:
+        raise ValueError(f"`{name}` must be >= 1, got {num_steps}.")
+    return int(num_steps)
+
+
+def _float_dtype() -> Any:
+    return jnp.result_type(float)
+
+
+def _ends(process: Process, dtype: Any) -> tuple[Array, Array]:
+    return jnp.asarray(process.t_max, dtype), jnp.asarray(process.t_min, dtype)
+
+
+def _finite_log_snr_range(process: Process, dtype: Any) -> tuple[Array, Array]:
+    """``(log_snr(t_max), log_snr(t_min))`` with infinite ends replaced by inset values."""
+    t_max, t_min = _ends(process, dtype)
+    inset = _END_INSET * (t_max - t_min)
+    lam_lo = process.log_snr(t_max)
+    lam_lo = jnp.where(jnp.isfinite(lam_lo), lam_lo, process.log_snr(t_max - inset))
+    lam_hi = process.log_snr(t_min)
+    lam_hi = jnp.where(jnp.isfinite(lam_hi), lam_hi, process.log_snr(t_min + inset))
+    return lam_lo, lam_hi
+
+
+def _pin(ts: Array, process: Process) -> Array:
+    t_max, t_min = _ends(process, ts.dtype)
+    ts = jnp.clip(ts, t_min, t_max)
+    return ts.at[0].set(t_max).at[-1].set(t_min)
+
+
+@pytree_dataclass
+class Schedule(abc.ABC):
+    """A map ``(process, num_steps) -> times [num_steps + 1]``, decreasing from ``t_max`` to
+    ``t_min``.
+
+    Subclasses implement ``_times(process, num_steps, dtype)``; ``__call__`` validates
+    ``num_steps`` and pins the end points exactly.
+    """
+
+    def __call__(self, process: Process, num_steps: int, *, dtype: Any = None) -> Array:
+        num_steps = check_num_steps(num_steps)
+        dtype = dtype or _float_dtype()
+        return _pin(self._times(process, num_steps, dtype), process)
+
+    @abc.abstractmethod
+    def _times(self, process: Process, num_steps: int, dtype: Any) -> Array:
+        """The raw grid ``[num_steps + 1]`` (end points are pinned afterwards)."""
+
+
+@pytree_dataclass
+class TimeUniform(Schedule):
+    """Equally spaced times: ``t_i = t_max + (i / N) (t_min - t_max)``.
+
+    Example:
+      >>> import diffax
+      >>> [float(t) for t in diffax.schedules.TimeUniform()(diffax.RectifiedFlow(t_min=0.0), 4)]
+      [1.0, 0.75, 0.5, 0.25, 0.0]
+    """
+
+    def _times(self, process, num_steps, dtype):
+        t_max, t_min = _ends(process, dtype)
+        return jnp.linspace(t_max, t_min, num_steps + 1, dtype=dtype)
+
+
+@pytree_dataclass
+class Quadratic(Schedule):
+    """DDIM's quadratic grid, denser near the data: ``t = t_min + (t_max - t_min) u^2`` with
+    ``u`` equally spaced from 1 to 0.
+
+    Example:
+      >>> import diffax
+      >>> [float(t) for t in diffax.schedules.Quadratic()(diffax.RectifiedFlow(t_min=0.0), 2)]
+      [1.0, 0.25, 0.0]
+    """
+
+    def _times(self, process, num_steps, dtype):
+        t_max, t_min = _ends(process, dtype)
+        u = jnp.linspace(1.0, 0.0, num_steps + 1, dtype=dtype)
+        return t_min + (t_max - t_min) * jnp.square(u)
+
+
+@pytree_dataclass
+class LogSNRUniform(Schedule):
+    """Equally spaced log-SNR (DPM-Solver's ``logSNR`` grid).
+
+    Example:
+      >>> import diffax
+      >>> p = diffax.VP()
+      >>> lam = p.log_snr(diffax.schedules.LogSNRUniform()(p, 4))
+      >>> bool(abs(float((lam[1] - lam[0]) - (lam[4] - lam[3]))) < 1e-4)
+      True
+    """
+
+    def _times(self, process, num_steps, dtype):
+        lam_lo, lam_hi = _finite_log_snr_range(process, dtype)
+        lam = jnp.linspace(lam_lo, lam_hi, num_steps + 1, dtype=dtype)
+        return process.t_from_log_snr(lam)
+
+
+@pytree_dataclass
+class Karras(Schedule):
+    """EDM's grid (Karras et al. 2022, eq. 5) on the scaled noise level ``s = sigma / alpha``:
+    ``s_i = (s_max^(1/rho) + (i / N) (s_min^(1/rho) - s_max^(1/rho)))^rho``.
+
+    Args:
+      rho: the exponent; 7 is EDM's choice, 1 is uniform in ``s``, large values approach
+        log-SNR-uniform.
+      sigma_min, sigma_max: optional scaled noise levels replacing the process's own
+        ``sigma/alpha`` at ``t_min`` / ``t_max`` for the interior points (EDM's options);
+        the end points remain ``t_min`` and ``t_max``.
+
+    Example:
+      >>> import diffax
+      >>> ts = diffax.schedules.Karras(rho=7.0)(diffax.EDM(), 17)
+      >>> ts.shape, round(float(ts[0]), 6), round(float(ts[-1]), 6)
+      ((18,), 80.0, 0.002)
+    """
+
+    rho: Any = 7.0
+    sigma_min: Any = None
+    sigma_max: Any = None
+
+    def __post_init__(self):
+        v = concrete_value(self.rho)
+        if v is not None and not bool(np.all(v > 0)):
+            raise ValueError(f"Karras: `rho` must be positive, got {self.rho!r}.")
+        for name in ("sigma_min", "sigma_max"):
+            v = concrete_value(getattr(self, name))
+            if v is not None and not bool(np.all(v >= 0)):
+                raise ValueError(f"Karras: `{name}` must be non-negative, got "
+                                 f"{getattr(self, name)!r}.")
+
+    def _times(self, process, num_steps, dtype):
+        t_max, t_min = _ends(process, dtype)
+        inset = _END_INSET * (t_max - t_min)
+        s_hi = jnp.exp(-0.5 * process.log_snr(t_max))
+        s_hi = jnp.where(jnp.isfinite(s_hi), s_hi,
+                         jnp.exp(-0.5 * process.log_snr(t_max - inset)))
+        s_lo = jnp.exp(-0.5 * process.log_snr(t_min))  # may be 0: fine for the power law
+        if self.sigma_max is not None:
+            s_hi = jnp.asarray(self.sigma_max, dtype)
+        if self.sigma_min is not None:
+            s_lo = jnp.asarray(self.sigma_min, dtype)
+        inv = 1.0 / jnp.asarray(self.rho, dtype)
+        u = jnp.linspace(0.0, 1.0, num_steps + 1, dtype=dtype)
+        s = (s_hi**inv + u * (s_lo**inv - s_hi**inv)) ** self.rho
+        return process.t_from_log_snr(-2.0 * jnp.log(s))
+
+
+@pytree_dataclass
+class Shift(Schedule):
+    """Shifts a base grid's scaled noise level by a factor: ``sigma'/alpha' = shift *
+    sigma/alpha``, i.e. ``log_snr' = log_snr - 2 log(shift)``.
+
+    On :class:`diffax.RectifiedFlow` this is Stable Diffusion 3's shift
+    ``t' = shift t / (1 + (shift - 1) t)``. ``shift > 1`` spends more steps at high noise.
+    Shifted times are clipped to ``[t_min, t_max]`` (a point pushed past an end would give a
+    zero-length step; choose ``shift`` so that does not happen for processes with a finite
+    log-SNR at ``t_max``).
+
+    Args:
+      shift: the factor, positive.
+      base: the grid to shift (default :class:`TimeUniform`).
+
+    Example:
+      >>> import diffax
+      >>> ts = diffax.schedules.Shift(shift=3.0)(diffax.RectifiedFlow(t_min=0.0), 2)
+      >>> [round(float(t), 6) for t in ts]
+      [1.0, 0.75, 0.0]
+    """
+
+    shift: Any = 3.0
+    base: Schedule | None = None
+
+    def __post_init__(self):
+        v = concrete_value(self.shift)
+        if v is not None and not bool(np.all(v > 0)):
+            raise ValueError(f"Shift: `shift` must be positive, got {self.shift!r}.")
+        if self.base is not None and not isinstance(self.base, Schedule):
+            raise ValueError(f"Shift: `base` must be a Schedule, got {self.base!r}.")
+
+    def _times(self, process, num_steps, dtype):
+        base = self.base if self.base is not None else TimeUniform()
+        ts = base(process, num_steps, dtype=dtype)
+        lam = process.log_snr(ts) - 2.0 * jnp.log(jnp.asarray(self.shift, dtype))
+        return process.t_from_log_snr(lam)
+
+
+def time_uniform() -> TimeUniform:
+    """:class:`TimeUniform`."""
+    return TimeUniform()
+
+
+def quadratic() -> Quadratic:
+    """:class:`Quadratic`."""
+    return Quadratic()
+
+
+def log_snr_uniform() -> LogSNRUniform:
+    """:class:`LogSNRUniform`."""
+    return LogSNRUniform()
+
+
+def karras(rho: float = 7.0, *, sigma_min: float | None = None,
+           sigma_max: float | None = None) -> Karras:
+    """:class:`Karras` with exponent ``rho``."""
+    return Karras(rho=rho, sigma_min=sigma_min, sigma_max=sigma_max)
+
+
+def shift(shift: float = 3.0, *, base: Schedule | None = None) -> Shift:
+    """:class:`Shift` by ``shift`` (of ``base``, default :class:`TimeUniform`)."""
+    return Shift(shift=shift, base=base)
+
+
+def resolve(schedule: Schedule | ArrayLike, process: Process, num_steps: int | None, *,
+            dtype: Any = None) -> Array:
+    """The time grid ``[num_steps + 1]`` described by ``schedule``, validated.
+
+    Args:
+      schedule: a :class:`Schedule`, or an explicit array of times, strictly decreasing and
+        inside ``[process.t_min, process.t_max]`` (it may start below ``t_max`` and end above
+        ``t_min``: the sampler then runs over that sub-interval).
+      process: the process the grid is for.
+      num_steps: the number of steps; for an explicit array it may be ``None`` (taken from
+        the array) and must otherwise equal ``len(schedule) - 1``.
+      dtype: the dtype of the result (default: the default float dtype).
+
+    Raises:
+      ValueError: naming ``num_steps`` or ``schedule``, for a bad step count, a wrong length,
+        a grid that is not strictly decreasing, or times outside the process's range. Checks
+        on values run only when the values are concrete (not traced).
+
+    Example:
+      >>> import diffax, numpy as np
+      >>> resolve(np.array([1.0, 0.5, 0.001]), diffax.VP(), 2).shape
+      (3,)
+    """
+    dtype = dtype or _float_dtype()
+    if isinstance(schedule, Schedule):
+        if num_steps is None:
+            raise ValueError("`num_steps` is required when `schedule` is not an explicit array "
+                             "of times.")
+        return schedule(process, check_num_steps(num_steps), dtype=dtype)
+    if callable(schedule):
+        raise ValueError(f"`schedule` must be a diffax.schedules.Schedule or an array of "
+                         f"times, got the callable {schedule!r}.")
+    try:
+        ts = jnp.asarray(schedule)
+    except TypeError as e:
+        raise ValueError(f"`schedule` must be a diffax.schedules.Schedule or an array of times, "
+                         f"got {schedule!r}.") from e
+    if ts.ndim != 1 or ts.shape[0] < 2:
+        raise ValueError(f"`schedule` given as an array must be 1-D with at least 2 times, got "
+                         f"shape {tuple(ts.shape)}.")
+    if num_steps is not None and check_num_steps(num_steps) != ts.shape[0] - 1:
+        raise ValueError(f"`schedule` has {ts.shape[0]} times, i.e. {ts.shape[0] - 1} steps, "
+                         f"but `num_steps` is {num_steps}; an explicit schedule needs "
+                         f"num_steps + 1 times.")
+    v = concrete_value(schedule) if not isinstance(schedule, (list, tuple)) else np.asarray(
+        schedule, dtype=np.float64)
+    if v is not None:
+        v = np.asarray(v, dtype=np.float64)
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"`schedule` must hold finite times, got {v}.")
+        if not np.all(np.diff(v) < 0):
+            raise ValueError(f"`schedule` must be strictly decreasing (from t_max, noise, to "
+                             f"t_min, data), got {np.array2string(v, precision=4, threshold=8)}.")
+        lo, hi = concrete_value(process.t_min), concrete_value(process.t_max)
+        if lo is not None and hi is not None:
+            tol = 1e-6 * max(1.0, float(abs(hi)))
+            if v[0] > float(hi) + tol or v[-1] < float(lo) - tol:
+                raise ValueError(
+                    f"`schedule` runs from {v[0]:g} to {v[-1]:g}, outside the time range "
+                    f"[t_min, t_max] = [{float(lo):g}, {float(hi):g}] of "
+                    f"{type(process).__name__}.")
+            v = np.clip(v, float(lo), float(hi))
+            return jnp.asarray(v, dtype)
+    return ts.astype(dtype)
