@@ -9,7 +9,7 @@ Schedules defined on the noise level use the process's *scaled* noise level
 ``sigma(t) / alpha(t) = exp(-log_snr(t) / 2)`` and map back to time with
 ``process.t_from_log_snr``, so one definition serves every process: on :class:`diffax.EDM`
 (``alpha = 1``, ``sigma = t``) :class:`Karras` is exactly EDM's grid, and on
-:class:`diffax.RectifiedFlow` :class:`Shift` is Stable Diffusion 3's time shift.
+:class:`diffax.RectifiedFlow` (``t_min = 0``) :class:`Shift` is Stable Diffusion 3's time shift.
 
 Where the process makes the scaled noise level infinite (``alpha(t_max) = 0``, as for
 rectified flow at ``t = 1``) or zero (``sigma(t_min) = 0``), a schedule that needs a finite
@@ -212,17 +212,21 @@ class Karras(Schedule):
 
 @pytree_dataclass
 class Shift(Schedule):
-    """Shifts a base grid's scaled noise level by a factor: ``sigma'/alpha' = shift *
-    sigma/alpha``, i.e. ``log_snr' = log_snr - 2 log(shift)``.
+    """Shifts a base grid toward higher noise: the scaled noise level ``sigma/alpha`` is
+    multiplied by ``shift`` (Stable Diffusion 3's shift for flow models).
 
-    On :class:`diffax.RectifiedFlow` this is Stable Diffusion 3's shift
-    ``t' = shift t / (1 + (shift - 1) t)``. ``shift > 1`` spends more steps at high noise.
-    Shifted times are clipped to ``[t_min, t_max]`` (a point pushed past an end would give a
-    zero-length step; choose ``shift`` so that does not happen for processes with a finite
-    log-SNR at ``t_max``).
+    On :class:`diffax.RectifiedFlow` with ``t_min = 0`` this is exactly SD3's
+    ``sigma' = shift * sigma``, i.e. ``t' = shift t / (1 + (shift - 1) t)``. So that every
+    process keeps its end points and a strictly decreasing grid (no point pushed past
+    ``t_max`` or below ``t_min``, whatever ``shift``), the map is the Moebius transformation of
+    the scaled noise level ``s`` that fixes ``s_min = s(t_min)`` and ``s_max = s(t_max)`` and
+    has slope ``shift`` at ``s_min``: with ``v = (s - s_min)/(s_max - s_min)``,
+    ``v' = shift v / (1 + (shift - 1) v)``. When ``s_max`` is infinite (``alpha(t_max) = 0``)
+    it is ``s' = s_min + shift (s - s_min)``, which is ``shift * s`` when ``s_min = 0`` and
+    differs from it by ``(shift - 1) s_min`` otherwise (2e-3 for the default rectified flow).
 
     Args:
-      shift: the factor, positive.
+      shift: the factor, positive; ``> 1`` spends more steps at high noise, 1 is the base grid.
       base: the grid to shift (default :class:`TimeUniform`).
 
     Example:
@@ -237,7 +241,7 @@ class Shift(Schedule):
 
     def __post_init__(self):
         v = concrete_value(self.shift)
-        if v is not None and not bool(np.all(v > 0)):
+        if v is not None and not (np.all(np.isfinite(v)) and np.all(v > 0)):
             raise ValueError(f"Shift: `shift` must be positive, got {self.shift!r}.")
         if self.base is not None and not isinstance(self.base, Schedule):
             raise ValueError(f"Shift: `base` must be a Schedule, got {self.base!r}.")
@@ -245,8 +249,17 @@ class Shift(Schedule):
     def _times(self, process, num_steps, dtype):
         base = self.base if self.base is not None else TimeUniform()
         ts = base(process, num_steps, dtype=dtype)
-        lam = process.log_snr(ts) - 2.0 * jnp.log(jnp.asarray(self.shift, dtype))
-        return process.t_from_log_snr(lam)
+        t_max, t_min = _ends(process, dtype)
+        level = jnp.exp(-0.5 * process.log_snr(ts))
+        lo = jnp.exp(-0.5 * process.log_snr(t_min))
+        hi = jnp.exp(-0.5 * process.log_snr(t_max))
+        k = jnp.asarray(self.shift, dtype)
+        finite = jnp.isfinite(hi)
+        width = jnp.where(finite, hi - lo, 1.0)
+        v = (level - lo) / width
+        bounded = lo + width * (k * v / (1.0 + (k - 1.0) * v))
+        level = jnp.where(finite, bounded, lo + k * (level - lo))
+        return process.t_from_log_snr(-2.0 * jnp.log(level))
 
 
 def time_uniform() -> TimeUniform:
