@@ -1,0 +1,33 @@
+"""Training: state, pure train step, device mesh, checkpoints, and the config-driven loop.
+
+``train.loop.train_and_evaluate(config, workdir)`` runs an experiment from a config;
+``train.build`` is the one place config strings become objects. The modules below are
+usable on their own.
+"""
+
+from diffax.train import checkpoint, parallel, state, step
+from diffax.train.checkpoint import Checkpointer
+from diffax.train.parallel import (
+    compile_train_step,
+    make_mesh,
+    replicate,
+    shard_batch,
+)
+from diffax.train.state import TrainState
+from diffax.train.step import TrainStep, make_optimizer, make_train_step
+
+__all__ = [
+    "checkpoint",
+    "parallel",
+    "state",
+    "step",
+    "Checkpointer",
+    "TrainState",
+    "TrainStep",
+    "compile_train_step",
+    "make_mesh",
+    "make_optimizer",
+    "make_train_step",
+    "replicate",
+    "shard_batch",
+]

@@ -1,0 +1,207 @@
+"""Data parallelism over every device of every host: one mesh, one ``jax.jit`` program.
+
+The mesh has one axis, ``data``. Batches are sharded along it
+(``NamedSharding(mesh, P("data"))``), the train state is replicated (``P()``), and the train
+step is a single ``jax.jit`` program with those shardings, in which XLA inserts the gradient
+all-reduce (this is what ``pmap`` loops with ``lax.pmean`` become on current JAX). On several
+hosts, each process holds its slice of the global batch and
+``jax.make_array_from_process_local_data`` assembles the global array. The layout is ready for
+a second (``fsdp``) axis: only the state's sharding would change.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> from diffax.train import parallel
+  >>> mesh = parallel.make_mesh()
+  >>> batch = parallel.shard_batch({"x": jnp.ones((mesh.size * 2, 3))}, mesh)
+  >>> batch["x"].sharding.spec
+  P('data',)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from diffax.train.step import TrainStep
+from diffax.typing import PyTree
+
+__all__ = [
+    "DATA_AXIS",
+    "make_mesh",
+    "batch_sharding",
+    "replicated_sharding",
+    "check_batch_size",
+    "process_batch_size",
+    "shard_batch",
+    "replicate",
+    "abstract_like",
+    "compile_train_step",
+    "initialize_distributed",
+]
+
+DATA_AXIS = "data"
+"""The mesh axis batches are sharded over."""
+
+
+def make_mesh(num_devices: int | None = None, *, devices: Sequence[Any] | None = None) -> Mesh:
+    """A 1-D mesh with axis ``"data"`` over ``devices`` (default: every device of every host).
+
+    Args:
+      num_devices: use only the first ``num_devices`` devices (tests, benchmarks).
+      devices: explicit devices; overrides ``num_devices``.
+
+    Example:
+      >>> mesh = make_mesh(1)
+      >>> dict(mesh.shape)
+      {'data': 1}
+    """
+    if devices is None:
+        devices = jax.devices()
+        if num_devices is not None:
+            if not 1 <= num_devices <= len(devices):
+                raise ValueError(f"make_mesh: `num_devices` must be in [1, {len(devices)}], got "
+                                 f"{num_devices}.")
+            devices = devices[:num_devices]
+    devices = list(devices)
+    return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,),
+                         devices=devices)
+
+
+def batch_sharding(mesh: Mesh, *, leading_steps: bool = False) -> NamedSharding:
+    """Sharding of a batch ``[B, ...]`` along ``data`` (``[n_steps, B, ...]`` with
+    ``leading_steps``)."""
+    return NamedSharding(mesh, P(None, DATA_AXIS) if leading_steps else P(DATA_AXIS))
+
+
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
+    """Full replication over the mesh (the train state)."""
+    return NamedSharding(mesh, P())
+
+
+def check_batch_size(global_batch_size: int, mesh: Mesh, *,
+                     name: str = "train.batch_size") -> int:
+    """Checks that the global batch splits evenly over devices; returns the per-process size.
+
+    Raises:
+      ValueError: naming ``name`` (the config key) when the batch is not divisible by the
+        number of devices.
+
+    Example:
+      >>> check_batch_size(16, make_mesh(4))  # on one host: the whole batch
+      16
+      >>> check_batch_size(10, make_mesh(4))
+      Traceback (most recent call last):
+      ...
+      ValueError: `train.batch_size`=10 is not divisible by the number of devices (4 ...
+    """
+    n = mesh.size
+    if int(global_batch_size) != global_batch_size or global_batch_size < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {global_batch_size!r}.")
+    if global_batch_size % n:
+        raise ValueError(
+            f"`{name}`={global_batch_size} is not divisible by the number of devices ({n} "
+            f"over {jax.process_count()} process(es)); use a multiple of {n}, e.g. "
+            f"{max(n, global_batch_size // n * n)} or {(global_batch_size // n + 1) * n}.")
+    return process_batch_size(global_batch_size, mesh)
+
+
+def process_batch_size(global_batch_size: int, mesh: Mesh) -> int:
+    """This process's share of the global batch (its devices' share of the mesh)."""
+    local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    return global_batch_size * local // mesh.size
+
+
+def shard_batch(batch: PyTree, mesh: Mesh, *, leading_steps: bool = False) -> PyTree:
+    """Assembles global arrays sharded along ``data`` from this process's slice of a batch.
+
+    Every leaf of ``batch`` is this process's part ``[B / num_processes, ...]`` (or
+    ``[n_steps, B / num_processes, ...]`` with ``leading_steps``); on one host that is the
+    whole batch. Uses ``jax.make_array_from_process_local_data``.
+    """
+    sharding = batch_sharding(mesh, leading_steps=leading_steps)
+    axis = 1 if leading_steps else 0
+    n_proc = len({d.process_index for d in mesh.devices.flat})
+
+    def put(x):
+        x = np.asarray(x)
+        if x.ndim <= axis:
+            raise ValueError(f"shard_batch: a batch leaf of shape {x.shape} has no batch axis "
+                             f"{axis}.")
+        global_shape = x.shape[:axis] + (x.shape[axis] * n_proc,) + x.shape[axis + 1:]
+        return jax.make_array_from_process_local_data(sharding, x, global_shape)
+
+    return jax.tree.map(put, batch)
+
+
+def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
+    """Places every leaf of ``tree`` on every device of ``mesh``."""
+    return jax.device_put(tree, replicated_sharding(mesh))
+
+
+def abstract_like(tree: PyTree, mesh: Mesh) -> PyTree:
+    """``ShapeDtypeStruct``s of ``tree`` replicated over ``mesh``: a restore target that puts a
+    checkpoint on this mesh, whatever mesh it was saved from."""
+    sharding = replicated_sharding(mesh)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding),
+                        tree)
+
+
+def compile_train_step(train_step: TrainStep, mesh: Mesh, *, leading_steps: bool = False,
+                       donate: bool = True) -> TrainStep:
+    """``jax.jit`` of a train step for a mesh: replicated state, batch sharded on ``data``.
+
+    Args:
+      train_step: from :func:`diffax.train.make_train_step`.
+      mesh: from :func:`make_mesh`.
+      leading_steps: the batch has a leading ``n_steps`` axis (``make_train_step(n_steps>1)``).
+      donate: donate the state's buffers (the old state is unusable after the call).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, diffax
+      >>> from diffax import losses
+      >>> from diffax.train import TrainState, make_train_step
+      >>> mesh = make_mesh()
+      >>> loss_fn = losses.DenoisingLoss(process=diffax.VP()).bind(
+      ...     lambda params, x, t: params * x)
+      >>> opt = optax.sgd(1e-2)
+      >>> state = replicate(TrainState.create(params=jnp.ones(()), optimizer=opt,
+      ...                                     key=jax.random.key(0)), mesh)
+      >>> step = compile_train_step(make_train_step(loss_fn, opt), mesh)
+      >>> state, metrics = step(state, shard_batch(jnp.ones((16, 2)), mesh))
+      >>> int(state.step)
+      1
+    """
+    state_sharding = replicated_sharding(mesh)
+    return jax.jit(
+        train_step,
+        in_shardings=(state_sharding, batch_sharding(mesh, leading_steps=leading_steps)),
+        out_shardings=(state_sharding, state_sharding),
+        donate_argnums=(0,) if donate else (),
+    )
+
+
+def initialize_distributed(**kwargs: Any) -> bool:
+    """Calls ``jax.distributed.initialize`` when running on several processes.
+
+    With keyword arguments (``coordinator_address``, ``num_processes``, ``process_id``, ...)
+    they are passed on. Without them it initializes when the environment says so (a cluster
+    JAX detects by itself: Cloud TPU, SLURM, Open MPI; or ``JAX_COORDINATOR_ADDRESS``) and
+    does nothing on a single host. Returns whether it initialized.
+    """
+    if jax.distributed.is_initialized():
+        return False
+    if kwargs:
+        jax.distributed.initialize(**kwargs)
+        return True
+    env_hints = ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE",
+                 "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
+    if any(os.environ.get(k) for k in env_hints):
+        jax.distributed.initialize()
+        return True
+    return False
