@@ -140,8 +140,23 @@ def shard_batch(batch: PyTree, mesh: Mesh, *, leading_steps: bool = False) -> Py
 
 
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
-    """Places every leaf of ``tree`` on every device of ``mesh``."""
-    return jax.device_put(tree, replicated_sharding(mesh))
+    """Places every leaf of ``tree`` on every device of ``mesh``.
+
+    On several processes every process must pass the same values (e.g. parameters initialized
+    from the same seed); each one supplies the copies on its own devices.
+    """
+    sharding = replicated_sharding(mesh)
+    if all(d.process_index == jax.process_index() for d in mesh.devices.flat):
+        return jax.device_put(tree, sharding)
+
+    def put(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            data = put(jax.random.key_data(x))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(put, tree)
 
 
 def abstract_like(tree: PyTree, mesh: Mesh) -> PyTree:
