@@ -11,6 +11,9 @@ MODULES = [
     "diffax.train.step",
     "diffax.train.parallel",
     "diffax.train.checkpoint",
+    "diffax.train.build",
+    "diffax.train.loop",
+    "diffax.train._tensorboard",
 ]
 
 

@@ -1,0 +1,440 @@
+"""Config -> objects. The only place in diffax where config strings become classes.
+
+A training config is an ml_collections ``ConfigDict`` with sections ``process``, ``model``,
+``loss``, ``optim``, ``train``, ``data``, ``sample`` and ``eval`` plus a top-level ``seed``.
+Each ``build_*`` function reads one section, rejects keys it does not know (naming them, so a
+typo fails at start rather than being ignored) and returns typed objects; the library core
+never sees a string. Every key but ``<section>.name`` has a default here, so a config only
+states what it changes.
+
+Keys (defaults in brackets):
+
+* ``process.name``: ``vp`` | ``subvp`` | ``cosine`` | ``ve`` | ``edm`` | ``rectified_flow`` |
+  ``ddpm``; with that process's numbers (``beta_min``, ``beta_max``, ``sigma_min``,
+  ``sigma_max``, ``sigma_data``, ``s``, ``t_min``, ``t_max``; for ``ddpm``: ``num_steps``,
+  ``schedule`` [linear] | cosine, ``beta_start``, ``beta_end``).
+* ``model.name``: ``unet`` | ``mlp``; ``model.variant`` [tiny]; ``model.conditional``
+  [False] (class labels from the data); ``model.kwargs``: field overrides of the variant's
+  config. The data's shape fills ``image_size``/``num_channels`` (UNet) or ``dim`` (MLP).
+* ``loss.weighting`` [eps]: eps | x0 | v | score | likelihood | edm | flow;
+  ``loss.time_sampler`` [uniform]: uniform | lognormal | importance | discrete;
+  ``loss.variates`` [iid]: iid | low_discrepancy | antithetic; ``loss.prediction`` [eps]:
+  eps | x0 | v | score | velocity | edm (EDM preconditioning); ``loss.noise_input`` [time for
+  predictions, edm for edm]: time | log_snr | edm | index; ``loss.time_scale`` [1.0];
+  ``loss.sigma_data`` [process's]; ``loss.lognormal_mean`` [-1.2]; ``loss.lognormal_std``
+  [1.2]; ``loss.truncate`` [False]; ``loss.reduce_mean`` [True].
+* ``optim.learning_rate`` [2e-4], ``warmup_steps`` [0], ``schedule`` [constant] | cosine,
+  ``end_learning_rate`` [0], ``b1`` [0.9], ``b2`` [0.999], ``eps`` [1e-8], ``weight_decay`` [0],
+  ``grad_clip`` [1.0], ``ema_decays`` [(0.9999,)], ``ema_warmup`` [False].
+* ``sample.solver`` [euler]: euler | heun | ddim | ddpm | euler_maruyama | pc |
+  edm_stochastic | adaptive (and dpm_solver | dpm_solver_pp | unipc where available);
+  ``sample.num_steps`` [50]; ``sample.num_samples`` [64]; ``sample.use_ema`` [True];
+  ``sample.order``, ``sample.eta``, ``sample.rtol``, ``sample.atol``, ``sample.churn``.
+* ``data.name`` and the keyword arguments of :func:`diffax.data.make_dataset` (``split``,
+  ``data_dir``, ``random_flip``, ``image_size``, ...).
+
+Example:
+  >>> import ml_collections
+  >>> from diffax.train import build
+  >>> cfg = ml_collections.ConfigDict({"name": "edm", "sigma_max": 40.0})
+  >>> build.build_process(cfg)
+  EDM(sigma_min=0.002, sigma_max=40.0, sigma_data=0.5)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optax
+
+from diffax import losses, processes, samplers
+from diffax.processes import Process
+from diffax.train import step as step_lib
+from diffax.typing import ApplyFn
+
+__all__ = [
+    "Experiment",
+    "build_experiment",
+    "build_process",
+    "build_loss",
+    "build_model",
+    "build_optimizer",
+    "build_solver",
+    "build_dataset_info",
+    "build_data_iterator",
+    "section",
+]
+
+
+def section(config: Any, name: str) -> dict[str, Any]:
+    """``config[name]`` as a plain dict (empty if missing)."""
+    value = config.get(name) if hasattr(config, "get") else None
+    if value is None:
+        return {}
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise ValueError(f"config.{name} must be a ConfigDict section, got {type(value).__name__}.")
+
+
+def _check_keys(cfg: Mapping[str, Any], sec: str, allowed: set[str]) -> None:
+    unknown = sorted(set(cfg) - allowed)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {', '.join(f'{sec}.{k}' for k in unknown)}; "
+                         f"known keys of `{sec}`: {', '.join(sorted(allowed))}.")
+
+
+def _choice(cfg: Mapping[str, Any], sec: str, key: str, options: Mapping[str, Any],
+            default: str | None = None) -> Any:
+    value = cfg.get(key, default)
+    if value is None:
+        raise ValueError(f"config key `{sec}.{key}` is required; one of "
+                         f"{', '.join(map(repr, options))}.")
+    if value not in options:
+        raise ValueError(f"config.{sec}.{key}={value!r} is not one of "
+                         f"{', '.join(map(repr, options))}.")
+    return options[value]
+
+
+# --------------------------------------------------------------------------------------------
+# process
+
+
+def _pick(cfg: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: cfg[k] for k in keys if cfg.get(k) is not None}
+
+
+def _ddpm(cfg: Mapping[str, Any]) -> Process:
+    schedule = cfg.get("schedule", "linear")
+    if schedule == "linear":
+        return processes.DiscreteVP.linear(**_pick(cfg, ("num_steps", "beta_start", "beta_end")))
+    if schedule == "cosine":
+        return processes.DiscreteVP.cosine(**_pick(cfg, ("num_steps", "s")))
+    raise ValueError(f"config.process.schedule={schedule!r} is not one of 'linear', 'cosine'.")
+
+
+_PROCESSES: dict[str, tuple[Callable[..., Process], tuple[str, ...]]] = {
+    "vp": (processes.VP, ("beta_min", "beta_max", "t_min", "t_max")),
+    "subvp": (processes.SubVP, ("beta_min", "beta_max", "t_min", "t_max")),
+    "cosine": (processes.VP.cosine, ("s", "t_min", "t_max")),
+    "ve": (processes.VE, ("sigma_min", "sigma_max", "t_min", "t_max")),
+    "edm": (processes.EDM, ("sigma_min", "sigma_max", "sigma_data")),
+    "rectified_flow": (processes.RectifiedFlow, ("t_min", "t_max")),
+    "ddpm": (lambda **kw: _ddpm(kw), ("num_steps", "schedule", "beta_start", "beta_end", "s")),
+}
+
+
+def build_process(cfg: Mapping[str, Any]) -> Process:
+    """The forward process of ``config.process`` (see the module docstring)."""
+    cfg = dict(cfg)
+    factory, keys = _choice(cfg, "process", "name", _PROCESSES)
+    _check_keys(cfg, "process", {"name", *keys})
+    return factory(**_pick(cfg, keys)) if cfg["name"] != "ddpm" else _ddpm(cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# loss
+
+_WEIGHTINGS: dict[str, Callable[[Any], losses.Weighting]] = {
+    "eps": lambda sd: losses.EpsMSE(),
+    "x0": lambda sd: losses.X0MSE(),
+    "v": lambda sd: losses.VMSE(),
+    "score": lambda sd: losses.ScoreMSE(),
+    "likelihood": lambda sd: losses.Likelihood(),
+    "edm": lambda sd: losses.EDMWeighting(sigma_data=sd),
+    "flow": lambda sd: losses.FlowMatching(),
+}
+
+_SAMPLERS: dict[str, Callable[..., losses.TimeSampler]] = {
+    "uniform": losses.UniformTime,
+    "lognormal": losses.LogNormalSigma,
+    "importance": losses.ImportanceTime,
+    "discrete": losses.DiscreteTime,
+}
+
+_VARIATES = {
+    "iid": {},
+    "low_discrepancy": {"low_discrepancy": True},
+    "antithetic": {"antithetic": True},
+}
+
+_NOISE_INPUTS: dict[str, Callable[[float], losses.NoiseInput]] = {
+    "time": lambda scale: losses.TimeInput(scale=scale),
+    "log_snr": lambda scale: losses.LogSNRInput(),
+    "edm": lambda scale: losses.EDMNoiseInput(),
+    "index": lambda scale: losses.IndexInput(),
+}
+
+_PREDICTIONS = ("eps", "x0", "v", "score", "velocity", "edm")
+
+_LOSS_KEYS = {"weighting", "time_sampler", "variates", "prediction", "noise_input",
+              "time_scale", "sigma_data", "lognormal_mean", "lognormal_std", "truncate",
+              "reduce_mean"}
+
+
+def build_loss(cfg: Mapping[str, Any], process: Process, *, conditional: bool = False,
+               dropout_key: bool = False) -> losses.DenoisingLoss:
+    """The :class:`diffax.losses.DenoisingLoss` of ``config.loss`` for ``process``.
+
+    Args:
+      cfg: the ``loss`` section.
+      process: from :func:`build_process`.
+      conditional: pass the batch's ``label`` to the network.
+      dropout_key: pass a PRNG key to the network as ``key`` (dropout).
+    """
+    cfg = dict(cfg)
+    _check_keys(cfg, "loss", _LOSS_KEYS)
+    sd = cfg.get("sigma_data")
+    weighting = _choice(cfg, "loss", "weighting", _WEIGHTINGS, "eps")(sd)
+    sampler_cls = _choice(cfg, "loss", "time_sampler", _SAMPLERS, "uniform")
+    variates = _choice(cfg, "loss", "variates", _VARIATES, "iid")
+    if sampler_cls is losses.LogNormalSigma:
+        sampler = sampler_cls(mean=cfg.get("lognormal_mean", -1.2),
+                              std=cfg.get("lognormal_std", 1.2),
+                              truncate=bool(cfg.get("truncate", False)), **variates)
+    else:
+        for key in ("lognormal_mean", "lognormal_std", "truncate"):
+            if key in cfg:
+                raise ValueError(f"config.loss.{key} applies to loss.time_sampler='lognormal' "
+                                 f"only, not {cfg.get('time_sampler', 'uniform')!r}.")
+        sampler = sampler_cls(**variates)
+    prediction = cfg.get("prediction", "eps")
+    if prediction not in _PREDICTIONS:
+        raise ValueError(f"config.loss.prediction={prediction!r} is not one of "
+                         f"{', '.join(map(repr, _PREDICTIONS))}.")
+    noise = _choice(cfg, "loss", "noise_input", _NOISE_INPUTS,
+                    "edm" if prediction == "edm" else "time")(cfg.get("time_scale", 1.0))
+    if prediction == "edm":
+        parameterization = losses.EDMPrecond(sigma_data=sd, noise_input=noise)
+    else:
+        parameterization = losses.Predict(prediction=prediction, noise_input=noise)
+    return losses.DenoisingLoss(
+        process=process, weighting=weighting, time_sampler=sampler,
+        parameterization=parameterization, reduce_mean=bool(cfg.get("reduce_mean", True)),
+        cond_keys=("label",) if conditional else (),
+        key_arg="key" if dropout_key else None)
+
+
+# --------------------------------------------------------------------------------------------
+# model
+
+
+def _model_overrides(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    # JSON/ConfigDict round trips turn tuples into lists; model configs want tuples.
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in dict(kwargs).items()}
+
+
+def build_model(cfg: Mapping[str, Any], info: Any) -> tuple[Any, bool]:
+    """The Flax model of ``config.model`` for data described by ``info`` (a ``DataInfo``).
+
+    Returns:
+      ``(model, conditional)``.
+    """
+    from diffax import models  # Flax networks: imported only when a model is built
+
+    cfg = dict(cfg)
+    _check_keys(cfg, "model", {"name", "variant", "conditional", "kwargs"})
+    kinds = {"unet": models.UNet, "mlp": models.MLP}
+    cls = _choice(cfg, "model", "name", kinds)
+    conditional = bool(cfg.get("conditional", False))
+    overrides = _model_overrides(cfg.get("kwargs") or {})
+    if conditional:
+        if not info.num_classes:
+            raise ValueError(f"config.model.conditional=True but dataset {info.name!r} has no "
+                             "labels.")
+        overrides.setdefault("num_classes", info.num_classes)
+    if cls is models.UNet:
+        if len(info.shape) != 3 or info.shape[0] != info.shape[1]:
+            raise ValueError(f"config.model.name='unet' needs square images [H, W, C]; dataset "
+                             f"{info.name!r} has examples of shape {info.shape}.")
+        overrides.setdefault("image_size", info.shape[0])
+        overrides.setdefault("num_channels", info.shape[-1])
+    else:
+        if len(info.shape) != 1:
+            raise ValueError(f"config.model.name='mlp' needs vectors [D]; dataset "
+                             f"{info.name!r} has examples of shape {info.shape}.")
+        overrides.setdefault("dim", info.shape[0])
+    variant = cfg.get("variant", "tiny")
+    try:
+        model = cls.from_variant(variant, **overrides)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"config.model (name={cfg['name']!r}, variant={variant!r}, "
+                         f"kwargs={overrides}): {e}") from e
+    return model, conditional
+
+
+# --------------------------------------------------------------------------------------------
+# optimizer
+
+
+_OPTIM_KEYS = {"learning_rate", "warmup_steps", "schedule", "end_learning_rate", "b1", "b2",
+               "eps", "weight_decay", "grad_clip", "ema_decays", "ema_warmup"}
+
+
+def build_optimizer(cfg: Mapping[str, Any], *, num_steps: int
+                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """``(optimizer, schedule)`` of ``config.optim`` (see :func:`make_optimizer`)."""
+    cfg = dict(cfg)
+    _check_keys(cfg, "optim", _OPTIM_KEYS)
+    warmup = int(cfg.get("warmup_steps", 0))
+    schedule = cfg.get("schedule", "constant")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"config.optim.schedule={schedule!r} is not one of 'constant', "
+                         "'cosine'.")
+    decay_steps = max(int(num_steps) - warmup, 1) if schedule == "cosine" else None
+    try:
+        return step_lib.make_optimizer(
+            learning_rate=float(cfg.get("learning_rate", 2e-4)), warmup_steps=warmup,
+            decay_steps=decay_steps, end_learning_rate=float(cfg.get("end_learning_rate", 0.0)),
+            b1=float(cfg.get("b1", 0.9)), b2=float(cfg.get("b2", 0.999)),
+            eps=float(cfg.get("eps", 1e-8)), weight_decay=float(cfg.get("weight_decay", 0.0)),
+            grad_clip=cfg.get("grad_clip", 1.0))
+    except ValueError as e:
+        raise ValueError(f"config.optim: {e}") from e
+
+
+# --------------------------------------------------------------------------------------------
+# sampler
+
+
+def _solvers(cfg: Mapping[str, Any]) -> dict[str, Callable[[], Any]]:
+    table: dict[str, Callable[[], Any]] = {
+        "euler": samplers.Euler,
+        "heun": samplers.Heun,
+        "ddim": lambda: samplers.DDIM(eta=cfg.get("eta", 0.0)),
+        "ddpm": samplers.DDPM,
+        "euler_maruyama": samplers.EulerMaruyama,
+        "reverse_diffusion": samplers.ReverseDiffusion,
+        "pc": lambda: samplers.PredictorCorrector(snr=cfg.get("snr", 0.16)),
+        "edm_stochastic": lambda: samplers.EDMStochastic(S_churn=cfg.get("churn", 0.0)),
+        "adaptive": lambda: samplers.Adaptive(rtol=cfg.get("rtol", 1e-5),
+                                              atol=cfg.get("atol", 1e-5)),
+    }
+    # Higher-order multistep solvers, where the samplers package provides them.
+    for name, attr in (("dpm_solver", "DPMSolver"), ("dpm_solver_pp", "DPMSolverPP"),
+                       ("unipc", "UniPC")):
+        cls = getattr(samplers, attr, None)
+        if cls is not None:
+            table[name] = functools.partial(cls, order=cfg.get("order", 2))
+    return table
+
+
+_SAMPLE_KEYS = {"solver", "num_steps", "num_samples", "use_ema", "order", "eta", "snr",
+                "churn", "rtol", "atol", "denoise_final"}
+
+
+def build_solver(cfg: Mapping[str, Any]) -> tuple[Any, int]:
+    """``(solver, num_steps)`` of ``config.sample``."""
+    cfg = dict(cfg)
+    _check_keys(cfg, "sample", _SAMPLE_KEYS)
+    factory = _choice(cfg, "sample", "solver", _solvers(cfg), "euler")
+    num_steps = int(cfg.get("num_steps", 50))
+    if num_steps < 1:
+        raise ValueError(f"config.sample.num_steps must be >= 1, got {num_steps}.")
+    return factory(), num_steps
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+_INFO_KEYS = ("data_dir", "folder", "image_size", "channels", "center_crop", "labels")
+_DATA_KEYS = {"name", "split", "shuffle", "random_flip", "value_range", "cache", "num_threads",
+              "prefetch_buffer_size", *_INFO_KEYS}
+
+
+def _data_kwargs(cfg: Mapping[str, Any], keys) -> dict[str, Any]:
+    out = {k: cfg[k] for k in keys if cfg.get(k) is not None}
+    for k in ("image_size", "value_range"):
+        if isinstance(out.get(k), list):
+            out[k] = tuple(out[k])
+    return out
+
+
+def build_dataset_info(cfg: Mapping[str, Any]) -> Any:
+    """``diffax.data.dataset_info`` of ``config.data`` (prepares diffax's own datasets)."""
+    from diffax import data
+
+    cfg = dict(cfg)
+    _check_keys(cfg, "data", _DATA_KEYS)
+    if not cfg.get("name"):
+        raise ValueError("config key `data.name` is required.")
+    return data.dataset_info(cfg["name"], **_data_kwargs(cfg, _INFO_KEYS))
+
+
+def build_data_iterator(cfg: Mapping[str, Any], *, seed: int, batch_size: int,
+                        shard_index: int = 0, shard_count: int = 1) -> Any:
+    """This process's training iterator (``get_state``/``set_state``) for ``config.data``.
+
+    Args:
+      cfg: the ``data`` section.
+      seed: ``config.seed``.
+      batch_size: this process's share of the global batch.
+      shard_index: ``jax.process_index()``.
+      shard_count: ``jax.process_count()``.
+    """
+    from diffax import data
+
+    cfg = dict(cfg)
+    _check_keys(cfg, "data", _DATA_KEYS)
+    kwargs = _data_kwargs(cfg, _DATA_KEYS - {"name"})
+    return data.make_iterator(cfg["name"], batch_size=batch_size, seed=int(seed),
+                              shard_index=shard_index, shard_count=shard_count, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# everything
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """The objects a training run needs, built from a config."""
+
+    process: Process
+    loss: losses.DenoisingLoss
+    model: Any
+    apply_fn: ApplyFn
+    """``apply_fn(params, x, t, *, label=None, key=None)`` in inference mode (sampling)."""
+    train_apply_fn: ApplyFn
+    """The same with ``train=True`` (dropout on; the loss passes ``key``)."""
+    optimizer: optax.GradientTransformation
+    schedule: optax.Schedule
+    ema_decays: tuple[float, ...]
+    ema_warmup: bool
+    solver: Any
+    sample_steps: int
+    data_info: Any
+    conditional: bool
+
+
+def build_experiment(config: Any) -> Experiment:
+    """Builds every object of a training config (prepares the dataset if it is diffax's own).
+
+    Raises:
+      ValueError: naming the config key, for unknown keys or values.
+    """
+    from diffax import models
+
+    for key in ("seed", "data", "train"):
+        if config.get(key) is None:
+            raise ValueError(f"config key `{key}` is required.")
+    process = build_process(section(config, "process"))
+    info = build_dataset_info(section(config, "data"))
+    model, conditional = build_model(section(config, "model"), info)
+    dropout = float(getattr(model.config, "dropout", 0.0)) > 0
+    loss = build_loss(section(config, "loss"), process, conditional=conditional,
+                      dropout_key=dropout)
+    optim = section(config, "optim")
+    optimizer, schedule = build_optimizer(optim, num_steps=int(config.train.num_steps))
+    ema_decays = tuple(float(d) for d in optim.get("ema_decays", (0.9999,)))
+    solver, sample_steps = build_solver(section(config, "sample"))
+    apply_fn = models.apply_fn(model)
+    return Experiment(
+        process=process, loss=loss, model=model, apply_fn=apply_fn,
+        train_apply_fn=functools.partial(apply_fn, train=True), optimizer=optimizer,
+        schedule=schedule, ema_decays=ema_decays,
+        ema_warmup=bool(optim.get("ema_warmup", False)), solver=solver,
+        sample_steps=sample_steps, data_info=info, conditional=conditional)

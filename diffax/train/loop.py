@@ -1,0 +1,356 @@
+"""``train_and_evaluate(config, workdir)``: a config-driven, resumable, data-parallel run.
+
+The loop (on every process of a multi-host job, each feeding its share of the batch):
+
+1. ``jax.distributed.initialize()`` when the environment is a cluster; the mesh of every
+   device; a clear error if ``train.batch_size`` does not divide over the devices;
+2. objects from the config (:mod:`diffax.train.build`), a replicated :class:`TrainState`;
+3. resume from ``workdir/checkpoints`` if a checkpoint exists (train state *and* the data
+   iterator's position, so the run continues exactly where it stopped, on any device count);
+4. ``train.n_jitted_steps`` updates per call of one jitted, donated step;
+5. every ``train.log_every`` steps: loss, grad norm, learning rate, steps/s and examples/s to
+   the console (a progress line) and to TensorBoard event files in ``workdir``;
+   every ``train.checkpoint_every`` steps an asynchronous checkpoint (plus the config as JSON);
+   every ``train.sample_every`` steps a PNG grid of samples in ``workdir/samples``;
+6. SIGTERM (preemption): the current step is checkpointed and the function returns normally.
+
+Config keys read here (besides the sections :mod:`build` reads): ``seed``,
+``train.num_steps``, ``train.batch_size``, ``train.checkpoint_every``,
+``train.n_jitted_steps`` [1], ``train.log_every`` [100], ``train.sample_every`` [0: never],
+``train.keep_last`` [3], ``train.keep_every`` [None], ``train.async_checkpoint`` [True],
+``sample.num_samples`` [64], ``sample.use_ema`` [True], ``sample.denoise_final`` [False].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffax import samplers
+from diffax.train import build, parallel
+from diffax.train._tensorboard import SummaryWriter
+from diffax.train.checkpoint import Checkpointer
+from diffax.train.state import TrainState
+from diffax.train.step import make_train_step
+
+__all__ = ["train_and_evaluate", "TrainResult", "sample_grid_png", "make_sample_fn"]
+
+_TRAIN_KEYS = {"num_steps", "batch_size", "checkpoint_every", "n_jitted_steps", "log_every",
+               "sample_every", "keep_last", "keep_every", "async_checkpoint"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train_and_evaluate` returns."""
+
+    state: TrainState
+    step: int
+    preempted: bool
+    restored_from: int | None
+
+
+def _int_key(cfg: dict[str, Any], key: str, default: Any = None, *, minimum: int = 1) -> Any:
+    value = cfg.get(key, default)
+    if value is None:
+        if default is None and key in ("num_steps", "batch_size", "checkpoint_every"):
+            raise ValueError(f"config key `train.{key}` is required.")
+        return None
+    if isinstance(value, bool) or int(value) != value or value < minimum:
+        raise ValueError(f"config.train.{key} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Preemption.
+
+
+class _Preemption:
+    """Sets a flag on SIGTERM; all processes agree on it at the check points."""
+
+    def __init__(self):
+        self._flag = threading.Event()
+        self._previous = None
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handler)
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        self._flag.set()
+
+    def requested(self) -> bool:
+        local = self._flag.is_set()
+        if jax.process_count() == 1:
+            return local
+        from jax.experimental import multihost_utils
+
+        flags = multihost_utils.process_allgather(np.asarray(local, np.int32))
+        return bool(np.any(flags))
+
+
+# --------------------------------------------------------------------------------------------
+# Console progress.
+
+
+class _Progress:
+    def __init__(self, total: int, *, enabled: bool):
+        self.total, self.enabled = total, enabled
+        self.tty = enabled and sys.stdout.isatty()
+
+    def update(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        width = 24
+        done = int(width * step / max(self.total, 1))
+        bar = "#" * done + "-" * (width - done)
+        parts = [f"{k} {v:.4g}" for k, v in metrics.items()]
+        line = f"step {step}/{self.total} [{bar}] " + "  ".join(parts)
+        if self.tty:
+            sys.stdout.write("\r" + line)
+        else:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            sys.stdout.write(("\n" if self.tty else "") + text + "\n")
+            sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling and PNG grids.
+
+
+def make_sample_fn(exp: build.Experiment, *, num_steps: int, denoise_final: bool = False):
+    """A jitted ``sample(params, key, x_init, label) -> x`` for an experiment's model."""
+
+    @jax.jit
+    def sample(params, key, x_init, label):
+        cond = {} if label is None else {"label": label}
+        D = exp.loss.denoiser(exp.apply_fn, params, **cond)
+        return samplers.sample(key, exp.process, D, x_init, solver=exp.solver,
+                               num_steps=num_steps, denoise_final=denoise_final).x
+
+    return sample
+
+
+def sample_grid_png(x: np.ndarray, *, value_range: tuple[float, float] = (-1.0, 1.0),
+                    bins: int = 128, extent: float | None = None) -> tuple[bytes, int, int, int]:
+    """Encodes samples as a PNG: a grid of images ``[N, H, W, C]``, or for 2-D points ``[N, 2]``
+    a density image (2-D histogram).
+
+    Returns:
+      ``(png_bytes, height, width, channels)``.
+
+    Example:
+      >>> import numpy as np
+      >>> png, h, w, c = sample_grid_png(np.zeros((4, 8, 8, 1)))
+      >>> png[:4], (h, w, c)
+      (b'\\x89PNG', (19, 19, 1))
+    """
+    from PIL import Image
+
+    x = np.asarray(x, np.float64)
+    if x.ndim == 2 and x.shape[1] == 2:
+        lim = extent or float(np.nanmax(np.abs(x[np.isfinite(x).all(1)]), initial=1.0)) * 1.05
+        hist, _, _ = np.histogram2d(x[:, 1], x[:, 0], bins=bins, range=[[-lim, lim]] * 2)
+        img = (255 * (1 - hist[::-1] / max(hist.max(), 1))).astype(np.uint8)[..., None]
+    elif x.ndim == 4:
+        lo, hi = value_range
+        img01 = np.clip((np.nan_to_num(x) - lo) / (hi - lo), 0, 1)
+        n, h, w, c = img01.shape
+        cols = int(math.ceil(math.sqrt(n)))
+        rows = int(math.ceil(n / cols))
+        pad = 1
+        grid = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, c))
+        for i in range(n):
+            r, k = divmod(i, cols)
+            grid[pad + r * (h + pad):pad + r * (h + pad) + h,
+                 pad + k * (w + pad):pad + k * (w + pad) + w] = img01[i]
+        img = np.round(255 * grid).astype(np.uint8)
+    else:
+        raise ValueError(f"sample_grid_png: expected images [N, H, W, C] or points [N, 2], got "
+                         f"shape {x.shape}.")
+    height, width, channels = img.shape
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
+    if mode is None:
+        raise ValueError(f"sample_grid_png: {channels} channels cannot be written as PNG.")
+    buf = io.BytesIO()
+    Image.fromarray(img[..., 0] if channels == 1 else img, mode=mode).save(buf, format="PNG")
+    return buf.getvalue(), height, width, channels
+
+
+def _gather(x: jax.Array) -> np.ndarray:
+    if x.is_fully_addressable:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+# --------------------------------------------------------------------------------------------
+# The loop.
+
+
+def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
+    """Trains (or resumes training) from ``config``, writing everything under ``workdir``.
+
+    Args:
+      config: an ml_collections ``ConfigDict`` (see :mod:`diffax.train.build` and this
+        module's docstring for the keys).
+      workdir: output directory: ``checkpoints/``, TensorBoard event files, ``samples/``.
+
+    Returns:
+      A :class:`TrainResult` with the final (replicated) state and whether the run stopped on
+      SIGTERM.
+
+    Raises:
+      ValueError: for a config key with a bad value, naming the key (e.g. a global batch
+        size not divisible by the number of devices), before any training.
+    """
+    parallel.initialize_distributed()
+    workdir = os.path.abspath(os.fspath(workdir))
+    train_cfg = build.section(config, "train")
+    build._check_keys(train_cfg, "train", _TRAIN_KEYS)
+    num_steps = _int_key(train_cfg, "num_steps")
+    batch_size = _int_key(train_cfg, "batch_size")
+    checkpoint_every = _int_key(train_cfg, "checkpoint_every")
+    n_jitted = _int_key(train_cfg, "n_jitted_steps", 1)
+    log_every = _int_key(train_cfg, "log_every", 100)
+    sample_every = _int_key(train_cfg, "sample_every", 0, minimum=0)
+    keep_last = _int_key(train_cfg, "keep_last", 3)
+    keep_every = _int_key(train_cfg, "keep_every", None)
+    for key, value in (("num_steps", num_steps), ("checkpoint_every", checkpoint_every),
+                       ("log_every", log_every), ("sample_every", sample_every)):
+        if value % n_jitted:
+            raise ValueError(f"config.train.{key}={value} must be a multiple of "
+                             f"train.n_jitted_steps={n_jitted}.")
+    mesh = parallel.make_mesh()
+    local_batch = parallel.check_batch_size(batch_size, mesh, name="train.batch_size")
+    seed = int(config.seed)
+
+    exp = build.build_experiment(config)
+    is_main = jax.process_index() == 0
+    progress = _Progress(num_steps, enabled=is_main)
+
+    k_init, k_train, k_sample = jax.random.split(jax.random.key(seed), 3)
+    # One jitted program builds the state directly replicated on the mesh (on every host).
+    state = jax.jit(
+        lambda k_init, k_train: TrainState.create(
+            params=exp.model.init(k_init, *exp.model.example_inputs()),
+            optimizer=exp.optimizer, key=k_train, ema_decays=exp.ema_decays),
+        out_shardings=parallel.replicated_sharding(mesh))(k_init, k_train)
+    data_iter = build.build_data_iterator(
+        build.section(config, "data"), seed=seed, batch_size=local_batch,
+        shard_index=jax.process_index(), shard_count=jax.process_count())
+
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=checkpoint_every,
+                        keep_last=keep_last, keep_every=keep_every,
+                        async_save=bool(train_cfg.get("async_checkpoint", True)))
+    restored_from = None
+    if ckpt.latest_step() is not None:
+        restored = ckpt.restore(state)
+        state, restored_from = restored.state, restored.step
+        data_iter.set_state(restored.data_state)
+        progress.message(f"Resumed from {ckpt.directory} at step {restored_from}.")
+
+    train_step = make_train_step(exp.loss.bind(exp.train_apply_fn), exp.optimizer,
+                                 learning_rate=exp.schedule, n_steps=n_jitted,
+                                 ema_warmup=exp.ema_warmup)
+    step_fn = parallel.compile_train_step(train_step, mesh, leading_steps=n_jitted > 1)
+
+    sample_cfg = build.section(config, "sample")
+    num_samples = int(sample_cfg.get("num_samples", 64))
+    sample_fn = None
+    writer = SummaryWriter(workdir) if is_main else None
+    preemption = _Preemption()
+    preemption.install()
+    step = int(state.step)
+    preempted = False
+    saved_at = restored_from
+
+    def next_batch():
+        if n_jitted == 1:
+            return parallel.shard_batch(next(data_iter), mesh)
+        batches = [next(data_iter) for _ in range(n_jitted)]
+        stacked = jax.tree.map(lambda *xs: np.stack(xs), *batches)
+        return parallel.shard_batch(stacked, mesh, leading_steps=True)
+
+    def write_samples(at_step: int) -> None:
+        nonlocal sample_fn
+        if sample_fn is None:
+            sample_fn = make_sample_fn(exp, num_steps=exp.sample_steps,
+                                       denoise_final=bool(sample_cfg.get("denoise_final",
+                                                                         False)))
+        params = state.ema() if sample_cfg.get("use_ema", True) and state.ema_decays else (
+            state.params)
+        shape = (num_samples, *exp.data_info.shape)
+        x_init = exp.process.prior_sample(jax.random.fold_in(k_sample, 0), shape)
+        label = (jnp.arange(num_samples) % exp.data_info.num_classes
+                 if exp.conditional else None)
+        x = _gather(sample_fn(params, jax.random.fold_in(k_sample, 1), x_init, label))
+        if is_main:
+            value_range = tuple(build.section(config, "data").get("value_range", (-1.0, 1.0)))
+            png, h, w, c = sample_grid_png(x, value_range=value_range)
+            os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+            with open(os.path.join(workdir, "samples", f"step_{at_step:08d}.png"), "wb") as f:
+                f.write(png)
+            writer.image("samples", png, height=h, width=w, channels=c, step=at_step)
+            writer.flush()
+
+    try:
+        t_last, step_last = time.perf_counter(), step
+        while step < num_steps:
+            batch = next_batch()
+            state, metrics = step_fn(state, batch)
+            step += n_jitted
+            if step % log_every == 0 or step == num_steps:
+                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                now = time.perf_counter()
+                rate = (step - step_last) / max(now - t_last, 1e-9)
+                t_last, step_last = now, step
+                metrics["steps_per_sec"] = rate
+                metrics["examples_per_sec"] = rate * batch_size
+                progress.update(step, metrics)
+                if writer is not None:
+                    writer.scalars(metrics, step)
+                    writer.flush()
+            t_other = time.perf_counter()  # checkpoint and sample time is not step time
+            if ckpt.save(step, state, data_state=data_iter.get_state(), config=config):
+                saved_at = step
+            if sample_every and step % sample_every == 0:
+                write_samples(step)
+            t_last += time.perf_counter() - t_other
+            # One process: check every step (free); several: at log steps (a collective).
+            if ((jax.process_count() == 1 or step % log_every == 0)
+                    and preemption.requested()):
+                preempted = True
+                break
+        if saved_at != step:
+            ckpt.save(step, state, data_state=data_iter.get_state(), config=config, force=True)
+        if preempted:
+            progress.message(f"SIGTERM: saved a checkpoint at step {step} and stopped.")
+        else:
+            progress.message(f"Done: {step} steps.")
+    finally:
+        preemption.uninstall()
+        ckpt.close()
+        if writer is not None:
+            writer.close()
+    return TrainResult(state=state, step=step, preempted=preempted, restored_from=restored_from)
