@@ -59,6 +59,7 @@ def test_round_trip_and_retention(tmp_path):
                 assert fh.read(2) != b"\x80\x04", os.path.join(dirpath, f)
 
 
+@pytest.mark.slow  # ~20 s of CPU: two fresh Python processes + compiles
 def test_save_kill_restore_continue_is_bitwise_identical(tmp_path):
     """A run killed (SIGKILL) right after starting an async save, then resumed in a new
     process, ends with exactly the parameters of an uninterrupted run."""

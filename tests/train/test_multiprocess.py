@@ -8,6 +8,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from diffax.train import Checkpointer
 
@@ -21,6 +22,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # ~20 s of CPU: two fresh Python processes + compiles
 def test_two_processes_agree_with_one(tmp_path):
     import json
 

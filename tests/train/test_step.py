@@ -65,8 +65,8 @@ def test_ema_and_metrics():
         assert toy.tree_max_abs_diff(new.ema(decay), expect) < 1e-6
     assert sorted(metrics) == ["grad_norm", "learning_rate", "loss"]
     assert float(metrics["learning_rate"]) == 0.0  # warmup starts at 0
-    grads = jax.grad(lambda p: toy.NAMED_LOSSES["eps_vp"].bind(toy.apply_fn)(
-        p, jax.random.fold_in(state.key, 0), toy.global_batch(0, 16))[0])(state.params)
+    grads = jax.jit(jax.grad(lambda p: toy.NAMED_LOSSES["eps_vp"].bind(toy.apply_fn)(
+        p, jax.random.fold_in(state.key, 0), toy.global_batch(0, 16))[0]))(state.params)
     np.testing.assert_allclose(metrics["grad_norm"], jnp.sqrt(sum(
         jnp.sum(g**2) for g in jax.tree.leaves(grads))), rtol=1e-5)
 
