@@ -736,6 +736,11 @@ class DiscreteTime(TimeSampler):
 # The loss.
 
 
+def _time_dtype(data_dtype: Any) -> Any:
+    """Times and coefficients in at least float32, even for bfloat16 data."""
+    return jnp.promote_types(data_dtype, jnp.float32)
+
+
 @pytree_dataclass
 class DenoisingLoss:
     """Denoising score matching: a process, a weighting, a time sampler and a parameterization.
@@ -832,7 +837,7 @@ class DenoisingLoss:
         """
         process, par = self.process, self.parameterization
         x0 = jnp.asarray(x0)
-        t = jnp.asarray(t, x0.dtype)
+        t = jnp.asarray(t, _time_dtype(x0.dtype))
         if t.shape != x0.shape[:1]:
             raise ValueError(f"DenoisingLoss: `t` has shape {t.shape}, expected "
                              f"({x0.shape[0]},) for data of shape {x0.shape}.")
@@ -885,7 +890,8 @@ class DenoisingLoss:
         if not jnp.issubdtype(x0.dtype, jnp.floating):
             raise ValueError(f"DenoisingLoss: the data must be floating point, got {x0.dtype}.")
         k_t, k_eps, k_net = jax.random.split(key, 3)
-        t, correction = self.time_sampler.sample(k_t, self.process, x0.shape[0], x0.dtype)
+        t, correction = self.time_sampler.sample(k_t, self.process, x0.shape[0],
+                                                 _time_dtype(x0.dtype))
         eps = jax.random.normal(k_eps, x0.shape, x0.dtype)
         per = correction * self.per_example(apply_fn, params, x0, t, eps, cond=cond,
                                             key=k_net if self.key_arg is not None else None)

@@ -183,6 +183,8 @@ class Checkpointer:
           config: the experiment config (``ConfigDict`` or JSON-able dict).
           force: save even if ``step`` is not a multiple of ``save_every``.
         """
+        if not force and not self._manager.should_save(int(step)):
+            return False  # not due: skip encoding the data state and config
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data=ocp.args.JsonSave(encode_data_state(data_state)),

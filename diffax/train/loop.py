@@ -137,14 +137,26 @@ class _Progress:
 # Sampling and PNG grids.
 
 
-def make_sample_fn(exp: build.Experiment, *, num_steps: int, denoise_final: bool = False):
-    """A jitted ``sample(params, key, x_init, label) -> x`` for an experiment's model."""
+def make_sample_fn(exp: build.Experiment, *, key: jax.Array, num_samples: int,
+                   num_steps: int, denoise_final: bool = False):
+    """A jitted ``sample(params) -> x [num_samples, ...]`` for an experiment's model.
+
+    The prior draws, the sampler's noise and (for conditional models) the labels
+    ``arange(num_samples) % num_classes`` are fixed by ``key``, so successive grids show the
+    same noise decoded by the model at different steps. Everything is created inside the
+    program, which makes it valid on several hosts as well.
+    """
+    shape = (num_samples, *exp.data_info.shape)
 
     @jax.jit
-    def sample(params, key, x_init, label):
-        cond = {} if label is None else {"label": label}
+    def sample(params):
+        k_prior, k_solver = jax.random.split(key)
+        x_init = exp.process.prior_sample(k_prior, shape)
+        cond = {}
+        if exp.conditional:
+            cond["label"] = jnp.arange(num_samples) % exp.data_info.num_classes
         D = exp.loss.denoiser(exp.apply_fn, params, **cond)
-        return samplers.sample(key, exp.process, D, x_init, solver=exp.solver,
+        return samplers.sample(k_solver, exp.process, D, x_init, solver=exp.solver,
                                num_steps=num_steps, denoise_final=denoise_final).x
 
     return sample
@@ -226,6 +238,9 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
     """
     parallel.initialize_distributed()
     workdir = os.path.abspath(os.fspath(workdir))
+    for key in ("seed", "data", "train"):
+        if config.get(key) is None:
+            raise ValueError(f"config key `{key}` is required.")
     train_cfg = build.section(config, "train")
     build._check_keys(train_cfg, "train", _TRAIN_KEYS)
     num_steps = _int_key(train_cfg, "num_steps")
@@ -295,16 +310,12 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
     def write_samples(at_step: int) -> None:
         nonlocal sample_fn
         if sample_fn is None:
-            sample_fn = make_sample_fn(exp, num_steps=exp.sample_steps,
-                                       denoise_final=bool(sample_cfg.get("denoise_final",
-                                                                         False)))
+            sample_fn = make_sample_fn(
+                exp, key=k_sample, num_samples=num_samples, num_steps=exp.sample_steps,
+                denoise_final=bool(sample_cfg.get("denoise_final", False)))
         params = state.ema() if sample_cfg.get("use_ema", True) and state.ema_decays else (
             state.params)
-        shape = (num_samples, *exp.data_info.shape)
-        x_init = exp.process.prior_sample(jax.random.fold_in(k_sample, 0), shape)
-        label = (jnp.arange(num_samples) % exp.data_info.num_classes
-                 if exp.conditional else None)
-        x = _gather(sample_fn(params, jax.random.fold_in(k_sample, 1), x_init, label))
+        x = _gather(sample_fn(params))
         if is_main:
             value_range = tuple(build.section(config, "data").get("value_range", (-1.0, 1.0)))
             png, h, w, c = sample_grid_png(x, value_range=value_range)
