@@ -10,6 +10,7 @@ Shapes are written ``[B, H, W, C]`` for images and ``[B, D]`` for vectors; ``t``
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from typing import Any
 
@@ -265,6 +266,21 @@ def drop_labels(key: jax.Array, label: Array, *, null_label: int, rate: float) -
     return jnp.where(drop, jnp.asarray(null_label, dtype=label.dtype), label)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def init_variables(model: nn.Module, key: jax.Array) -> dict[str, Any]:
+    """Jit-compiled ``model.init(key, *model.example_inputs())``, compiled once per model config.
+
+    Models are hashable and equal when their configs are, so re-initialising an equal model
+    (another seed, a fresh ``UNet.from_variant(...)``) reuses the compiled initialisation.
+
+    Example:
+        >>> from diffax.models import MLP
+        >>> sorted(init_variables(MLP.from_variant("tiny"), jax.random.key(0)))
+        ['params']
+    """
+    return model.init(key, *model.example_inputs())
+
+
 def _upsample(x: Array) -> Array:
     """Nearest-neighbour 2x upsampling of ``[B, H, W, C]``."""
     return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
@@ -297,8 +313,8 @@ class ResnetBlock(nn.Module):
     Example:
         >>> block = ResnetBlock(out_channels=16)
         >>> x, temb = jnp.zeros((2, 8, 8, 8)), jnp.zeros((2, 32))
-        >>> params = block.init(jax.random.key(0), x, temb)
-        >>> block.apply(params, x, temb).shape
+        >>> params = jax.jit(block.init)(jax.random.key(0), x, temb)
+        >>> jax.jit(block.apply)(params, x, temb).shape
         (2, 8, 8, 16)
     """
 
@@ -350,7 +366,8 @@ class AttentionBlock(nn.Module):
     Example:
         >>> attn = AttentionBlock()
         >>> x = jnp.ones((2, 4, 4, 8))
-        >>> attn.apply(attn.init(jax.random.key(0), x), x).shape
+        >>> params = jax.jit(attn.init)(jax.random.key(0), x)
+        >>> jax.jit(attn.apply)(params, x).shape
         (2, 4, 4, 8)
     """
 

@@ -20,6 +20,7 @@ from diffax.models.layers import (
     Embedding,
     default_init,
     float_dtype,
+    init_variables,
     parse_enum,
     positive_int,
     time_embedding,
@@ -109,7 +110,7 @@ class MLP(nn.Module):
     Example:
         >>> model = MLP.from_variant("tiny")
         >>> params = model.init_params(jax.random.key(0))
-        >>> model.apply(params, jnp.ones((5, 2)), jnp.full((5,), 0.5)).shape
+        >>> jax.jit(model.apply)(params, jnp.ones((5, 2)), jnp.full((5,), 0.5)).shape
         (5, 2)
     """
 
@@ -144,13 +145,14 @@ class MLP(nn.Module):
     def init_params(self, key: jax.Array) -> dict[str, Any]:
         """``model.init`` on :meth:`example_inputs`: the variables dict ``{"params": ...}``.
 
-        The initialisation is jit-compiled (much faster than running ``model.init`` op by op).
+        The initialisation is jit-compiled once per config (much faster than running
+        ``model.init`` op by op); see :func:`diffax.models.layers.init_variables`.
 
         Example:
             >>> sorted(MLP.from_variant("tiny").init_params(jax.random.key(0)))
             ['params']
         """
-        return jax.jit(self.init)(key, *self.example_inputs())
+        return init_variables(self, key)
 
     @nn.compact
     def __call__(
