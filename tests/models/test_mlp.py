@@ -4,7 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from model_test_utils import leaf_names, perturbed, sgd_until_every_gradient_is_nonzero
+from model_test_utils import (
+    fast_jit,
+    leaf_names,
+    perturbed,
+    sgd_until_every_gradient_is_nonzero,
+)
 
 from diffax.models import MLP, MLP_VARIANTS, apply_fn, count_params
 
@@ -28,7 +33,7 @@ def params(init_params):
 
 @pytest.fixture(scope="module")
 def f(model):
-    return jax.jit(apply_fn(model), static_argnames="train")
+    return fast_jit(apply_fn(model), static_argnames="train")
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +93,13 @@ def test_dropout_only_when_training(params, f, inputs):
 
 def test_zero_init_and_gradients_reach_every_parameter(model, init_params, inputs):
     x, t, label = inputs
-    y = jax.jit(model.apply)(init_params, x, t)
+    y = fast_jit(model.apply)(init_params, x, t)
     np.testing.assert_array_equal(y, 0.0)  # init_scale=0: the network starts at zero
 
     def loss(p):
         return jnp.mean((model.apply(p, x, t, label=label) - x) ** 2)
 
-    history = sgd_until_every_gradient_is_nonzero(jax.jit(jax.grad(loss)), init_params)
+    history = sgd_until_every_gradient_is_nonzero(fast_jit(jax.grad(loss)), init_params)
     names = set(leaf_names(init_params))
     assert history[0] == {"params/dense_out/kernel", "params/dense_out/bias"}
     assert history[-1] == names, sorted(names - history[-1])

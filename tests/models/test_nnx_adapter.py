@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from model_test_utils import fast_jit
 
 from diffax.models import MLP, apply_fn, from_nnx
 from diffax.models.layers import fourier_embedding
@@ -50,7 +51,7 @@ def train_a_few_steps(apply, params, num_steps=20):
     opt = optax.adam(1e-2)
     opt_state = opt.init(params)
 
-    @jax.jit
+    @fast_jit
     def step(params, opt_state, key):
         x0 = jnp.tile(jnp.array([[1.0, -1.0]]), (64, 1))
         label = jnp.zeros(64, jnp.int32)

@@ -42,6 +42,12 @@ def f(model):
 
 
 @pytest.fixture(scope="module")
+def uncond_shapes():
+    """Parameter shapes of the unconditional tiny UNet (jax.eval_shape: nothing compiled)."""
+    return jax.eval_shape(UNet.from_variant("tiny").init_params, jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
 def inputs():
     kx, kt = jax.random.split(jax.random.key(42))
     x = jax.random.normal(kx, (B, 8, 8, 3))
@@ -79,10 +85,10 @@ def test_examples_are_independent(params, f, inputs):
     np.testing.assert_allclose(y2[0], y[0], rtol=1e-5, atol=1e-5)
 
 
-def test_unconditional_variant_shapes():
+def test_unconditional_variant_shapes(uncond_shapes):
     model = UNet.from_variant("tiny")
     x, t = model.example_inputs(3)
-    shapes = jax.eval_shape(model.init_params, jax.random.key(0))
+    shapes = uncond_shapes
     assert "label_emb" not in shapes["params"]
     out = jax.eval_shape(model.apply, shapes, x, t)
     assert out.shape == x.shape and out.dtype == x.dtype
@@ -110,8 +116,8 @@ def test_other_architectures_shapes(overrides):
     assert out.shape == x.shape
 
 
-def test_ddpm_blocks_resample_outside_resblocks():
-    biggan = leaf_names(jax.eval_shape(UNet.from_variant("tiny").init_params, jax.random.key(0)))
+def test_ddpm_blocks_resample_outside_resblocks(uncond_shapes):
+    biggan = leaf_names(uncond_shapes)
     ddpm = leaf_names(
         jax.eval_shape(UNet.from_variant("tiny", resblock_type="ddpm").init_params,
                        jax.random.key(0))
@@ -124,8 +130,8 @@ def test_ddpm_blocks_resample_outside_resblocks():
         UNet.from_variant("tiny"))
 
 
-def test_attention_where_configured():
-    names = leaf_names(jax.eval_shape(UNet.from_variant("tiny").init_params, jax.random.key(0)))
+def test_attention_where_configured(uncond_shapes):
+    names = leaf_names(uncond_shapes)
     modules = {n.split("/")[1] for n in names}
     # tiny: resolutions (8, 4), attention at 4 and always in the middle.
     assert {m for m in modules if "attn" in m} == {"down_1_attn_0", "mid_attn", "up_1_attn"}
@@ -196,11 +202,10 @@ def test_bfloat16_computation_float32_params():
         ((2, 8, 8, 3), (2, 1), "t must have shape"),
     ],
 )
-def test_bad_inputs(x_shape, t_shape, match):
+def test_bad_inputs(uncond_shapes, x_shape, t_shape, match):
     model = UNet.from_variant("tiny")
-    shapes = jax.eval_shape(model.init_params, jax.random.key(0))
     with pytest.raises(ValueError, match=match):
-        jax.eval_shape(model.apply, shapes, jnp.zeros(x_shape), jnp.zeros(t_shape))
+        jax.eval_shape(model.apply, uncond_shapes, jnp.zeros(x_shape), jnp.zeros(t_shape))
 
 
 def test_bad_label():
