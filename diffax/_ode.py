@@ -80,6 +80,7 @@ def integrate(
     per_example: bool = True,
     args: PyTree = None,
     where: str = "integrate",
+    norm: Callable[[PyTree], Array] | None = None,
 ) -> ODESolution:
     """Solves ``dy/dt = fn(t, y)`` from ``t0`` to ``t1`` (either direction) inside the graph.
 
@@ -103,6 +104,10 @@ def integrate(
       args: optional pytree of per-example constants with leading batch axis ``[B, ...]``,
         passed to ``fn`` sliced like ``y``; they take no part in error control.
       where: the name used in error messages.
+      norm: the norm of the scaled error estimate ``error / (atol + rtol * |y|)`` that the
+        step-size controller compares with 1; ``None`` is diffrax's RMS norm over every
+        component of the state. With ``per_example`` it sees one example's state (no batch
+        axis); otherwise the whole batch.
 
     Returns:
       An :class:`ODESolution`.
@@ -131,7 +136,8 @@ def integrate(
     if dt0 is not None:
         dt0 = jnp.abs(jnp.asarray(dt0, dtype)) * jnp.sign(t1 - t0)
     solver = METHODS[method]()
-    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    controller = diffrax.PIDController(rtol=rtol, atol=atol,
+                                       **({} if norm is None else {"norm": norm}))
     kwargs = dict(stepsize_controller=controller, saveat=diffrax.SaveAt(t1=True),
                   max_steps=int(max_steps), throw=False)
 

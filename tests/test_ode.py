@@ -73,3 +73,17 @@ def test_bad_arguments_are_named(kwargs, match):
     args = dict(t0=0.0, t1=1.0, rtol=1e-5, atol=1e-5) | kwargs
     with pytest.raises(ValueError, match=match):
         integrate(lambda t, y: -y, jnp.ones((2, 2)), **args)
+
+
+def test_custom_error_norm_is_used(x64):
+    # Two components, one 100x smaller: the RMS norm lets its relative error grow, a norm that
+    # weighs it alone (here: its error only, scaled) controls it and takes more steps.
+    fn = lambda t, y: (-y[0] * jnp.cos(5 * t)[:, None], -y[1] * jnp.cos(7 * t))  # noqa: E731
+    y0 = (jnp.ones((1, 8)), 0.01 * jnp.ones(1))
+    kw = dict(t0=0.0, t1=3.0, rtol=1e-6, atol=1e-12)
+    rms = integrate(fn, y0, **kw)
+    strict = integrate(fn, y0, norm=lambda e: jnp.maximum(jnp.sqrt(jnp.mean(e[0] ** 2)),
+                                                          jnp.abs(e[1])), **kw)
+    exact = 0.01 * np.exp(-np.sin(21.0) / 7)
+    assert int(strict.num_steps[0]) > int(rms.num_steps[0])
+    assert abs(float(strict.y[1][0]) - exact) <= abs(float(rms.y[1][0]) - exact)
