@@ -26,9 +26,9 @@ class SampleResult(NamedTuple):
     Attributes:
       x: the final state ``[B, ...]``: the state at the grid's last time (``p.t_min`` by
         default), or its denoised value with ``denoise_final=True``.
-      nfe: int32 scalar, the denoiser evaluations spent (calls on the whole batch; for
-        :class:`~diffax.samplers.Adaptive`, the largest per-example count, since the batch
-        runs together).
+      nfe: int32 scalar, the denoiser evaluations spent, as calls on the whole batch (for
+        :class:`~diffax.samplers.Adaptive`, per interval of the grid the largest per-example
+        count, since the batch runs together; ``stats["nfe"]`` has each example's own).
       times: the grid ``[num_steps + 1]`` the loop ran over.
       trajectory: with ``return_trajectory=True``, the states at ``times``,
         ``[num_steps + 1, B, ...]`` (``trajectory[0]`` is ``x_init``); otherwise ``None``.

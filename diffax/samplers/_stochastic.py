@@ -235,8 +235,8 @@ class PredictorCorrector(Solver):
 
     @property
     def stochastic(self) -> bool:  # type: ignore[override]
-        return True if self.nfe_per_step > self.predictor.nfe_per_step else (
-            self.predictor.stochastic)
+        corrects = self.corrector is not None and self.n_corrector_steps > 0
+        return corrects or self.predictor.stochastic
 
     def default_schedule(self, process):
         return self.predictor.default_schedule(process)

@@ -351,11 +351,14 @@ def test_adaptive_per_example_error_control_status_and_nfe(x64):
                 ("batch", samplers.Adaptive(rtol=1e-6, atol=1e-6), 10),
                 ("shared", samplers.Adaptive(rtol=1e-6, atol=1e-6, per_example=False), 10),
                 ("one_step_hint", samplers.Adaptive(rtol=1e-6, atol=1e-6), 1),
-                ("tsit5", samplers.Adaptive(rtol=1e-6, atol=1e-6, method="tsit5"), 10),
                 ("capped", samplers.Adaptive(rtol=1e-6, atol=1e-6, max_steps=3), 10)):
             out[name] = samplers.sample(None, p, D, x, solver=solver, num_steps=n)
         out["alone"] = samplers.sample(None, p, D, x[1:2], solver=samplers.Adaptive(
             rtol=1e-6, atol=1e-6), num_steps=10)
+        # With an explicit grid the solve reports the state at each of its times.
+        out["tsit5_checkpoints"] = samplers.sample(
+            None, p, D, x, solver=samplers.Adaptive(rtol=1e-6, atol=1e-6, method="tsit5"),
+            schedule=jnp.array([1.0, 0.5, 0.001]), return_trajectory=True)
         return out
 
     out = run(p, x)
@@ -373,7 +376,11 @@ def test_adaptive_per_example_error_control_status_and_nfe(x64):
     assert len(set(np.asarray(out["shared"].stats["nfe"]).tolist())) == 1
     # num_steps only sets the first step: it does not bound the solve, and the answer agrees.
     assert int(out["one_step_hint"].nfe) > 6
-    for name in ("shared", "one_step_hint", "tsit5"):
+    checkpoints = out["tsit5_checkpoints"]
+    assert checkpoints.trajectory.shape == (3, 4, 2)
+    np.testing.assert_array_equal(checkpoints.trajectory[0], x)
+    np.testing.assert_array_equal(checkpoints.trajectory[-1], checkpoints.x)
+    for name in ("shared", "one_step_hint", "tsit5_checkpoints"):
         np.testing.assert_allclose(out[name].x, batch.x, rtol=0, atol=2e-5)
         assert out[name].status.tolist() == [0, 0, 0, 0]
     # Failures are reported, not raised.
