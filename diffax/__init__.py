@@ -4,7 +4,9 @@ This file is the public API: everything importable as ``diffax.<name>`` is re-ex
 explicitly. See README.md for a tour.
 """
 
-from diffax import parameterization, processes, testing, typing
+import importlib as _importlib
+
+from diffax import losses, models, parameterization, processes, samplers, schedules, testing, typing
 from diffax._pytree import pytree_dataclass, static_field
 from diffax.parameterization import (
     PREDICTIONS,
@@ -25,15 +27,39 @@ from diffax.processes import (
     RectifiedFlow,
     SubVP,
 )
+from diffax.samplers import SampleResult, sample
 
 __version__ = "0.1.0"
+
+# Subpackages with heavy dependencies (orbax, tensorflow-datasets, grain, matplotlib) load on
+# first use: ``diffax.train``, ``diffax.data``, ``diffax.evaluation``.
+_LAZY_SUBMODULES = ("train", "data", "evaluation")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        module = _importlib.import_module(f"diffax.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'diffax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY_SUBMODULES])
 
 __all__ = [
     # modules
     "parameterization",
     "processes",
+    "samplers",
+    "schedules",
+    "losses",
+    "models",
     "testing",
     "typing",
+    "train",
+    "data",
+    "evaluation",
     # processes
     "Process",
     "VP",
@@ -51,6 +77,9 @@ __all__ = [
     "probability_flow_drift",
     "reverse_sde_drift",
     "score_from_denoiser",
+    # sampling
+    "sample",
+    "SampleResult",
     # utilities
     "pytree_dataclass",
     "static_field",
