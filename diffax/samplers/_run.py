@@ -64,6 +64,13 @@ def _check_inputs(key, process, denoiser, x_init, solver, noise_fn):
                          f"{tuple(x_init.shape)}.")
     if not jnp.issubdtype(x_init.dtype, jnp.floating):
         raise ValueError(f"`x_init` must be a floating-point array, got dtype {x_init.dtype}.")
+    if key is not None:
+        dtype = getattr(key, "dtype", None)
+        typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+        raw = dtype == jnp.uint32 and len(getattr(key, "shape", ())) == 1
+        if not (typed and len(key.shape) == 0) and not raw:
+            raise ValueError(f"`key` must be a single PRNG key (jax.random.key(seed)) or None, "
+                             f"got {key!r}.")
     if solver.stochastic and key is None:
         raise ValueError(f"`key` is None, but {type(solver).__name__} is stochastic: pass a "
                          f"PRNG key (jax.random.key(seed)).")

@@ -433,6 +433,8 @@ def test_bad_inputs_raise_before_compiling():
     # Solvers and keys.
     bad("did you mean Euler()", solver=samplers.Euler)
     bad("`key` is None", solver=samplers.DDPM())
+    bad("`key` must be a single PRNG key", key=0, solver=samplers.DDPM())
+    bad("`key` must be a single PRNG key", key=jax.random.split(jax.random.key(0)))
     bad("`solver` must be", solver="euler")
     bad("`process` must be", process="vp")
     with pytest.raises(ValueError, match="predictor"):
