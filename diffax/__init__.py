@@ -6,8 +6,19 @@ explicitly. See README.md for a tour.
 
 import importlib as _importlib
 
-from diffax import losses, models, parameterization, processes, samplers, schedules, testing, typing
+from diffax import (
+    likelihood,
+    losses,
+    models,
+    parameterization,
+    processes,
+    samplers,
+    schedules,
+    testing,
+    typing,
+)
 from diffax._pytree import pytree_dataclass, static_field
+from diffax.likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from diffax.parameterization import (
     PREDICTIONS,
     as_denoiser,
@@ -53,6 +64,7 @@ __all__ = [
     "processes",
     "samplers",
     "schedules",
+    "likelihood",
     "losses",
     "models",
     "testing",
@@ -80,6 +92,10 @@ __all__ = [
     # sampling
     "sample",
     "SampleResult",
+    # likelihood
+    "log_likelihood",
+    "bits_per_dim",
+    "LikelihoodResult",
     # utilities
     "pytree_dataclass",
     "static_field",
