@@ -16,12 +16,17 @@ Prints markdown tables and writes them to ``--out``:
    (target: at most 1.10x).
 3. Compile time at 1000 steps over compile time at 10 steps, per solver (target: at most 1.5x).
 
-Run: ``python tools/bench_samplers.py --out bench_samplers.md`` (about 5 minutes on 2 cores).
+Timings are paired (the two things compared run back to back, alternately first) and reported
+as the median of the paired ratios, which is robust to a machine whose load drifts.
+
+Run: ``python tools/bench_samplers.py --out bench_samplers.md`` (about 6 minutes on 2 idle
+cores); ``--parts overhead,compile`` for the timings only.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -140,17 +145,16 @@ def accuracy_table(dim: int) -> str:
     return "\n".join(lines)
 
 
-def _best_time(f, *args, repeats=7):
+def _seconds(f, *args):
+    t0 = time.perf_counter()
     jax.block_until_ready(f(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times)
+    return time.perf_counter() - t0
 
 
-def overhead_rows(dim: int, num_steps: int = 200) -> list[str]:
+def overhead_row(dim: int, num_steps: int = 200, pairs: int = 25) -> str:
+    """Paired timing: each round runs the bare loop and diffax back to back, so slow drifts of
+    the machine's load affect both; the ratio is the median over rounds of the paired ratios,
+    the times are the minima."""
     p = diffax.VP()
     gm = mixture(dim, jnp.float32)
     denoiser = gm.denoiser(p)
@@ -172,70 +176,74 @@ def overhead_rows(dim: int, num_steps: int = 200) -> list[str]:
         return samplers.sample(None, p, denoiser, x, solver=samplers.Euler(), schedule=ts).x
 
     np.testing.assert_allclose(bare(x, times), ours(x, times), rtol=1e-4, atol=1e-4)
-    rows = []
-    # Interleave the two to share whatever load the machine has.
-    b_min, b_med, o_min, o_med = [], [], [], []
-    for _ in range(3):
-        bm, bd = _best_time(bare, x, times)
-        om, od = _best_time(ours, x, times)
-        b_min.append(bm)
-        b_med.append(bd)
-        o_min.append(om)
-        o_med.append(od)
-    b, o = min(b_min) / num_steps * 1e6, min(o_min) / num_steps * 1e6
-    rows.append(f"| {dim} | {b:.1f} | {o:.1f} | {o - b:+.1f} | {o / b:.3f} |")
-    return rows
+    b, o = [], []
+    for k in range(pairs):
+        first, second = (bare, ours) if k % 2 == 0 else (ours, bare)
+        t1, t2 = _seconds(first, x, times), _seconds(second, x, times)
+        b.append(t1 if first is bare else t2)
+        o.append(t2 if first is bare else t1)
+    ratio = statistics.median(np.asarray(o) / np.asarray(b))
+    b_us, o_us = min(b) / num_steps * 1e6, min(o) / num_steps * 1e6
+    return f"| {dim} | {b_us:.1f} | {o_us:.1f} | {o_us - b_us:+.1f} | {ratio:.3f} |"
 
 
-def compile_seconds(solver, n: int, dim: int = 2) -> float:
+def compile_row(name, solver, dim: int = 2, pairs: int = 5) -> str:
+    """Compile time at 10 and 1000 steps, measured in alternating pairs (caches cleared)."""
     p = diffax.VP()
     gm = mixture(dim, jnp.float32)
     x = jnp.ones((64, dim), jnp.float32)
 
-    def f(key, x):
-        return samplers.sample(key, p, gm.denoiser(p), x, solver=solver, num_steps=n).x
-
-    best = float("inf")
-    for _ in range(3):
-        jax.clear_caches()  # otherwise the second compile of the same program is a cache hit
-        g = jax.jit(f)
+    def seconds(n):
+        def f(key, x):
+            return samplers.sample(key, p, gm.denoiser(p), x, solver=solver, num_steps=n).x
+        jax.clear_caches()  # otherwise compiling the same program again is a cache hit
         t0 = time.perf_counter()
-        g.lower(jax.random.key(0), x).compile()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        jax.jit(f).lower(jax.random.key(0), x).compile()
+        return time.perf_counter() - t0
+
+    c10, c1000 = [], []
+    for _ in range(pairs):
+        c10.append(seconds(10))
+        c1000.append(seconds(1000))
+    ratio = statistics.median(np.asarray(c1000) / np.asarray(c10))
+    return f"| {name} | {min(c10):.2f} | {min(c1000):.2f} | {ratio:.2f} |"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="also write the tables to this file")
     parser.add_argument("--dims", default="2,64")
+    parser.add_argument("--parts", default="accuracy,overhead,compile")
     args = parser.parse_args()
     dims = [int(d) for d in args.dims.split(",")]
+    parts = args.parts.split(",")
     out = [f"diffax sampler benchmark (jax {jax.__version__}, "
-           f"{jax.devices()[0].platform.upper()}, {jax.device_count()} device(s))", ""]
-    for dim in dims:
-        out += [accuracy_table(dim), ""]
-        print("\n".join(out[-2:]), flush=True)
-
-    out += [f"Sampler overhead, Euler, batch {TIMING_BATCH}, float32, 200 steps (best of 21 "
-            "runs): microseconds per step", "",
-            "| D | bare lax.scan Euler | diffax.sample(Euler) | overhead | ratio (target <= 1.10) "
-            "|",
-            "|---|---|---|---|---|"]
-    for dim in dims:
-        out += overhead_rows(dim)
-    out += [""]
-    print("\n".join(out[-(len(dims) + 5):]), flush=True)
-
-    out += ["Compile time (trace + lower + XLA compile), 1000 steps vs 10 steps, D = 2, float32 "
-            "(best of 3, seconds)", "",
-            "| solver | 10 steps | 1000 steps | ratio (target <= 1.5) |", "|---|---|---|---|"]
-    for name, solver in {"Euler": samplers.Euler(), "Heun": samplers.Heun(),
-                         "DDPM": samplers.DDPM(), "PC": samplers.PredictorCorrector(),
-                         "EDMStochastic": samplers.EDMStochastic(S_churn=40.0)}.items():
-        c10, c1000 = compile_seconds(solver, 10), compile_seconds(solver, 1000)
-        out.append(f"| {name} | {c10:.2f} | {c1000:.2f} | {c1000 / c10:.2f} |")
-        print(out[-1], flush=True)
+           f"{jax.devices()[0].platform.upper()}, {jax.device_count()} device(s), "
+           f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at start)", ""]
+    print(out[0], flush=True)
+    if "accuracy" in parts:
+        for dim in dims:
+            out += [accuracy_table(dim), ""]
+            print("\n".join(out[-2:]), flush=True)
+    if "overhead" in parts:
+        out += [f"Sampler overhead, Euler, batch {TIMING_BATCH}, float32, 200 steps: "
+                "microseconds per step (minimum over 25 runs each) and the median of 25 paired "
+                "ratios", "",
+                "| D | bare lax.scan Euler | diffax.sample(Euler) | overhead | ratio (target <= "
+                "1.10) |", "|---|---|---|---|---|"]
+        for dim in dims:
+            out.append(overhead_row(dim))
+            print(out[-1], flush=True)
+        out += [""]
+    if "compile" in parts:
+        out += ["Compile time (trace + lower + XLA compile), D = 2, float32: seconds (minimum of "
+                "5) and the median of 5 paired ratios", "",
+                "| solver | 10 steps | 1000 steps | ratio (target <= 1.5) |", "|---|---|---|---|"]
+        for name, solver in {"Euler": samplers.Euler(), "Heun": samplers.Heun(),
+                             "DDPM": samplers.DDPM(), "PC": samplers.PredictorCorrector(),
+                             "EDMStochastic": samplers.EDMStochastic(S_churn=40.0)}.items():
+            out.append(compile_row(name, solver))
+            print(out[-1], flush=True)
     text = "\n".join(out) + "\n"
     if args.out:
         with open(args.out, "w") as fh:
