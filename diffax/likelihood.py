@@ -21,13 +21,17 @@ with ``D`` evaluated at ``x = n x_hat`` and the time ``t(phi)`` obtained from th
 log-SNR (``log_snr = 2 log cot(phi)``). The right-hand side stays bounded where ``alpha = 0``
 and where ``sigma`` is large (VE/EDM, where ``x`` grows like ``sigma``), the affine part of the
 divergence is exact (only ``tr(dD/dx)`` is estimated), and the trajectories are smooth in
-``phi`` at every noise level; measured against the oracle this needs fewer evaluations than
-``t`` or ``log(phi)`` for the same error, the same for VP, sub-VP, VE, EDM and rectified flow
-(``tools/bench_likelihood.py``). The frame change costs ``N log n`` at both ends, added
-exactly. Step sizes are chosen per example (``diffax._ode.integrate`` with
-``per_example=True``), and the accumulated divergence takes part in the error norm with the
-full weight of the state (``max(rms(x_hat error), |logp error|)``, each scaled by
-``atol + rtol |.|``), because it is the quantity being computed.
+``phi`` at every noise level. Against the Gaussian-mixture oracle (2-D and 16-D, components
+from 0.002 to 0.6 wide), ``phi`` needed as few or fewer evaluations than ``t`` for a
+comparable error, with the same cost for VP, sub-VP, VE, EDM and rectified flow (in ``t``, VE
+and EDM took 1.5 to 1.8 times more), and it was more accurate than ``log(phi)`` for fewer
+evaluations. The
+frame change costs ``N log n`` at both ends, added exactly. Step sizes are chosen per example
+(``diffax._ode.integrate`` with ``per_example=True``), and the accumulated divergence takes
+part in the error norm with the full weight of the state
+(``max(rms(x_hat error), |logp error|)``, each scaled by ``atol + rtol |.|``), because it is
+the quantity being computed. The default solver is Tsit5: at the same tolerance its error on
+the oracle was 2 to 4 times below Dopri5's, for about 15% more evaluations.
 
 *Divergence.* ``"exact"``: the trace of ``dD/dx`` from forward-mode JVPs against the ``N``
 basis vectors, vectorized (one batched evaluation) in chunks of ``chunk_size`` so memory stays
