@@ -246,6 +246,9 @@ def _solve(process, x, probes, t_start, rtol, atol, *, denoiser, n_dims, max_ste
     a1, s1 = process.alpha(t_hi), process.sigma(t_hi)
     n0, n1 = jnp.hypot(a0, s0), jnp.hypot(a1, s1)
     phi0, phi1 = jnp.arctan2(s0, a0), jnp.arctan2(s1, a1)
+    # The log-SNR range of the solve. Where alpha(t_max) = 0, phi1 is pi/2 rounded, whose cosine
+    # may come out slightly negative (float32): cos is clamped at 0 and the log-SNR at its range.
+    lam_lo, lam_hi = process.log_snr(t_hi), process.log_snr(t_lo)
 
     finite = jnp.all(jnp.isfinite(x).reshape(x.shape[0], -1), axis=-1)
     x = jnp.where(expand(finite, x), x, jnp.zeros_like(x))
@@ -253,8 +256,9 @@ def _solve(process, x, probes, t_start, rtol, atol, *, denoiser, n_dims, max_ste
     def vector_field(phi, state, probes=None):
         x_hat, _ = state
         phi = jnp.clip(phi, phi0, phi1)
-        c, s = jnp.cos(phi), jnp.sin(phi)
-        t = _time_at_log_snr(process, 2.0 * (jnp.log(c) - jnp.log(s)), t_lo, t_hi)
+        c, s = jnp.maximum(jnp.cos(phi), 0.0), jnp.sin(phi)
+        lam = jnp.clip(2.0 * (jnp.log(c) - jnp.log(s)), lam_lo, lam_hi)
+        t = _time_at_log_snr(process, lam, t_lo, t_hi)
         scale = jnp.hypot(process.alpha(t), process.sigma(t))
         fn = lambda z: denoiser(z, t)  # noqa: E731
         z = expand(scale, x_hat) * x_hat
