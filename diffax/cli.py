@@ -1003,46 +1003,82 @@ def _cmd_demo(argv: Sequence[str]) -> int:
 _COMMANDS: dict[str, _Command] = {}
 
 
-def _register(name: str, summary: str, description: str, run: Callable[[Sequence[str]], int]
-              ) -> None:
-    _COMMANDS[name] = _Command(name, summary, description, run)
+def _register(name: str, summary: str, description: str, flags_help: str,
+              run: Callable[[Sequence[str]], int]) -> None:
+    _COMMANDS[name] = _Command(name, summary, description + "\n\nflags:\n" + flags_help, run)
 
 
-_register("train", "train a model from a config (resumes from WORKDIR/checkpoints)",
-          "diffax train --config configs/X.py[:variant] --workdir DIR [--config.KEY=VALUE ...]"
-          "\n\nTrains with diffax.train.loop.train_and_evaluate and writes checkpoints, "
-          "TensorBoard events and sample grids under DIR. Run again to resume. Config keys are "
-          "documented in diffax/train/build.py and diffax/train/loop.py.",
-          _cmd_train)
-_register("sample", "draw samples from the latest checkpoint",
-          "diffax sample --workdir DIR [--step N] [--config.sample.solver=heun "
-          "--config.sample.num_steps=18 --config.sample.num_samples=64 ...]\n\nWrites "
-          "DIR/samples/<tag>.npz (array `x` [N, ...] in the data's own range and layout, and "
-          "`range`) and a PNG: an image grid, or for 2-D data a scatter plot over the test "
-          "data's density. Solvers: euler, heun, ddim, ddpm, euler_maruyama, "
-          "reverse_diffusion, pc, edm_stochastic, adaptive (and dpm_solver, dpm_solver_pp, "
-          "unipc where available).",
-          _cmd_sample)
-_register("likelihood", "test-set NLL through the probability-flow ODE",
-          "diffax likelihood --workdir DIR [--step N] [--config.eval.likelihood_examples=1000 "
-          "--config.eval.divergence=exact|hutchinson --config.eval.rtol=1e-5 ...]\n\nReports "
-          "bits/dim (images, uniformly dequantized) or nats per example (vectors) and writes "
-          "DIR/eval/likelihood.json.",
-          _cmd_likelihood)
-_register("eval", "sample quality, NLL and NFE as JSON",
-          "diffax eval --workdir DIR [--step N] [--config.eval.num_samples=1000 ...]\n\nScores "
-          "samples against the held-out split: Fréchet distance in a whitened PCA feature space "
-          "fitted on the training split, sliced Wasserstein distance, nearest-training-example "
-          "distance; adds the NLL and the NFE; writes DIR/eval/metrics.json. The same metrics "
-          "for training examples (the floor) and an untrained model (the baseline) are in "
-          "`reference`.",
-          _cmd_eval)
-_register("demo", "the main job: train on 8x8 digits, sample, likelihood, metrics",
-          "diffax demo --workdir DIR [--config configs/X.py] [--config.KEY=VALUE ...]\n\n"
-          "Trains the default config (configs/digits_demo.py: EDM on scikit-learn's 8x8 digits, "
-          "about 10 minutes on 2 CPU cores), then runs `sample`, `likelihood` and `eval` and "
-          "prints where everything was written with a table of metrics.",
-          _cmd_demo)
+_WORKDIR_HELP = ("  --workdir DIR            the run's directory (required)\n"
+                 "  --step N                 the checkpoint to use (default: the latest)\n")
+_POST_HELP = ("  --config.seed=S          another seed for sampling and probes\n"
+              "  --config.data.data_dir=DIR  where the dataset is prepared, if it moved\n")
+
+
+def _eval_keys_help() -> str:
+    return "".join(f"  --config.eval.{k}={v!r}\n".replace("'", "") for k, v in
+                   EVAL_DEFAULTS.items()) + "     (defaults; the run's config may set others)\n"
+
+
+_register(
+    "train", "train a model from a config (resumes from WORKDIR/checkpoints)",
+    "diffax train --config configs/X.py[:variant] --workdir DIR [--config.KEY=VALUE ...]\n\n"
+    "Trains with diffax.train.loop.train_and_evaluate and writes checkpoints, TensorBoard "
+    "events and sample grids under DIR; run it again to resume. Every key of the config "
+    "file can be overridden; keys are documented in diffax/train/build.py, "
+    "diffax/train/loop.py and diffax/cli.py (eval).",
+    "  --config FILE[:variant]  the experiment config, e.g. configs/toy2d_vp.py:tiny "
+    "(required)\n"
+    "  --workdir DIR            where everything is written (required)\n"
+    "  --config.KEY=VALUE       e.g. --config.train.num_steps=2000 --config.seed=1 "
+    "--config.data.name=toy2d/two_moons\n",
+    _cmd_train)
+_register(
+    "sample", "draw samples from the latest checkpoint",
+    "diffax sample --workdir DIR [--step N] [--config.sample.solver=heun "
+    "--config.sample.num_steps=18 --config.sample.num_samples=64 ...]\n\n"
+    "Writes DIR/samples/<tag>.npz (array `x` [N, ...] in the data's own range and layout: "
+    "uint8 images in 0..255, or float vectors; `range`; `nfe`; `step`) and a PNG: an image "
+    "grid, or for 2-D data a scatter plot over the test data's density. Uses the config "
+    "stored with the checkpoint.",
+    _WORKDIR_HELP
+    + "  --config.sample.solver=S     euler | heun | ddim | ddpm | euler_maruyama | "
+    "reverse_diffusion | pc | edm_stochastic | adaptive\n"
+    "                               (and dpm_solver | dpm_solver_pp | unipc where available)\n"
+    "  --config.sample.num_steps=N  solver steps\n"
+    "  --config.sample.num_samples=N\n"
+    "  --config.sample.use_ema=BOOL, denoise_final=BOOL, order=K, eta=X, snr=X, churn=X, "
+    "rtol=X, atol=X\n"
+    "  --config.eval.batch_size=N   samples per device call\n" + _POST_HELP,
+    _cmd_sample)
+_register(
+    "likelihood", "held-out NLL through the probability-flow ODE",
+    "diffax likelihood --workdir DIR [--step N] [--config.eval.likelihood_examples=1000 "
+    "--config.eval.divergence=exact|hutchinson --config.eval.rtol=1e-5 ...]\n\n"
+    "Reports bits/dim (8-bit images, uniformly dequantized) or nats per example (vectors) "
+    "with its standard error and the mean NFE, and writes DIR/eval/likelihood.json.",
+    _WORKDIR_HELP + _eval_keys_help() + _POST_HELP,
+    _cmd_likelihood)
+_register(
+    "eval", "sample quality, NLL and NFE as JSON",
+    "diffax eval --workdir DIR [--step N] [--config.eval.num_samples=1000 ...]\n\n"
+    "Scores eval.num_samples samples against the held-out split: Fréchet distance in a "
+    "whitened PCA feature space fitted on the training split, sliced Wasserstein distance, "
+    "nearest-training-example distance; adds the NLL (eval.likelihood) and the NFE; writes "
+    "DIR/eval/metrics.json. `reference` holds the same metrics for training examples (the "
+    "floor) and for the untrained network (the baseline).",
+    _WORKDIR_HELP + "  --config.sample.*            the sampler, as for `diffax sample`\n"
+    + _eval_keys_help() + _POST_HELP,
+    _cmd_eval)
+_register(
+    "demo", "the main job: train on 8x8 digits, sample, likelihood, metrics",
+    "diffax demo --workdir DIR [--config configs/X.py] [--config.KEY=VALUE ...]\n\n"
+    "Trains the default config (configs/digits_demo.py: EDM on scikit-learn's 8x8 digits, "
+    "2000 steps; about 5-6 minutes on 2 CPU cores), then runs what `sample`, `likelihood` "
+    "and `eval` run, and prints where everything was written with a table of metrics.",
+    "  --workdir DIR            where everything is written (required)\n"
+    "  --config FILE[:variant]  another config (default: the built-in digits demo)\n"
+    "  --config.KEY=VALUE       e.g. --config.train.num_steps=4000\n",
+    _cmd_demo)
 
 
 def _usage() -> str:
@@ -1051,16 +1087,17 @@ def _usage() -> str:
              "score.", "", "commands:"]
     lines += [f"  {c.name.ljust(width)}  {c.summary}" for c in _COMMANDS.values()]
     lines += ["", "`diffax <command> --help` describes a command's flags. Errors in flags or "
-              "config keys exit with code 2 before anything is computed."]
+              "config keys exit with code 2 before anything is computed or written."]
     return "\n".join(lines)
 
 
 def _command_help(cmd: _Command) -> str:
-    usage, _, details = cmd.description.partition("\n\n")
     import textwrap
 
-    body = "\n".join(textwrap.fill(p, 92) for p in details.split("\n") if p)
-    return f"usage: {usage}\n\n{cmd.summary}.\n\n{body}\n"
+    usage, _, rest = cmd.description.partition("\n\n")
+    details, _, flags_help = rest.partition("\n\nflags:\n")
+    body = textwrap.fill(details, 92)
+    return f"usage: {usage}\n\n{cmd.summary}.\n\n{body}\n\nflags:\n{flags_help}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
