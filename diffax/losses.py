@@ -73,6 +73,7 @@ from diffax.parameterization import (
     edm_coefficients,
     edm_preconditioned,
     get_prediction,
+    resolve_sigma_data,
 )
 from diffax.processes import Process, expand
 from diffax.typing import ApplyFn, Array, Denoiser, PRNGKey, PyTree
@@ -121,14 +122,7 @@ def _frozen(cls):
 
 
 def _sigma_data(owner: str, value: Any, process: Process) -> Any:
-    if value is None:
-        value = getattr(process, "sigma_data", None)
-    if value is None:
-        raise ValueError(
-            f"{owner}: `sigma_data` is required for {type(process).__name__} (only diffax.EDM "
-            "carries its own); pass e.g. sigma_data=0.5."
-        )
-    return value
+    return resolve_sigma_data(process, value, where=owner)
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "EDMCoefficients",
     "edm_coefficients",
     "edm_preconditioned",
+    "resolve_sigma_data",
     "eps_from_denoiser",
     "score_from_denoiser",
     "velocity_from_denoiser",
@@ -221,13 +222,19 @@ class EDMCoefficients:
     c_noise: Array
 
 
-def _sigma_data(process: Process, sigma_data: Any) -> Any:
+def resolve_sigma_data(process: Process, sigma_data: Any = None, *,
+                       where: str = "edm_preconditioned") -> Any:
+    """``sigma_data`` if given, else the process's own (only :class:`diffax.EDM` has one).
+
+    Raises:
+      ValueError: naming ``sigma_data`` when neither is available.
+    """
     if sigma_data is None:
         sigma_data = getattr(process, "sigma_data", None)
     if sigma_data is None:
         raise ValueError(
-            f"edm_preconditioned: `sigma_data` is required for {type(process).__name__} "
-            "(only diffax.EDM carries its own)."
+            f"{where}: `sigma_data` is required for {type(process).__name__} "
+            "(only diffax.EDM carries its own); pass e.g. sigma_data=0.5."
         )
     return sigma_data
 
@@ -243,7 +250,7 @@ def edm_coefficients(process: Process, t: Array, *, sigma_data: Any = None) -> E
     ``c_in = 1 / sqrt(sigma^2 + alpha^2 sd^2)`` (multiplying ``x`` itself) and
     ``c_noise = log(sigma / alpha) / 4 = -log_snr / 8``.
     """
-    sd = _sigma_data(process, sigma_data)
+    sd = resolve_sigma_data(process, sigma_data)
     a, s = process.alpha(t), process.sigma(t)
     denom = jnp.square(s) + jnp.square(a) * sd**2
     return EDMCoefficients(

@@ -384,8 +384,35 @@ class _VPFamily(Process):
         return -2.0 * self.f(t)
 
 
+class _LinearBeta(Process):
+    """``beta(t) = beta_min + t (beta_max - beta_min)``: the VP and sub-VP SDEs' shared part.
+
+    ``log alpha(t) = -t^2 (beta_max - beta_min) / 4 - t beta_min / 2`` and ``f = -beta(t)/2``.
+    """
+
+    def _check_betas(self, owner: str) -> None:
+        _check_number(owner, "beta_min", self.beta_min, nonnegative=True)
+        _check_number(owner, "beta_max", self.beta_max, positive=True)
+        _check_order(owner, "beta_min", self.beta_min, "beta_max", self.beta_max, strict=False)
+        self._check_times(owner)
+
+    def _log_alpha(self, t: Array) -> Array:
+        return -0.25 * jnp.square(t) * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+
+    def _beta(self, t: Array) -> Array:
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def _time_at_neg_log_alpha_sq(self, s: Array) -> Array:
+        """Solves ``-log alpha(t)^2 = s``, i.e. ``(b1 - b0) t^2 / 2 + b0 t = s``, stably."""
+        b0, b1 = self.beta_min, self.beta_max
+        return 2.0 * s / (b0 + jnp.sqrt(jnp.square(b0) + 2.0 * (b1 - b0) * s))
+
+    def f(self, t: ArrayLike) -> Array:
+        return -0.5 * self._beta(self._time(t))
+
+
 @pytree_dataclass
-class VP(_VPFamily):
+class VP(_LinearBeta, _VPFamily):
     """score_sde's VP SDE: linear ``beta(t) = beta_min + t (beta_max - beta_min)``.
 
     ``log alpha(t) = -t^2 (beta_max - beta_min) / 4 - t beta_min / 2``,
@@ -410,30 +437,15 @@ class VP(_VPFamily):
     t_max: Any = 1.0
 
     def __post_init__(self):
-        _check_number("VP", "beta_min", self.beta_min, nonnegative=True)
-        _check_number("VP", "beta_max", self.beta_max, positive=True)
-        _check_order("VP", "beta_min", self.beta_min, "beta_max", self.beta_max, strict=False)
-        self._check_times("VP")
+        self._check_betas("VP")
 
     @classmethod
     def cosine(cls, *, s: float = 0.008, t_min: float = 1e-3, t_max: float = 0.9946) -> CosineVP:
         """The improved-DDPM cosine schedule as a continuous process (see :class:`CosineVP`)."""
         return CosineVP(s=s, t_min=t_min, t_max=t_max)
 
-    def _log_alpha(self, t: Array) -> Array:
-        return -0.25 * jnp.square(t) * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
-
     def _t_from_log_snr(self, lam: Array) -> Array:
-        return _linear_beta_time(self._neg_log_alpha_sq(lam), self.beta_min, self.beta_max)
-
-    def f(self, t: ArrayLike) -> Array:
-        t = self._time(t)
-        return -0.5 * (self.beta_min + t * (self.beta_max - self.beta_min))
-
-
-def _linear_beta_time(s: Array, b0: Any, b1: Any) -> Array:
-    """Solves ``(b1 - b0) t^2 / 2 + b0 t = s`` for ``t >= 0`` without cancellation."""
-    return 2.0 * s / (b0 + jnp.sqrt(jnp.square(b0) + 2.0 * (b1 - b0) * s))
+        return self._time_at_neg_log_alpha_sq(self._neg_log_alpha_sq(lam))
 
 
 @pytree_dataclass
@@ -479,7 +491,7 @@ class CosineVP(_VPFamily):
 
 
 @pytree_dataclass
-class SubVP(Process):
+class SubVP(_LinearBeta):
     """score_sde's sub-VP SDE: the VP's ``alpha`` with ``sigma = 1 - alpha^2``.
 
     ``g^2 = beta(t) (1 - alpha^4)``; the marginal variance never exceeds the VP's.
@@ -498,13 +510,7 @@ class SubVP(Process):
     _domain: ClassVar[tuple[float, float]] = (0.0, math.inf)
 
     def __post_init__(self):
-        _check_number("SubVP", "beta_min", self.beta_min, nonnegative=True)
-        _check_number("SubVP", "beta_max", self.beta_max, positive=True)
-        _check_order("SubVP", "beta_min", self.beta_min, "beta_max", self.beta_max, strict=False)
-        self._check_times("SubVP")
-
-    def _log_alpha(self, t: Array) -> Array:
-        return -0.25 * jnp.square(t) * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+        self._check_betas("SubVP")
 
     def _sigma(self, t: Array) -> Array:
         return -jnp.expm1(2.0 * self._log_alpha(t))
@@ -517,16 +523,11 @@ class SubVP(Process):
         # -log alpha^2 = log1p(q/2 + sqrt(q (4 + q))/2).
         q = jnp.exp(-lam)
         s = jnp.log1p(0.5 * q + 0.5 * jnp.sqrt(q * (4.0 + q)))
-        return _linear_beta_time(s, self.beta_min, self.beta_max)
-
-    def f(self, t: ArrayLike) -> Array:
-        t = self._time(t)
-        return -0.5 * (self.beta_min + t * (self.beta_max - self.beta_min))
+        return self._time_at_neg_log_alpha_sq(s)
 
     def g2(self, t: ArrayLike) -> Array:
         t = self._time(t)
-        beta = self.beta_min + t * (self.beta_max - self.beta_min)
-        return -beta * jnp.expm1(4.0 * self._log_alpha(t))
+        return -self._beta(t) * jnp.expm1(4.0 * self._log_alpha(t))
 
 
 @pytree_dataclass
