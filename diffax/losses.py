@@ -730,6 +730,9 @@ class DiscreteTime(TimeSampler):
 # The loss.
 
 
+_LABEL_DROP_STREAM = 0x1ab31  # fold_in constant of the label-dropout key
+
+
 def _time_dtype(data_dtype: Any) -> Any:
     """Times and coefficients in at least float32, even for bfloat16 data."""
     return jnp.promote_types(data_dtype, jnp.float32)
@@ -756,6 +759,13 @@ class DenoisingLoss:
         (``label`` for class-conditional models).
       key_arg: the keyword under which the network receives a PRNG key (e.g. ``"key"`` for
         :func:`diffax.models.apply_fn` with dropout); ``None`` passes none.
+      p_uncond: label dropout for classifier-free guidance (Ho & Salimans 2022): when the
+        batch has a ``label_key`` entry, each label is replaced by ``null_label`` with this
+        probability (:func:`diffax.models.drop_labels`), so one network learns both the
+        conditional and the unconditional denoiser. A leaf: changing it does not recompile.
+      null_label: the label index meaning "no label" (a conditional model's
+        ``config.null_label``); required when ``p_uncond > 0``.
+      label_key: the batch entry label dropout applies to.
 
     Example:
       >>> import jax, jax.numpy as jnp, diffax
@@ -778,6 +788,9 @@ class DenoisingLoss:
     data_key: str = static_field(default="x")
     cond_keys: tuple[str, ...] = static_field(default=("label",))
     key_arg: str | None = static_field(default=None)
+    p_uncond: Any = 0.0
+    null_label: int | None = static_field(default=None)
+    label_key: str = static_field(default="label")
 
     def __post_init__(self):
         for name, value, kind in (("process", self.process, Process),
@@ -788,6 +801,38 @@ class DenoisingLoss:
                 raise ValueError(f"DenoisingLoss: `{name}` must be a {kind.__module__}."
                                  f"{kind.__name__}, got {value!r}.")
         object.__setattr__(self, "cond_keys", tuple(self.cond_keys))
+        p = concrete_value(self.p_uncond)
+        if p is not None:
+            if p.ndim != 0 or not 0.0 <= float(p) <= 1.0:
+                raise ValueError(f"DenoisingLoss: `p_uncond` must be a probability in [0, 1], "
+                                 f"got {self.p_uncond!r}.")
+            if float(p) > 0 and self.null_label is None:
+                raise ValueError("DenoisingLoss: `p_uncond` > 0 needs `null_label` (the "
+                                 "model's config.null_label) to replace dropped labels with.")
+        if self.null_label is not None:
+            object.__setattr__(self, "null_label", int(self.null_label))
+
+    def drop_labels(self, key: PRNGKey, cond: Mapping[str, Any]) -> dict[str, Any]:
+        """``cond`` with its ``label_key`` entry replaced by ``null_label`` with probability
+        ``p_uncond`` per example (unchanged without labels, ``null_label`` or ``p_uncond``).
+
+        Example:
+          >>> import jax, jax.numpy as jnp, diffax
+          >>> loss = diffax.losses.DenoisingLoss(process=diffax.VP(), p_uncond=1.0,
+          ...                                    null_label=10)
+          >>> loss.drop_labels(jax.random.key(0), {"label": jnp.arange(3)})["label"]
+          Array([10, 10, 10], dtype=int32)
+        """
+        cond = dict(cond)
+        p = concrete_value(self.p_uncond)
+        if (self.label_key not in cond or self.null_label is None
+                or (p is not None and float(p) == 0.0)):
+            return cond
+        from diffax.models.layers import drop_labels  # Flax models load only when used
+
+        cond[self.label_key] = drop_labels(key, jnp.asarray(cond[self.label_key]),
+                                           null_label=self.null_label, rate=self.p_uncond)
+        return cond
 
     # ---- pieces -----------------------------------------------------------------------------
 
@@ -884,6 +929,8 @@ class DenoisingLoss:
         if not jnp.issubdtype(x0.dtype, jnp.floating):
             raise ValueError(f"DenoisingLoss: the data must be floating point, got {x0.dtype}.")
         k_t, k_eps, k_net = jax.random.split(key, 3)
+        # Its own stream, so that label dropout leaves the times and noise of a key unchanged.
+        cond = self.drop_labels(jax.random.fold_in(key, _LABEL_DROP_STREAM), cond)
         t, correction = self.time_sampler.sample(k_t, self.process, x0.shape[0],
                                                  _time_dtype(x0.dtype))
         eps = jax.random.normal(k_eps, x0.shape, x0.dtype)

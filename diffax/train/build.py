@@ -22,7 +22,8 @@ Keys (defaults in brackets):
   eps | x0 | v | score | velocity | edm (EDM preconditioning); ``loss.noise_input`` [time for
   predictions, edm for edm]: time | log_snr | edm | index; ``loss.time_scale`` [1.0];
   ``loss.sigma_data`` [process's]; ``loss.lognormal_mean`` [-1.2]; ``loss.lognormal_std``
-  [1.2]; ``loss.truncate`` [False]; ``loss.reduce_mean`` [True].
+  [1.2]; ``loss.truncate`` [False]; ``loss.reduce_mean`` [True]; ``loss.p_uncond`` [0.0]:
+  label dropout for classifier-free guidance (conditional models only).
 * ``optim.learning_rate`` [2e-4], ``warmup_steps`` [0], ``schedule`` [constant] | cosine,
   ``end_learning_rate`` [0], ``b1`` [0.9], ``b2`` [0.999], ``eps`` [1e-8], ``weight_decay`` [0],
   ``grad_clip`` [1.0], ``ema_decays`` [(0.9999,)], ``ema_warmup`` [False].
@@ -173,11 +174,12 @@ _PREDICTIONS = ("eps", "x0", "v", "score", "velocity", "edm")
 
 _LOSS_KEYS = {"weighting", "time_sampler", "variates", "prediction", "noise_input",
               "time_scale", "sigma_data", "lognormal_mean", "lognormal_std", "truncate",
-              "reduce_mean"}
+              "reduce_mean", "p_uncond"}
 
 
 def build_loss(cfg: Mapping[str, Any], process: Process, *, conditional: bool = False,
-               dropout_key: bool = False) -> losses.DenoisingLoss:
+               dropout_key: bool = False, null_label: int | None = None
+               ) -> losses.DenoisingLoss:
     """The :class:`diffax.losses.DenoisingLoss` of ``config.loss`` for ``process``.
 
     Args:
@@ -185,6 +187,7 @@ def build_loss(cfg: Mapping[str, Any], process: Process, *, conditional: bool = 
       process: from :func:`build_process`.
       conditional: pass the batch's ``label`` to the network.
       dropout_key: pass a PRNG key to the network as ``key`` (dropout).
+      null_label: the model's "no label" index, for ``loss.p_uncond``.
     """
     cfg = dict(cfg)
     _check_keys(cfg, "loss", _LOSS_KEYS)
@@ -212,11 +215,18 @@ def build_loss(cfg: Mapping[str, Any], process: Process, *, conditional: bool = 
         parameterization = losses.EDMPrecond(sigma_data=sd, noise_input=noise)
     else:
         parameterization = losses.Predict(prediction=prediction, noise_input=noise)
+    p_uncond = float(cfg.get("p_uncond", 0.0))
+    if not 0.0 <= p_uncond <= 1.0:
+        raise ValueError(f"config.loss.p_uncond={p_uncond!r} must be a probability in [0, 1].")
+    if p_uncond > 0 and (not conditional or null_label is None):
+        raise ValueError("config.loss.p_uncond > 0 needs a conditional model "
+                         "(config.model.conditional=True) with a null label.")
     return losses.DenoisingLoss(
         process=process, weighting=weighting, time_sampler=sampler,
         parameterization=parameterization, reduce_mean=bool(cfg.get("reduce_mean", True)),
         cond_keys=("label",) if conditional else (),
-        key_arg="key" if dropout_key else None)
+        key_arg="key" if dropout_key else None,
+        p_uncond=p_uncond, null_label=null_label if p_uncond > 0 else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,7 +436,8 @@ def build_experiment(config: Any) -> Experiment:
     model, conditional = build_model(section(config, "model"), info)
     dropout = float(getattr(model.config, "dropout", 0.0)) > 0
     loss = build_loss(section(config, "loss"), process, conditional=conditional,
-                      dropout_key=dropout)
+                      dropout_key=dropout,
+                      null_label=getattr(model.config, "null_label", None))
     optim = section(config, "optim")
     optimizer, schedule = build_optimizer(optim, num_steps=int(config.train.num_steps))
     ema_decays = tuple(float(d) for d in optim.get("ema_decays", (0.9999,)))
