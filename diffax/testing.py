@@ -5,6 +5,11 @@ A Gaussian mixture stays a Gaussian mixture under ``x_t = alpha x0 + sigma eps``
 ``N(alpha mu_k, alpha^2 s_k^2 + sigma^2)``. So for any process and any time the exact
 log-density, score and denoiser ``E[x0 | x_t]`` are available in closed form, and for a single
 Gaussian so is the probability-flow trajectory.
+
+Conditioning stays in closed form too: given observed coordinates, a diagonal mixture is again
+a mixture (:meth:`GaussianMixture.condition`), and a :class:`ClassConditionalMixture` (shared
+components, per-class weights) gives the exact class-conditional denoiser and the exact noisy
+classifier ``log p(y | x_t)``, the truths guidance is judged by.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from diffax.parameterization import check_time_shape
 from diffax.processes import Process, expand
 from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
 
-__all__ = ["GaussianMixture"]
+__all__ = ["GaussianMixture", "ClassConditionalMixture"]
 
 
 @pytree_dataclass
@@ -150,6 +155,58 @@ class GaussianMixture:
         """The exact denoiser ``D(x, t) = E[x0 | x_t = x]`` as a function."""
         return lambda x, t: self.posterior_mean(process, x, t)
 
+    # ---- conditioning ------------------------------------------------------------------------
+
+    def condition(self, x_known: ArrayLike, mask: ArrayLike) -> GaussianMixture:
+        """The exact conditional ``p(x_missing | x_observed = x_known)`` of the clean data.
+
+        Within a component the coordinates are independent (diagonal stds), so the missing ones
+        keep their component means and stds, and only the weights change:
+        ``w_k' ∝ w_k N(x_obs; mu_k,obs, diag(s_k,obs^2))`` (Bayes' rule over components).
+
+        Args:
+          x_known: ``[*event]`` values; only the observed entries are read.
+          mask: ``[*event]`` concrete array, 1 where observed and 0 where missing (the mask
+            convention of :func:`diffax.inpaint`).
+
+        Returns:
+          A :class:`GaussianMixture` over the ``M`` missing coordinates, event ``[M]``, in the
+          row-major order of ``x[..., mask == 0]``.
+
+        Example:
+          >>> import jax.numpy as jnp, diffax
+          >>> gm = diffax.testing.GaussianMixture(
+          ...     means=jnp.array([[-1.0, -1.0], [1.0, 1.0]]), stds=jnp.array([0.3, 0.3]),
+          ...     weights=jnp.array([0.5, 0.5]))
+          >>> cond = gm.condition(jnp.array([1.0, 0.0]), jnp.array([1, 0]))
+          >>> cond.event_shape, bool(cond.weights[1] > 0.99)
+          ((1,), True)
+        """
+        m = concrete_value(mask)
+        if m is None:
+            raise ValueError("GaussianMixture.condition: `mask` must be a concrete array (it "
+                             "fixes which coordinates are missing).")
+        if m.shape != self.event_shape or not np.all((m == 0) | (m == 1)):
+            raise ValueError(f"GaussianMixture.condition: `mask` must be 0/1 of shape "
+                             f"{self.event_shape}, got shape {m.shape}.")
+        observed = m.reshape(-1) == 1
+        if observed.all():
+            raise ValueError("GaussianMixture.condition: `mask` observes every coordinate; "
+                             "nothing is left to condition.")
+        x_known = jnp.asarray(x_known)
+        if tuple(x_known.shape) != self.event_shape:
+            raise ValueError(f"GaussianMixture.condition: `x_known` must have shape "
+                             f"{self.event_shape}, got {tuple(x_known.shape)}.")
+        dtype = jnp.result_type(x_known.dtype, float)
+        means, stds, w = self._flat(dtype)
+        obs = np.flatnonzero(observed)
+        miss = np.flatnonzero(~observed)
+        x_obs = x_known.reshape(-1)[obs].astype(dtype)
+        ll = self._component_logp(x_obs[None, None], means[None][..., obs],
+                                  jnp.square(stds[None][..., obs]), w)[0]  # [K]
+        return GaussianMixture(means=means[:, miss], stds=stds[:, miss],
+                               weights=jax.nn.softmax(ll))
+
     # ---- sampling ----------------------------------------------------------------------------
 
     def sample_data(self, key: PRNGKey, num: int, dtype: Any = None) -> Array:
@@ -209,3 +266,112 @@ class GaussianMixture:
         std_s = jnp.sqrt(jnp.square(a_s * stds) + jnp.square(process.sigma(s)[:, None]))
         out = a_s * means + (std_s / std_t) * (xf - a_t * means)
         return out.reshape(x.shape)
+
+
+@pytree_dataclass
+class ClassConditionalMixture:
+    """Class-conditional Gaussian mixtures sharing components: the truth for guidance.
+
+    Class ``c`` has the density ``p(x0 | c) = sum_k W[c, k] N(x0; mu_k, diag(s_k^2))`` and
+    prior probability ``pi_c``; the unconditional data is the mixture with weights
+    ``pi @ W``. Under the process every class stays a mixture, so the exact conditional and
+    unconditional denoisers and the exact noisy classifier
+    ``log p(c | x_t) = log pi_c + log p_t(x | c) - log p_t(x)`` are all closed form, and
+    ``grad_x log p(c | x_t)`` is exactly the gap between the conditional and the unconditional
+    scores (what classifier guidance adds).
+
+    Args:
+      means: ``[K, *event]`` component means.
+      stds: ``[K]`` or ``[K, *event]`` component standard deviations.
+      class_weights: ``[C, K]``, each row non-negative and summing to 1 (zeros allowed).
+      class_probs: ``[C]`` class prior ``pi``, summing to 1.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, diffax
+      >>> ccm = diffax.testing.ClassConditionalMixture(
+      ...     means=jnp.array([[-1.0, 0.0], [1.0, 0.0]]), stds=jnp.array([0.3, 0.3]),
+      ...     class_weights=jnp.array([[0.9, 0.1], [0.2, 0.8]]), class_probs=jnp.array([0.5, 0.5]))
+      >>> p, x = diffax.VP(), jnp.zeros((4, 2))
+      >>> label = jnp.array([0, 1, 0, 1])
+      >>> ccm.denoiser(p, label)(x, 0.5).shape, ccm.log_prob_label(p, x, 0.5, label).shape
+      ((4, 2), (4,))
+    """
+
+    means: Any
+    stds: Any
+    class_weights: Any
+    class_probs: Any
+
+    def __post_init__(self):
+        cw, pi = concrete_value(self.class_weights), concrete_value(self.class_probs)
+        k = int(np.shape(self.means)[0])
+        if cw is not None:
+            if cw.ndim != 2 or cw.shape[1] != k:
+                raise ValueError(f"ClassConditionalMixture: `class_weights` must be [C, K] with "
+                                 f"K = {k}, got shape {cw.shape}.")
+            if np.any(cw < 0) or not np.allclose(cw.sum(1), 1.0, atol=1e-6):
+                raise ValueError("ClassConditionalMixture: each row of `class_weights` must be "
+                                 "non-negative and sum to 1.")
+        if pi is not None:
+            if pi.ndim != 1 or (cw is not None and pi.shape[0] != cw.shape[0]):
+                raise ValueError(f"ClassConditionalMixture: `class_probs` must be [C] matching "
+                                 f"`class_weights`, got shape {pi.shape}.")
+            if np.any(pi < 0) or not np.isclose(pi.sum(), 1.0, atol=1e-6):
+                raise ValueError("ClassConditionalMixture: `class_probs` must be non-negative "
+                                 "and sum to 1.")
+        self.marginal()  # validates means and stds
+
+    @property
+    def num_classes(self) -> int:
+        return int(np.shape(self.class_weights)[0])
+
+    def marginal(self) -> GaussianMixture:
+        """The unconditional data distribution, weights ``pi @ W``."""
+        w = jnp.asarray(self.class_probs) @ jnp.asarray(self.class_weights)
+        return GaussianMixture(means=self.means, stds=self.stds, weights=w)
+
+    def conditional(self, label: int) -> GaussianMixture:
+        """The data distribution of one class (a Python int)."""
+        if not 0 <= int(label) < self.num_classes:
+            raise ValueError(f"ClassConditionalMixture: `label` must be in "
+                             f"[0, {self.num_classes}), got {label}.")
+        return GaussianMixture(means=self.means, stds=self.stds,
+                               weights=jnp.asarray(self.class_weights)[int(label)])
+
+    def _parts(self, process: Process, x: Array, t: ArrayLike):
+        gm = self.marginal()
+        x, xf, a, _, means, stds, _, mean_t, var_t = gm._prepare(process, x, t)
+        ll = gm._component_logp(xf, mean_t, var_t, jnp.ones(means.shape[:1], x.dtype))  # [B, K]
+        comp = means[None] + a * jnp.square(stds)[None] / var_t * (xf - mean_t)  # [B, K, D]
+        return x, ll, comp
+
+    def _labels(self, x: Array, label: ArrayLike) -> Array:
+        label = jnp.asarray(label)
+        if not jnp.issubdtype(label.dtype, jnp.integer) or label.shape not in ((), x.shape[:1]):
+            raise ValueError(f"ClassConditionalMixture: `label` must be an int scalar or [B] = "
+                             f"[{x.shape[0]}] ints, got {label.dtype}{list(label.shape)}.")
+        return jnp.broadcast_to(label, x.shape[:1])
+
+    def log_prob_label(self, process: Process, x: Array, t: ArrayLike,
+                       label: ArrayLike) -> Array:
+        """The exact noisy classifier ``log p(y = label | x_t = x)``, ``[B]``."""
+        x, ll, _ = self._parts(process, x, t)
+        label = self._labels(x, label)
+        log_cw = jnp.log(jnp.asarray(self.class_weights, x.dtype))  # [C, K]
+        log_px_c = jax.nn.logsumexp(ll[:, None, :] + log_cw[None], axis=-1)  # [B, C]
+        log_joint = log_px_c + jnp.log(jnp.asarray(self.class_probs, x.dtype))[None]
+        log_post = log_joint - jax.nn.logsumexp(log_joint, axis=-1, keepdims=True)
+        return jnp.take_along_axis(log_post, label[:, None], axis=-1)[:, 0]
+
+    def posterior_mean(self, process: Process, x: Array, t: ArrayLike,
+                       label: ArrayLike) -> Array:
+        """Exact ``E[x0 | x_t = x, y = label]`` (``label`` a scalar or ``[B]``)."""
+        x, ll, comp = self._parts(process, x, t)
+        label = self._labels(x, label)
+        log_w = jnp.log(jnp.asarray(self.class_weights, x.dtype))[label]  # [B, K]
+        r = jax.nn.softmax(ll + log_w, axis=-1)[..., None]
+        return jnp.sum(r * comp, axis=1).reshape(x.shape)
+
+    def denoiser(self, process: Process, label: ArrayLike) -> Denoiser:
+        """The exact class-conditional denoiser ``D(x, t | label)``."""
+        return lambda x, t: self.posterior_mean(process, x, t, label)
