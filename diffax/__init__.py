@@ -7,6 +7,7 @@ explicitly. See README.md for a tour.
 import importlib as _importlib
 
 from diffax import (
+    guidance,
     likelihood,
     losses,
     models,
@@ -65,6 +66,7 @@ __all__ = [
     "samplers",
     "schedules",
     "likelihood",
+    "guidance",
     "losses",
     "models",
     "testing",
