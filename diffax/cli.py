@@ -29,8 +29,11 @@ with ``--config.section.key=value``).
   baseline); nearest-training-example distances; NLL; NFE).
 
 Usage errors (missing ``--workdir``, a workdir without checkpoints, an unknown config key, a
-value of the wrong type, an unknown solver, a dataset that is not prepared) print one line
-naming the key or argument and exit with code 2 before anything is computed or written.
+value of the wrong type or out of range, an unknown solver, a dataset that is not prepared)
+print one line naming the key or argument and exit with code 2 before anything is computed or
+written (:func:`diffax.train.build.check_config`). Faults found while running (a corrupt
+checkpoint, a full disk, a NaN loss under ``train.nonfinite=error``, a dead process of a
+multi-process job) print one line saying what and where, and exit with code 1.
 
 Config keys of ``eval`` (defaults in brackets): ``split`` [test]: the held-out split;
 ``num_samples`` [1000]: samples scored; ``batch_size`` [500]: examples per device call when
@@ -308,25 +311,25 @@ def _validate(config: Any, *, training: bool) -> Any:
       UsageError: naming the config key.
     """
     from diffax import data
-    from diffax.train import build, loop, parallel
+    from diffax.train import build, parallel
 
     for key in ("seed", "data", "train"):
         if config.get(key) is None:
             raise UsageError(f"config key `{key}` is required")
     try:
         if training:
-            train_cfg = build.section(config, "train")
-            build._check_keys(train_cfg, "train", loop._TRAIN_KEYS)
-            for key in ("num_steps", "batch_size", "checkpoint_every"):
-                loop._int_key(train_cfg, key)
-            parallel.initialize_distributed()
-            parallel.check_batch_size(int(train_cfg["batch_size"]), parallel.make_mesh(),
-                                      name="train.batch_size")
+            opts = build.train_options(config)
+            parallel.initialize_distributed(heartbeat_timeout=opts.heartbeat_timeout)
+            import jax
+
+            build.check_config(config, num_devices=jax.device_count())
+        else:
+            build.check_config(config, num_devices=1)
         data_cfg = build.section(config, "data")
         if data_cfg.get("name"):
             # A TFDS dataset that is not prepared fails here, before anything is written.
             data.data_source(data_cfg["name"], split=data_cfg.get("split", "train"),
-                             **build._data_kwargs(data_cfg, build._INFO_KEYS))
+                             **build.dataset_kwargs(data_cfg))
         exp = build.build_experiment(config)
         _check_eval_section(config)
     except UsageError:
@@ -454,10 +457,17 @@ def _restore(workdir: str, config: Any, step: int, exp: Any) -> _Trained:
 
     mesh = parallel.make_mesh()
     target = _template_state(exp, mesh)
+    from diffax.train.checkpoint import CorruptCheckpointError
+
     manager = _read_only_manager(os.path.join(workdir, "checkpoints"))
     try:
         out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(
             target)))
+    except Exception as e:  # noqa: BLE001 - any failure to read the arrays means: corrupt
+        path = os.path.join(workdir, "checkpoints", str(step))
+        raise CorruptCheckpointError(
+            f"checkpoint {path} cannot be restored ({type(e).__name__}: {_one_line(e)[:600]}); "
+            f"pick another with --step", step=step, path=path) from e
     finally:
         manager.close()
     return _Trained(config=config, exp=exp, state=out.state, step=step, mesh=mesh)
@@ -582,7 +592,7 @@ def _held_out(exp: Any, config: Any, split: str, max_examples: int | None = None
     from diffax.train import build
 
     data_cfg = _section(config, "data")
-    kwargs = build._data_kwargs(data_cfg, build._INFO_KEYS)
+    kwargs = build.dataset_kwargs(data_cfg)
     try:
         return data.load_split(data_cfg["name"], split=split, value_range=None,
                                max_examples=max_examples, **kwargs)
@@ -1132,6 +1142,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         sys.stderr.write(f"diffax {name}: error: {_one_line(e)}\n")
         return 2
+    except Exception as e:
+        from diffax.train.checkpoint import CheckpointError
+        from diffax.train.loop import CollectiveError, TrainingError
+
+        if not isinstance(e, CheckpointError | TrainingError):
+            raise
+        # A fault diffax detected and explained: one line, exit code 1.
+        sys.stderr.write(f"diffax {name}: error: {_one_line(e)}\n")
+        if isinstance(e, CollectiveError):
+            # jax's shutdown would wait for the dead process at a barrier: leave now.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
+        return 1
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ Keys (defaults in brackets):
   ``sample.order``, ``sample.eta``, ``sample.rtol``, ``sample.atol``, ``sample.churn``.
 * ``data.name`` and the keyword arguments of :func:`diffax.data.make_dataset` (``split``,
   ``data_dir``, ``random_flip``, ``image_size``, ...).
+* ``train``: see :class:`TrainOptions`.
+
+:func:`check_config` validates a whole config before anything is computed or written:
+unknown keys, wrong types and impossible values raise :class:`ConfigError` naming the key.
 
 Example:
   >>> import ml_collections
@@ -49,6 +53,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import optax
 
 from diffax import losses, processes, samplers
@@ -57,6 +62,13 @@ from diffax.train import step as step_lib
 from diffax.typing import ApplyFn
 
 __all__ = [
+    "ConfigError",
+    "TrainOptions",
+    "SECTIONS",
+    "TRAIN_KEYS",
+    "check_config",
+    "train_options",
+    "dataset_kwargs",
     "Experiment",
     "build_experiment",
     "build_process",
@@ -82,22 +94,97 @@ def section(config: Any, name: str) -> dict[str, Any]:
     raise ValueError(f"config.{name} must be a ConfigDict section, got {type(value).__name__}.")
 
 
+class ConfigError(ValueError):
+    """A config key with a bad name, type or value; ``key`` names it (``"train.batch_size"``)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
 def _check_keys(cfg: Mapping[str, Any], sec: str, allowed: set[str]) -> None:
     unknown = sorted(set(cfg) - allowed)
     if unknown:
-        raise ValueError(f"unknown config key(s) {', '.join(f'{sec}.{k}' for k in unknown)}; "
-                         f"known keys of `{sec}`: {', '.join(sorted(allowed))}.")
+        raise ConfigError(f"{sec}.{unknown[0]}",
+                          f"unknown config key(s) {', '.join(f'{sec}.{k}' for k in unknown)}; "
+                          f"known keys of `{sec}`: {', '.join(sorted(allowed))}.")
+
+
+_REQUIRED = object()
+
+
+def _integer(cfg: Mapping[str, Any], sec: str, key: str, default: Any = _REQUIRED, *,
+             minimum: int | None = None, maximum: int | None = None) -> Any:
+    """``cfg[key]`` as an int (``None`` passes if the default is ``None``)."""
+    value = cfg.get(key, default)
+    if value is _REQUIRED:
+        raise ConfigError(f"{sec}.{key}", f"config key `{sec}.{key}` is required.")
+    if value is None and default is None:
+        return None
+    ok = (isinstance(value, int | np.integer) and not isinstance(value, bool)) or (
+        isinstance(value, float) and value.is_integer())
+    if not ok:
+        raise ConfigError(f"{sec}.{key}", f"config.{sec}.{key} must be an integer, got "
+                          f"{value!r} ({type(value).__name__}).")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = (f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]")
+        raise ConfigError(f"{sec}.{key}", f"config.{sec}.{key} must be an integer {bounds}, "
+                          f"got {value!r}.")
+    return value
+
+
+def _real(cfg: Mapping[str, Any], sec: str, key: str, default: Any, *,
+          low: float | None = None, high: float | None = None, low_open: bool = False,
+          high_open: bool = False, allow_none: bool = False) -> Any:
+    """``cfg[key]`` as a finite float in the given interval."""
+    value = cfg.get(key, default)
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number) \
+            or not np.isfinite(value):
+        raise ConfigError(f"{sec}.{key}", f"config.{sec}.{key} must be a finite number, got "
+                          f"{value!r} ({type(value).__name__}).")
+    value = float(value)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}" \
+                   f"{')' if high_open or high is None else ']'}"
+        raise ConfigError(f"{sec}.{key}", f"config.{sec}.{key} must lie in {interval}, got "
+                          f"{value!r}.")
+    return value
+
+
+def _boolean(cfg: Mapping[str, Any], sec: str, key: str, default: bool) -> bool:
+    value = cfg.get(key, default)
+    if not isinstance(value, bool | np.bool_):
+        raise ConfigError(f"{sec}.{key}", f"config.{sec}.{key} must be True or False, got "
+                          f"{value!r} ({type(value).__name__}).")
+    return bool(value)
+
+
+def _string(cfg: Mapping[str, Any], sec: str, key: str, default: Any = _REQUIRED) -> Any:
+    value = cfg.get(key, default)
+    if value is _REQUIRED or value is None:
+        raise ConfigError(f"{sec}.{key}", f"config key `{sec}.{key}` is required.")
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{sec}.{key}", f"config.{sec}.{key} must be a non-empty string, "
+                          f"got {value!r}.")
+    return value
 
 
 def _choice(cfg: Mapping[str, Any], sec: str, key: str, options: Mapping[str, Any],
             default: str | None = None) -> Any:
     value = cfg.get(key, default)
     if value is None:
-        raise ValueError(f"config key `{sec}.{key}` is required; one of "
-                         f"{', '.join(map(repr, options))}.")
-    if value not in options:
-        raise ValueError(f"config.{sec}.{key}={value!r} is not one of "
-                         f"{', '.join(map(repr, options))}.")
+        raise ConfigError(f"{sec}.{key}", f"config key `{sec}.{key}` is required; one of "
+                          f"{', '.join(map(repr, options))}.")
+    if not isinstance(value, str) or value not in options:
+        raise ConfigError(f"{sec}.{key}", f"config.{sec}.{key}={value!r} is not one of "
+                          f"{', '.join(map(repr, options))}.")
     return options[value]
 
 
@@ -364,6 +451,18 @@ def _data_kwargs(cfg: Mapping[str, Any], keys) -> dict[str, Any]:
     return out
 
 
+def dataset_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``config.data`` that say which dataset and where
+    (``data_dir``, ``folder``, ``image_size``, ...), for :func:`diffax.data.data_source`,
+    :func:`diffax.data.dataset_info` and :func:`diffax.data.load_split`.
+
+    Example:
+      >>> dataset_kwargs({"name": "digits", "image_size": [8, 8], "shuffle": True})
+      {'image_size': (8, 8)}
+    """
+    return _data_kwargs(dict(cfg), _INFO_KEYS)
+
+
 def build_dataset_info(cfg: Mapping[str, Any]) -> Any:
     """``diffax.data.dataset_info`` of ``config.data`` (prepares diffax's own datasets)."""
     from diffax import data
@@ -372,7 +471,7 @@ def build_dataset_info(cfg: Mapping[str, Any]) -> Any:
     _check_keys(cfg, "data", _DATA_KEYS)
     if not cfg.get("name"):
         raise ValueError("config key `data.name` is required.")
-    return data.dataset_info(cfg["name"], **_data_kwargs(cfg, _INFO_KEYS))
+    return data.dataset_info(cfg["name"], **dataset_kwargs(cfg))
 
 
 def build_data_iterator(cfg: Mapping[str, Any], *, seed: int, batch_size: int,
@@ -449,3 +548,277 @@ def build_experiment(config: Any) -> Experiment:
         schedule=schedule, ema_decays=ema_decays,
         ema_warmup=bool(optim.get("ema_warmup", False)), solver=solver,
         sample_steps=sample_steps, data_info=info, conditional=conditional)
+
+
+# --------------------------------------------------------------------------------------------
+# the train section, and validating a whole config before any compute
+
+SECTIONS = ("seed", "process", "model", "loss", "optim", "train", "data", "sample", "eval")
+"""The top-level keys of a training config (``eval`` is read by :mod:`diffax.cli`)."""
+
+TRAIN_KEYS = frozenset({"num_steps", "batch_size", "checkpoint_every", "n_jitted_steps",
+                        "log_every", "sample_every", "keep_last", "keep_every",
+                        "async_checkpoint", "nonfinite", "restore_fallback",
+                        "heartbeat_timeout"})
+"""The keys of ``config.train`` (see :class:`TrainOptions`)."""
+
+_NONFINITE_POLICIES = ("error", "skip")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """``config.train``, checked (defaults in brackets).
+
+    Attributes:
+      num_steps: optimizer updates in the run (required).
+      batch_size: global batch size, divisible by the device count (required).
+      checkpoint_every: steps between (asynchronous) checkpoints (required).
+      n_jitted_steps: updates per compiled call [1]; the step counts above are multiples.
+      log_every: steps between metric logs [100].
+      sample_every: steps between sample grids, 0 for never [0].
+      keep_last: checkpoints kept [3] ...
+      keep_every: ... plus every step that is a multiple of this [None].
+      async_checkpoint: write checkpoints in the background [True].
+      nonfinite: what a NaN/inf loss or gradient does ["error"]: ``"error"`` stops the run
+        with an error naming the step and the last good checkpoint; ``"skip"`` skips that
+        update (in the compiled step) and counts it in the ``skipped_updates`` metric.
+      restore_fallback: when the newest checkpoint is corrupt or was written by an
+        incompatible config, set it aside and resume from the newest good one [False: stop
+        with an error naming it].
+      heartbeat_timeout: seconds without a heartbeat after which a multi-process job declares
+        a process dead and stops the others [None: jax's default, 100].
+    """
+
+    num_steps: int
+    batch_size: int
+    checkpoint_every: int
+    n_jitted_steps: int = 1
+    log_every: int = 100
+    sample_every: int = 0
+    keep_last: int = 3
+    keep_every: int | None = None
+    async_checkpoint: bool = True
+    nonfinite: str = "error"
+    restore_fallback: bool = False
+    heartbeat_timeout: int | None = None
+
+
+def train_options(config: Any) -> TrainOptions:
+    """The checked :class:`TrainOptions` of ``config.train``.
+
+    Raises:
+      ConfigError: naming the key.
+
+    Example:
+      >>> opts = train_options({"train": {"num_steps": 10, "batch_size": 8,
+      ...                                 "checkpoint_every": 5, "nonfinite": "skip"}})
+      >>> opts.num_steps, opts.n_jitted_steps, opts.nonfinite
+      (10, 1, 'skip')
+    """
+    cfg = _section(config, "train")
+    _check_keys(cfg, "train", set(TRAIN_KEYS))
+    n_jitted = _integer(cfg, "train", "n_jitted_steps", 1, minimum=1)
+    opts = TrainOptions(
+        num_steps=_integer(cfg, "train", "num_steps", minimum=1),
+        batch_size=_integer(cfg, "train", "batch_size", minimum=1),
+        checkpoint_every=_integer(cfg, "train", "checkpoint_every", minimum=1),
+        n_jitted_steps=n_jitted,
+        log_every=_integer(cfg, "train", "log_every", 100, minimum=1),
+        sample_every=_integer(cfg, "train", "sample_every", 0, minimum=0),
+        keep_last=_integer(cfg, "train", "keep_last", 3, minimum=1),
+        keep_every=_integer(cfg, "train", "keep_every", None, minimum=1),
+        async_checkpoint=_boolean(cfg, "train", "async_checkpoint", True),
+        nonfinite=_string(cfg, "train", "nonfinite", "error"),
+        restore_fallback=_boolean(cfg, "train", "restore_fallback", False),
+        heartbeat_timeout=_integer(cfg, "train", "heartbeat_timeout", None, minimum=1))
+    if opts.nonfinite not in _NONFINITE_POLICIES:
+        raise ConfigError("train.nonfinite", f"config.train.nonfinite={opts.nonfinite!r} is "
+                          f"not one of {', '.join(map(repr, _NONFINITE_POLICIES))}.")
+    for key in ("num_steps", "checkpoint_every", "log_every", "sample_every"):
+        value = getattr(opts, key)
+        if value % n_jitted:
+            raise ConfigError(f"train.{key}", f"config.train.{key}={value} must be a multiple "
+                              f"of train.n_jitted_steps={n_jitted}.")
+    return opts
+
+
+def _section(config: Any, name: str) -> dict[str, Any]:
+    try:
+        return section(config, name)
+    except ValueError as e:
+        raise ConfigError(name, str(e)) from None
+
+
+def _wrap(key: str, fn: Callable[[], Any]) -> Any:
+    """Runs ``fn``; a ValueError/TypeError without a key becomes a ConfigError naming ``key``."""
+    try:
+        return fn()
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        text = str(e)
+        prefix = "" if f"config.{key}" in text or f"`{key}" in text else f"config.{key}: "
+        raise ConfigError(key, prefix + text) from e
+
+
+_PROCESS_NUMBERS = ("beta_min", "beta_max", "sigma_min", "sigma_max", "sigma_data", "s",
+                    "t_min", "t_max", "beta_start", "beta_end")
+
+
+def _check_process(cfg: dict[str, Any]) -> Process:
+    for key in _PROCESS_NUMBERS:
+        if key in cfg:
+            _real(cfg, "process", key, None)
+    if "num_steps" in cfg:
+        _integer(cfg, "process", "num_steps", minimum=2)
+    if "t_min" in cfg and "t_max" in cfg and not cfg["t_min"] < cfg["t_max"]:
+        raise ConfigError("process.t_min", f"config.process.t_min={cfg['t_min']!r} must be "
+                          f"below config.process.t_max={cfg['t_max']!r}.")
+    process = _wrap("process", lambda: build_process(cfg))
+    t_min, t_max = float(process.t_min), float(process.t_max)
+    if not t_min < t_max:
+        key = "process.t_min" if "t_min" in cfg else "process.t_max"
+        raise ConfigError(key, f"config.process: t_min={t_min:g} must be below "
+                          f"t_max={t_max:g} ({key} is set).")
+    return process
+
+
+def _check_loss(cfg: dict[str, Any], process: Process, conditional: bool) -> None:
+    for key, kw in (("time_scale", {"low": 0.0, "low_open": True}),
+                    ("sigma_data", {"low": 0.0, "low_open": True, "allow_none": True}),
+                    ("lognormal_mean", {}), ("lognormal_std", {"low": 0.0, "low_open": True}),
+                    ("p_uncond", {"low": 0.0, "high": 1.0})):
+        if key in cfg:
+            _real(cfg, "loss", key, None, **kw)
+    for key in ("truncate", "reduce_mean"):
+        if key in cfg:
+            _boolean(cfg, "loss", key, False)
+    # The null label comes from the model; any index stands in for it here.
+    _wrap("loss", lambda: build_loss(cfg, process, conditional=conditional,
+                                     null_label=0 if conditional else None))
+
+
+def _check_model(cfg: dict[str, Any]) -> bool:
+    from diffax import models
+
+    _check_keys(cfg, "model", {"name", "variant", "conditional", "kwargs"})
+    variants = _choice(cfg, "model", "name", {"unet": models.UNET_VARIANTS,
+                                              "mlp": models.MLP_VARIANTS})
+    variant = _string(cfg, "model", "variant", "tiny")
+    if variant not in variants:
+        raise ConfigError("model.variant", f"config.model.variant={variant!r} is not one of "
+                          f"{', '.join(map(repr, variants))}.")
+    kwargs = cfg.get("kwargs") or {}
+    if not isinstance(kwargs, Mapping) and not hasattr(kwargs, "to_dict"):
+        raise ConfigError("model.kwargs", f"config.model.kwargs must be a dict of model "
+                          f"config fields, got {kwargs!r}.")
+    return _boolean(cfg, "model", "conditional", False)
+
+
+def _check_optim(cfg: dict[str, Any], num_steps: int) -> None:
+    _check_keys(cfg, "optim", _OPTIM_KEYS)
+    _real(cfg, "optim", "learning_rate", 2e-4, low=0.0, low_open=True)
+    _integer(cfg, "optim", "warmup_steps", 0, minimum=0)
+    _choice(cfg, "optim", "schedule", {"constant": None, "cosine": None}, "constant")
+    _real(cfg, "optim", "end_learning_rate", 0.0, low=0.0)
+    _real(cfg, "optim", "b1", 0.9, low=0.0, high=1.0, high_open=True)
+    _real(cfg, "optim", "b2", 0.999, low=0.0, high=1.0, high_open=True)
+    _real(cfg, "optim", "eps", 1e-8, low=0.0, low_open=True)
+    _real(cfg, "optim", "weight_decay", 0.0, low=0.0)
+    _real(cfg, "optim", "grad_clip", 1.0, low=0.0, low_open=True, allow_none=True)
+    _boolean(cfg, "optim", "ema_warmup", False)
+    decays = cfg.get("ema_decays", (0.9999,))
+    if isinstance(decays, str) or not isinstance(decays, list | tuple):
+        raise ConfigError("optim.ema_decays", f"config.optim.ema_decays must be a tuple of "
+                          f"numbers in [0, 1), got {decays!r}.")
+    for i, d in enumerate(decays):
+        _real({f"ema_decays[{i}]": d}, "optim", f"ema_decays[{i}]", None, low=0.0, high=1.0,
+              high_open=True)
+    if len(set(decays)) != len(decays):
+        raise ConfigError("optim.ema_decays", f"config.optim.ema_decays has duplicates: "
+                          f"{decays!r}.")
+    _wrap("optim", lambda: build_optimizer(cfg, num_steps=num_steps))
+
+
+SOLVER_ORDERS = (1, 3)
+"""The range of ``sample.order`` (multistep solvers: DPM-Solver, DPM-Solver++, UniPC)."""
+
+
+def _check_sample(cfg: dict[str, Any]) -> None:
+    _check_keys(cfg, "sample", _SAMPLE_KEYS)
+    _choice(cfg, "sample", "solver", _solvers(cfg), "euler")
+    _integer(cfg, "sample", "num_steps", 50, minimum=1)
+    _integer(cfg, "sample", "num_samples", 64, minimum=1)
+    _integer(cfg, "sample", "order", 2, minimum=SOLVER_ORDERS[0], maximum=SOLVER_ORDERS[1])
+    for key in ("use_ema", "denoise_final"):
+        _boolean(cfg, "sample", key, key == "use_ema")
+    _real(cfg, "sample", "eta", 0.0, low=0.0)
+    _real(cfg, "sample", "churn", 0.0, low=0.0)
+    for key, default in (("snr", 0.16), ("rtol", 1e-5), ("atol", 1e-5)):
+        _real(cfg, "sample", key, default, low=0.0, low_open=True)
+    _wrap("sample", lambda: build_solver(cfg))
+
+
+def check_config(config: Any, *, num_devices: int | None = None) -> TrainOptions:
+    """Validates a training config before anything is computed or written.
+
+    Checks every section: unknown keys (at the top level and in each section), wrong types,
+    impossible values (a non-positive learning rate, a global batch size not divisible by
+    the device count, ``sample.order`` outside :data:`SOLVER_ORDERS`, ``process.t_min >=
+    process.t_max``, an unknown solver, ...). It builds the cheap objects (process, loss,
+    optimizer, solver) but neither the dataset nor the model's parameters; the ``eval``
+    section is the command line's (:mod:`diffax.cli`).
+
+    Args:
+      config: the training config (``ConfigDict`` or nested dicts).
+      num_devices: devices the global batch is split over (default: ``jax.device_count()``).
+
+    Returns:
+      The :class:`TrainOptions` of ``config.train``.
+
+    Raises:
+      ConfigError: a ``ValueError`` whose ``key`` attribute and message name the key.
+
+    Example:
+      >>> cfg = {"seed": 0, "data": {"name": "toy2d/eight_gaussians"},
+      ...        "process": {"name": "vp"}, "model": {"name": "mlp"},
+      ...        "optim": {"learning_rate": -1.0},
+      ...        "train": {"num_steps": 10, "batch_size": 8, "checkpoint_every": 5}}
+      >>> try:
+      ...     check_config(cfg, num_devices=8)
+      ... except ConfigError as e:
+      ...     print(e.key, "|", e)
+      optim.learning_rate | config.optim.learning_rate must lie in (0, inf), got -1.0.
+    """
+    if not hasattr(config, "keys") or not hasattr(config, "get"):
+        raise ConfigError("config", f"the config must be a ConfigDict or a dict, got "
+                          f"{type(config).__name__}.")
+    unknown = sorted(str(k) for k in config.keys() if k not in SECTIONS)
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown top-level config key(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(SECTIONS)}.")
+    for key in ("seed", "data", "train"):
+        if config.get(key) is None:
+            raise ConfigError(key, f"config key `{key}` is required.")
+    seed = config.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ConfigError("seed", f"config.seed must be an integer, got {seed!r}.")
+    opts = train_options(config)
+    if num_devices is None:
+        import jax
+
+        num_devices = jax.device_count()
+    if opts.batch_size % num_devices:
+        n, b = num_devices, opts.batch_size
+        raise ConfigError("train.batch_size", f"`train.batch_size`={b} is not divisible by the "
+                          f"number of devices ({n}); use a multiple of {n}, e.g. "
+                          f"{max(n, b // n * n)} or {(b // n + 1) * n}.")
+    data_cfg = _section(config, "data")
+    _check_keys(data_cfg, "data", _DATA_KEYS)
+    _string(data_cfg, "data", "name")
+    process = _check_process(_section(config, "process"))
+    conditional = _check_model(_section(config, "model"))
+    _check_loss(_section(config, "loss"), process, conditional)
+    _check_optim(_section(config, "optim"), opts.num_steps)
+    _check_sample(_section(config, "sample"))
+    return opts

@@ -14,10 +14,26 @@ The loop (on every process of a multi-host job, each feeding its share of the ba
    every ``train.sample_every`` steps a PNG grid of samples in ``workdir/samples``;
 6. SIGTERM (preemption): the current step is checkpointed and the function returns normally.
 
-Config keys read here (besides the sections :mod:`build` reads): ``seed``,
-``train.num_steps``, ``train.batch_size``, ``train.checkpoint_every``,
-``train.n_jitted_steps`` [1], ``train.log_every`` [100], ``train.sample_every`` [0: never],
-``train.keep_last`` [3], ``train.keep_every`` [None], ``train.async_checkpoint`` [True],
+Faults (see the README's "Reliability" section and ``tests/train/test_faults.py``):
+
+* the whole config is checked first (:func:`diffax.train.build.check_config`), and the
+  checkpoint directory must be writable, before anything is computed;
+* a NaN/inf loss or gradient never reaches the parameters (the compiled step skips the update);
+  ``train.nonfinite="error"`` (default) then stops with :class:`NonFiniteLossError` naming the
+  step and the last checkpoint, ``"skip"`` goes on and counts ``skipped_updates``; a state with
+  a NaN is never checkpointed;
+* a corrupt newest checkpoint, or one written by a config whose ``process``, ``model``,
+  ``loss`` or ``data.name`` differ, stops the run with
+  :class:`~diffax.train.checkpoint.CorruptCheckpointError`; with ``train.restore_fallback``
+  it is moved to ``checkpoints.corrupt/`` and the run resumes from the newest good one;
+* partial saves left by a killed process are reported (a warning naming them) and removed;
+* a failed checkpoint write (disk full) raises
+  :class:`~diffax.train.checkpoint.CheckpointWriteError`; written checkpoints stay intact;
+* with several processes, a collective that fails because another process died raises
+  :class:`CollectiveError` (and the coordination service stops processes stuck waiting after
+  ``train.heartbeat_timeout`` seconds).
+
+Config keys read here: ``seed``, ``train.*`` (:class:`diffax.train.build.TrainOptions`),
 ``sample.num_samples`` [64], ``sample.use_ema`` [True], ``sample.denoise_final`` [False].
 """
 
@@ -40,14 +56,86 @@ import numpy as np
 from diffax import samplers
 from diffax.train import build, parallel
 from diffax.train._tensorboard import SummaryWriter
-from diffax.train.checkpoint import Checkpointer
+from diffax.train.checkpoint import (
+    Checkpointer,
+    CorruptCheckpointError,
+    Restored,
+    config_to_json,
+)
 from diffax.train.state import TrainState
 from diffax.train.step import make_train_step
 
-__all__ = ["train_and_evaluate", "TrainResult", "sample_grid_png", "make_sample_fn"]
+__all__ = ["train_and_evaluate", "TrainResult", "sample_grid_png", "make_sample_fn",
+           "NonFiniteLossError", "CollectiveError", "TrainingError", "check_compatible",
+           "COMPATIBLE_KEYS"]
 
-_TRAIN_KEYS = {"num_steps", "batch_size", "checkpoint_every", "n_jitted_steps", "log_every",
-               "sample_every", "keep_last", "keep_every", "async_checkpoint"}
+
+class TrainingError(RuntimeError):
+    """A run stopped by a fault it cannot repair; the message says what and where."""
+
+
+class NonFiniteLossError(TrainingError, FloatingPointError):
+    """A NaN or infinite loss or gradient under ``train.nonfinite="error"``. ``step`` is the
+    update that produced it (not applied) and ``last_checkpoint`` the newest checkpoint path
+    (or ``None``)."""
+
+    def __init__(self, message: str, *, step: int, last_checkpoint: str | None):
+        super().__init__(message)
+        self.step, self.last_checkpoint = step, last_checkpoint
+
+
+class CollectiveError(TrainingError):
+    """A cross-process operation failed: another process of the job died or hung."""
+
+
+COMPATIBLE_KEYS = ("process", "model", "loss", "data.name")
+"""Config entries a checkpoint must share with the config resuming from it."""
+
+
+def _lookup(tree: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+def _differences(a: Any, b: Any, prefix: str) -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _differences(a.get(k), b.get(k), f"{prefix}.{k}")
+        return out
+    return [] if a == b else [f"{prefix} (stored {a!r}, now {b!r})"]
+
+
+def check_compatible(stored_config: dict[str, Any], config: Any, *, path: str = "checkpoint"
+                     ) -> None:
+    """Refuses a checkpoint whose config differs from ``config`` in :data:`COMPATIBLE_KEYS`.
+
+    Raises:
+      CorruptCheckpointError: naming ``path`` and the keys that differ.
+
+    Example:
+      >>> check_compatible({"model": {"name": "mlp"}}, {"model": {"name": "unet"}})
+      Traceback (most recent call last):
+      ...
+      diffax.train.checkpoint.CorruptCheckpointError: checkpoint was written by an \
+incompatible config: model.name (stored 'mlp', now 'unet')
+    """
+    current = config_to_json(config)
+    diffs: list[str] = []
+    for key in COMPATIBLE_KEYS:
+        diffs += _differences(_lookup(stored_config, key), _lookup(current, key), key)
+    if diffs:
+        more = f" and {len(diffs) - 5} more" if len(diffs) > 5 else ""
+        raise CorruptCheckpointError(f"{path} was written by an incompatible config: "
+                                     f"{'; '.join(diffs[:5])}{more}", path=path)
+
+
+def _host(x: jax.Array) -> np.ndarray:
+    """A replicated array's value (also when it spans other processes' devices)."""
+    return np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,17 +146,6 @@ class TrainResult:
     step: int
     preempted: bool
     restored_from: int | None
-
-
-def _int_key(cfg: dict[str, Any], key: str, default: Any = None, *, minimum: int = 1) -> Any:
-    value = cfg.get(key, default)
-    if value is None:
-        if default is None and key in ("num_steps", "batch_size", "checkpoint_every"):
-            raise ValueError(f"config key `train.{key}` is required.")
-        return None
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ValueError(f"config.train.{key} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,29 +310,22 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
       SIGTERM.
 
     Raises:
-      ValueError: for a config key with a bad value, naming the key (e.g. a global batch
-        size not divisible by the number of devices), before any training.
+      diffax.train.build.ConfigError: (a ``ValueError``) for a config key with a bad name,
+        type or value, naming the key (e.g. a global batch size not divisible by the number
+        of devices), before any compute.
+      diffax.train.checkpoint.CheckpointError: an unwritable or full checkpoint directory
+        (:class:`~diffax.train.checkpoint.CheckpointWriteError`), a corrupt or incompatible
+        newest checkpoint without ``train.restore_fallback``
+        (:class:`~diffax.train.checkpoint.CorruptCheckpointError`).
+      NonFiniteLossError: a NaN/inf loss or gradient under ``train.nonfinite="error"``.
+      CollectiveError: another process of a multi-process job died.
     """
-    parallel.initialize_distributed()
+    opts = build.train_options(config)  # before jax starts: the heartbeat timeout
+    parallel.initialize_distributed(heartbeat_timeout=opts.heartbeat_timeout)
+    build.check_config(config, num_devices=jax.device_count())
     workdir = os.path.abspath(os.fspath(workdir))
-    for key in ("seed", "data", "train"):
-        if config.get(key) is None:
-            raise ValueError(f"config key `{key}` is required.")
-    train_cfg = build.section(config, "train")
-    build._check_keys(train_cfg, "train", _TRAIN_KEYS)
-    num_steps = _int_key(train_cfg, "num_steps")
-    batch_size = _int_key(train_cfg, "batch_size")
-    checkpoint_every = _int_key(train_cfg, "checkpoint_every")
-    n_jitted = _int_key(train_cfg, "n_jitted_steps", 1)
-    log_every = _int_key(train_cfg, "log_every", 100)
-    sample_every = _int_key(train_cfg, "sample_every", 0, minimum=0)
-    keep_last = _int_key(train_cfg, "keep_last", 3)
-    keep_every = _int_key(train_cfg, "keep_every", None)
-    for key, value in (("num_steps", num_steps), ("checkpoint_every", checkpoint_every),
-                       ("log_every", log_every), ("sample_every", sample_every)):
-        if value % n_jitted:
-            raise ValueError(f"config.train.{key}={value} must be a multiple of "
-                             f"train.n_jitted_steps={n_jitted}.")
+    num_steps, batch_size, n_jitted = opts.num_steps, opts.batch_size, opts.n_jitted_steps
+    log_every, sample_every = opts.log_every, opts.sample_every
     mesh = parallel.make_mesh()
     local_batch = parallel.check_batch_size(batch_size, mesh, name="train.batch_size")
     seed = int(config.seed)
@@ -263,6 +333,10 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
     exp = build.build_experiment(config)
     is_main = jax.process_index() == 0
     progress = _Progress(num_steps, enabled=is_main)
+    # Unwritable or full disks fail here, before any compute.
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
+                        save_every=opts.checkpoint_every, keep_last=opts.keep_last,
+                        keep_every=opts.keep_every, async_save=opts.async_checkpoint)
 
     k_init, k_train, k_sample = jax.random.split(jax.random.key(seed), 3)
     # One jitted program builds the state directly replicated on the mesh (on every host).
@@ -275,12 +349,18 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
         build.section(config, "data"), seed=seed, batch_size=local_batch,
         shard_index=jax.process_index(), shard_count=jax.process_count())
 
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=checkpoint_every,
-                        keep_last=keep_last, keep_every=keep_every,
-                        async_save=bool(train_cfg.get("async_checkpoint", True)))
+    def compatible(r: Restored) -> None:
+        check_compatible(r.config, config,
+                         path=f"checkpoint {os.path.join(ckpt.directory, str(r.step))}")
+
+    try:
+        restored = ckpt.restore_latest(state, fallback=opts.restore_fallback,
+                                       validate=compatible)
+    except BaseException:
+        ckpt.close()
+        raise
     restored_from = None
-    if ckpt.latest_step() is not None:
-        restored = ckpt.restore(state)
+    if restored is not None:
         state, restored_from = restored.state, restored.step
         data_iter.set_state(restored.data_state)
         progress.message(f"Resumed from {ckpt.directory} at step {restored_from}.")
@@ -299,6 +379,7 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
     step = int(state.step)
     preempted = False
     saved_at = restored_from
+    skipped = 0  # updates skipped for non-finite numbers since the last log
 
     def next_batch():
         if n_jitted == 1:
@@ -306,6 +387,24 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
         batches = [next(data_iter) for _ in range(n_jitted)]
         stacked = jax.tree.map(lambda *xs: np.stack(xs), *batches)
         return parallel.shard_batch(stacked, mesh, leading_steps=True)
+
+    def account(metrics: dict[str, jax.Array]) -> None:
+        """Reads a call's non-finite count: stops (policy "error") or counts (policy "skip")."""
+        nonlocal skipped
+        count = int(_host(metrics["nonfinite"]))
+        if not count:
+            return
+        if opts.nonfinite == "skip":
+            skipped += count
+            return
+        bad = int(_host(metrics["nonfinite_step"]))
+        last = None if saved_at is None else os.path.join(ckpt.directory, str(saved_at))
+        raise NonFiniteLossError(
+            f"non-finite loss or gradients at step {bad} (the update from step {bad - 1}; it "
+            f"was not applied). Last good checkpoint: "
+            f"{last or f'none (nothing saved yet in {ckpt.directory})'}. Lower "
+            f"optim.learning_rate or fix the data, or set train.nonfinite='skip' to skip "
+            f"such updates.", step=bad, last_checkpoint=last)
 
     def write_samples(at_step: int) -> None:
         nonlocal sample_fn
@@ -325,14 +424,27 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
             writer.image("samples", png, height=h, width=w, channels=c, step=at_step)
             writer.flush()
 
+    collective_failed = False
     try:
         t_last, step_last = time.perf_counter(), step
+        lagged = None  # the previous call's metrics, read one call late (keeps one in flight)
         while step < num_steps:
             batch = next_batch()
             state, metrics = step_fn(state, batch)
             step += n_jitted
-            if step % log_every == 0 or step == num_steps:
-                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            if lagged is not None:
+                account(lagged)
+            lagged = metrics
+            log_now = step % log_every == 0 or step == num_steps
+            if log_now or ckpt.should_save(step):
+                account(metrics)  # before logging or saving: never save past a NaN
+                lagged = None
+            if log_now:
+                metrics = {k: float(_host(v)) for k, v in metrics.items()
+                           if not k.startswith("nonfinite")}
+                if opts.nonfinite == "skip":
+                    metrics["skipped_updates"] = float(skipped)
+                    skipped = 0
                 now = time.perf_counter()
                 rate = (step - step_last) / max(now - t_last, 1e-9)
                 t_last, step_last = now, step
@@ -353,15 +465,28 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
                     and preemption.requested()):
                 preempted = True
                 break
+        if lagged is not None:
+            account(lagged)
         if saved_at != step:
             ckpt.save(step, state, data_state=data_iter.get_state(), config=config, force=True)
         if preempted:
             progress.message(f"SIGTERM: saved a checkpoint at step {step} and stopped.")
         else:
             progress.message(f"Done: {step} steps.")
+    except jax.errors.JaxRuntimeError as e:
+        if jax.process_count() == 1:
+            raise
+        collective_failed = True
+        cause = " ".join(str(e).split())[:300]
+        raise CollectiveError(
+            f"process {jax.process_index()} of {jax.process_count()}: a cross-process "
+            f"operation failed near step {step}, most likely because another process died "
+            f"({type(e).__name__}: {cause}). Restart the job: it resumes from the latest "
+            f"checkpoint in {ckpt.directory}.") from e
     finally:
         preemption.uninstall()
-        ckpt.close()
+        if not collective_failed:  # saves of a broken job would wait for the dead process
+            ckpt.close()
         if writer is not None:
             writer.close()
     return TrainResult(state=state, step=step, preempted=preempted, restored_from=restored_from)

@@ -201,22 +201,34 @@ def compile_train_step(train_step: TrainStep, mesh: Mesh, *, leading_steps: bool
     )
 
 
-def initialize_distributed(**kwargs: Any) -> bool:
+def initialize_distributed(*, heartbeat_timeout: int | None = None, **kwargs: Any) -> bool:
     """Calls ``jax.distributed.initialize`` when running on several processes.
 
     With keyword arguments (``coordinator_address``, ``num_processes``, ``process_id``, ...)
     they are passed on. Without them it initializes when the environment says so (a cluster
-    JAX detects by itself: Cloud TPU, SLURM, Open MPI; or ``JAX_COORDINATOR_ADDRESS``) and
+    JAX detects by itself: Cloud TPU, SLURM, Open MPI; or ``JAX_COORDINATOR_ADDRESS`` with
+    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``, e.g. several processes on one machine) and
     does nothing on a single host. Returns whether it initialized.
+
+    Args:
+      heartbeat_timeout: seconds without a heartbeat after which the coordination service
+        declares a process dead and stops the others (jax's ``heartbeat_timeout_seconds``;
+        default jax's own, 100), so that a job whose process died fails instead of waiting
+        in a collective forever.
+      **kwargs: passed to ``jax.distributed.initialize``.
     """
     if jax.distributed.is_initialized():
         return False
-    if kwargs:
-        jax.distributed.initialize(**kwargs)
-        return True
-    env_hints = ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE",
-                 "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
-    if any(os.environ.get(k) for k in env_hints):
-        jax.distributed.initialize()
-        return True
-    return False
+    if heartbeat_timeout is not None:
+        kwargs["heartbeat_timeout_seconds"] = int(heartbeat_timeout)
+    explicit = {k for k in kwargs if k != "heartbeat_timeout_seconds"}
+    if not explicit:
+        if os.environ.get("JAX_COORDINATOR_ADDRESS") and os.environ.get("JAX_NUM_PROCESSES"):
+            kwargs.update(num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+                          process_id=int(os.environ.get("JAX_PROCESS_ID", "0")))
+        env_hints = ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE",
+                     "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
+        if not any(os.environ.get(k) for k in env_hints):
+            return False
+    jax.distributed.initialize(**kwargs)
+    return True

@@ -22,10 +22,34 @@ import optax
 from diffax.train.state import TrainState
 from diffax.typing import Array, PyTree
 
-__all__ = ["make_train_step", "make_optimizer", "TrainStep"]
+__all__ = ["make_train_step", "make_optimizer", "reduce_metrics", "TrainStep"]
 
 TrainStep = Callable[[TrainState, Any], tuple[TrainState, dict[str, Array]]]
 """``train_step(state, batch) -> (state, metrics)``."""
+
+
+def reduce_metrics(metrics: dict[str, Array]) -> dict[str, Array]:
+    """Metrics of several updates (a leading axis) as one: counts summed, the first
+    ``nonfinite_step`` that is not ``-1``, means of the rest.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> m = reduce_metrics({"loss": jnp.array([1.0, 3.0]), "nonfinite": jnp.array([0, 1]),
+      ...                     "nonfinite_step": jnp.array([-1, 8])})
+      >>> {k: v.item() for k, v in m.items()}
+      {'loss': 2.0, 'nonfinite': 1, 'nonfinite_step': 8}
+    """
+    out = {}
+    for name, m in metrics.items():
+        if name == "nonfinite":
+            out[name] = jnp.sum(m, axis=0)
+        elif name == "nonfinite_step":
+            big = jnp.iinfo(m.dtype).max
+            first = jnp.min(jnp.where(m < 0, big, m), axis=0)
+            out[name] = jnp.where(first == big, -1, first).astype(m.dtype)
+        else:
+            out[name] = jnp.mean(m, axis=0)
+    return out
 
 
 def make_optimizer(*, learning_rate: float, warmup_steps: int = 0,
@@ -82,12 +106,20 @@ def make_optimizer(*, learning_rate: float, warmup_steps: int = 0,
 def make_train_step(loss_fn: Callable[[PyTree, Array, Any], tuple[Array, Any]],
                     optimizer: optax.GradientTransformation, *,
                     learning_rate: optax.ScalarOrSchedule | None = None, n_steps: int = 1,
-                    ema_warmup: bool = False) -> TrainStep:
+                    ema_warmup: bool = False, skip_nonfinite: bool = True) -> TrainStep:
     """Builds the pure ``train_step(state, batch) -> (state, metrics)``.
 
     One update: ``key = fold_in(state.key, state.step)``; gradients of
     ``loss_fn(params, key, batch)``; ``optimizer.update``; every EMA copy moves as
     ``ema <- decay * ema + (1 - decay) * params`` (``optax.incremental_update``).
+
+    Non-finite numbers: when the loss or the gradient norm is NaN or infinite, the update is
+    skipped inside the compiled program (``skip_nonfinite``): parameters, optimizer state and
+    EMA keep their values and only ``step`` advances (so the next update draws fresh
+    randomness and the step still counts the batches consumed). The ``nonfinite`` metric counts
+    such updates and ``nonfinite_step`` names the first one (the value ``step`` had after it;
+    ``-1`` if none); :func:`diffax.train.loop.train_and_evaluate` stops on them or counts them
+    (``train.nonfinite``). With finite numbers the result is bit for bit the plain update.
 
     Args:
       loss_fn: ``loss_fn(params, key, batch) -> (loss, aux)`` with a scalar loss, e.g.
@@ -96,13 +128,18 @@ def make_train_step(loss_fn: Callable[[PyTree, Array, Any], tuple[Array, Any]],
       learning_rate: a number or schedule reported as the ``learning_rate`` metric.
       n_steps: updates per call. With ``n_steps > 1`` every leaf of ``batch`` has a leading
         axis of size ``n_steps`` (one batch per update), the updates run in ``lax.scan`` and
-        the metrics are averaged over them.
+        the metrics are averaged over them (``nonfinite`` is summed, ``nonfinite_step`` is the
+        first).
       ema_warmup: use ``min(decay, (1 + step) / (10 + step))`` so early EMA copies follow the
         parameters (off by default, as in score_sde).
+      skip_nonfinite: skip updates whose loss or gradients are not finite (see above);
+        ``False`` applies them (the parameters then turn NaN).
 
     Returns:
       ``train_step(state, batch) -> (state, metrics)`` with metrics ``loss``, ``grad_norm``
-      (before clipping) and, when ``learning_rate`` is given, ``learning_rate``; all scalars.
+      (before clipping), ``nonfinite`` (int32: updates with a non-finite loss or gradient),
+      ``nonfinite_step`` (int32) and, when ``learning_rate`` is given, ``learning_rate``; all
+      scalars.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, diffax
@@ -116,7 +153,7 @@ def make_train_step(loss_fn: Callable[[PyTree, Array, Any], tuple[Array, Any]],
       >>> step = jax.jit(make_train_step(loss_fn, opt, n_steps=2), donate_argnums=0)
       >>> state, metrics = step(state, {"x": jnp.ones((2, 8, 3))})
       >>> int(state.step), sorted(metrics)
-      (2, ['grad_norm', 'loss'])
+      (2, ['grad_norm', 'loss', 'nonfinite', 'nonfinite_step'])
     """
     if int(n_steps) != n_steps or n_steps < 1:
         raise ValueError(f"make_train_step: `n_steps` must be a positive integer, got "
@@ -137,12 +174,19 @@ def make_train_step(loss_fn: Callable[[PyTree, Array, Any], tuple[Array, Any]],
                 s = state.step.astype(jnp.float32)
                 d = jnp.minimum(d, (1.0 + s) / (10.0 + s))
             ema_params.append(optax.incremental_update(params, ema, 1.0 - d))
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+        grad_norm = optax.tree.norm(grads)
+        bad = ~(jnp.isfinite(loss) & jnp.isfinite(grad_norm))
+        metrics = {"loss": loss, "grad_norm": grad_norm, "nonfinite": bad.astype(jnp.int32),
+                   "nonfinite_step": jnp.where(bad, state.step + 1, -1).astype(jnp.int32)}
         if schedule is not None:
             metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
-        new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                            ema_params=tuple(ema_params))
-        return new, metrics
+        new = (params, opt_state, tuple(ema_params))
+        if skip_nonfinite:
+            old = (state.params, state.opt_state, state.ema_params)
+            new = jax.tree.map(lambda n, o: jnp.where(bad, o, n), new, old)
+        params, opt_state, ema_params = new
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                             ema_params=ema_params), metrics
 
     if n_steps == 1:
         return one_step
@@ -154,6 +198,6 @@ def make_train_step(loss_fn: Callable[[PyTree, Array, Any], tuple[Array, Any]],
                     f"train_step: with n_steps={n_steps} every batch leaf needs a leading axis "
                     f"of size {n_steps} (one batch per update); got shape {jnp.shape(leaf)}.")
         state, metrics = jax.lax.scan(one_step, state, batch)
-        return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+        return state, reduce_metrics(metrics)
 
     return train_step

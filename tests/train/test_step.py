@@ -63,7 +63,7 @@ def test_ema_and_metrics():
         expect = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state.params,
                               new.params)
         assert toy.tree_max_abs_diff(new.ema(decay), expect) < 1e-6
-    assert sorted(metrics) == ["grad_norm", "learning_rate", "loss"]
+    assert sorted(metrics) == ["grad_norm", "learning_rate", "loss", "nonfinite", "nonfinite_step"]
     assert float(metrics["learning_rate"]) == 0.0  # warmup starts at 0
     grads = jax.jit(jax.grad(lambda p: toy.NAMED_LOSSES["eps_vp"].bind(toy.apply_fn)(
         p, jax.random.fold_in(state.key, 0), toy.global_batch(0, 16))[0]))(state.params)
