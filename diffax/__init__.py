@@ -8,6 +8,7 @@ import importlib as _importlib
 
 from diffax import (
     guidance,
+    inverse,
     likelihood,
     losses,
     models,
@@ -19,6 +20,7 @@ from diffax import (
     typing,
 )
 from diffax._pytree import pytree_dataclass, static_field
+from diffax.inverse import inpaint
 from diffax.likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from diffax.parameterization import (
     PREDICTIONS,
@@ -67,6 +69,7 @@ __all__ = [
     "schedules",
     "likelihood",
     "guidance",
+    "inverse",
     "losses",
     "models",
     "testing",
@@ -94,6 +97,8 @@ __all__ = [
     # sampling
     "sample",
     "SampleResult",
+    # conditional generation
+    "inpaint",
     # likelihood
     "log_likelihood",
     "bits_per_dim",

@@ -157,17 +157,22 @@ class GaussianMixture:
 
     # ---- conditioning ------------------------------------------------------------------------
 
-    def condition(self, x_known: ArrayLike, mask: ArrayLike) -> GaussianMixture:
+    def condition(self, x_known: ArrayLike, mask: ArrayLike, *, noise_std: ArrayLike = 0.0
+                  ) -> GaussianMixture:
         """The exact conditional ``p(x_missing | x_observed = x_known)`` of the clean data.
 
         Within a component the coordinates are independent (diagonal stds), so the missing ones
         keep their component means and stds, and only the weights change:
         ``w_k' ∝ w_k N(x_obs; mu_k,obs, diag(s_k,obs^2))`` (Bayes' rule over components).
+        With ``noise_std = tau > 0`` the observation is ``y = x_obs + N(0, tau^2)`` and this is
+        the marginal posterior of the missing coordinates given ``y = x_known``: the weights
+        use ``N(y; mu_k,obs, diag(s_k,obs^2 + tau^2))``.
 
         Args:
           x_known: ``[*event]`` values; only the observed entries are read.
           mask: ``[*event]`` concrete array, 1 where observed and 0 where missing (the mask
             convention of :func:`diffax.inpaint`).
+          noise_std: the observation noise ``tau`` (default 0: exact observations).
 
         Returns:
           A :class:`GaussianMixture` over the ``M`` missing coordinates, event ``[M]``, in the
@@ -203,7 +208,8 @@ class GaussianMixture:
         miss = np.flatnonzero(~observed)
         x_obs = x_known.reshape(-1)[obs].astype(dtype)
         ll = self._component_logp(x_obs[None, None], means[None][..., obs],
-                                  jnp.square(stds[None][..., obs]), w)[0]  # [K]
+                                  jnp.square(stds[None][..., obs]) + jnp.square(noise_std),
+                                  w)[0]  # [K]
         return GaussianMixture(means=means[:, miss], stds=stds[:, miss],
                                weights=jax.nn.softmax(ll))
 
