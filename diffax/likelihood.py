@@ -66,6 +66,7 @@ from jax.sharding import PartitionSpec as P
 from diffax import _ode
 from diffax._pytree import concrete_value
 from diffax.processes import DiscreteVP, Process, expand
+from diffax.samplers._run import check_key
 from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
 
 __all__ = [
@@ -540,6 +541,9 @@ def log_likelihood(
     if not isinstance(process, Process):
         raise TypeError(f"{where}: `process` must be a diffax Process, got "
                         f"{type(process).__name__}.")
+    if not callable(denoiser):
+        raise TypeError(f"{where}: `denoiser` must be a function D(x, t), got {denoiser!r}.")
+    check_key(key, where=where)
     t_start = process.t_min if t_start is None else t_start
     _check_t_start(where, process, t_start)
     _check_x(where, process, denoiser, x)

@@ -11,7 +11,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from diffax._pytree import concrete_value
 from diffax.processes import Process
 from diffax.samplers._base import NoiseFn, Solver, StepContext, call, default_noise
 from diffax.schedules import Schedule, check_num_steps, resolve
@@ -46,6 +48,19 @@ class SampleResult(NamedTuple):
     stats: dict[str, Array] | None = None
 
 
+def check_key(key, *, where: str = "") -> None:
+    """Raises a ValueError naming ``key`` unless it is ``None`` or a single PRNG key (typed
+    ``jax.random.key(seed)`` or a raw ``uint32[2]``)."""
+    if key is None:
+        return
+    dtype = getattr(key, "dtype", None)
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    raw = dtype == jnp.uint32 and tuple(getattr(key, "shape", ())) == (2,)
+    if not (typed and len(key.shape) == 0) and not raw:
+        raise ValueError(f"{where + ': ' if where else ''}`key` must be a single PRNG key "
+                         f"(jax.random.key(seed)) or None, got {key!r}.")
+
+
 def _check_inputs(key, process, denoiser, x_init, solver, noise_fn):
     if isinstance(solver, type) and issubclass(solver, Solver):
         raise ValueError(f"`solver` must be a solver object, got the class {solver.__name__}; "
@@ -64,13 +79,13 @@ def _check_inputs(key, process, denoiser, x_init, solver, noise_fn):
                          f"{tuple(x_init.shape)}.")
     if not jnp.issubdtype(x_init.dtype, jnp.floating):
         raise ValueError(f"`x_init` must be a floating-point array, got dtype {x_init.dtype}.")
-    if key is not None:
-        dtype = getattr(key, "dtype", None)
-        typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-        raw = dtype == jnp.uint32 and len(getattr(key, "shape", ())) == 1
-        if not (typed and len(key.shape) == 0) and not raw:
-            raise ValueError(f"`key` must be a single PRNG key (jax.random.key(seed)) or None, "
-                             f"got {key!r}.")
+    check_key(key)
+    v = concrete_value(x_init)
+    if v is not None:
+        bad = ~np.all(np.isfinite(v).reshape(v.shape[0], -1), axis=-1)
+        if bad.any():
+            raise ValueError(f"`x_init` has NaN or infinite entries in {int(bad.sum())} of "
+                             f"{bad.size} examples (first: index {int(np.argmax(bad))}).")
     if solver.stochastic and key is None:
         raise ValueError(f"`key` is None, but {type(solver).__name__} is stochastic: pass a "
                          f"PRNG key (jax.random.key(seed)).")
@@ -140,7 +155,8 @@ def sample(
 
     Raises:
       ValueError: before any compilation, naming the argument: ``x_init`` not accepted by the
-        denoiser or not shaped ``[B, ...]``; ``num_steps`` < 1 or not an int; a ``schedule``
+        denoiser, not shaped ``[B, ...]``, not floating-point, or (when concrete) with NaN or
+        infinite entries; ``num_steps`` < 1 or not an int; a ``schedule``
         of the wrong length, not decreasing, or outside ``[t_min, t_max]``; a missing ``key``
         for a stochastic solver.
 
@@ -157,6 +173,10 @@ def sample(
       ((8, 2), 20)
     """
     _check_inputs(key, process, denoiser, x_init, solver, noise_fn)
+    for name, flag in (("denoise_final", denoise_final), ("return_trajectory",
+                                                          return_trajectory)):
+        if not isinstance(flag, bool | np.bool_):
+            raise ValueError(f"`{name}` must be True or False, got {flag!r}.")
     x_init = jnp.asarray(x_init)
     dtype = x_init.dtype
     if num_steps is not None:
