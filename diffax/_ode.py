@@ -155,7 +155,12 @@ def integrate(
             return (jax.tree_util.tree_map(lambda v: v[0], sol.ys),
                     sol.stats["num_steps"], _status(sol.result))
 
-        y, steps, status = jax.vmap(one)(y0, args)
+        if batch == 1:  # a while loop under vmap selects its whole state every step: skip it
+            take = lambda tree: jax.tree_util.tree_map(lambda v: v[0], tree)  # noqa: E731
+            y, steps, status = jax.tree_util.tree_map(lambda v: jnp.asarray(v)[None],
+                                                      one(take(y0), take(args)))
+        else:
+            y, steps, status = jax.vmap(one)(y0, args)
     else:
         def vf(t, y, a):
             return call(jnp.broadcast_to(t, (batch,)).astype(dtype), y, a)

@@ -44,6 +44,23 @@ def test_per_example_step_sizes_follow_each_examples_own_difficulty(x64):
     assert len(set(np.asarray(shared.num_steps).tolist())) == 1
 
 
+def test_a_batch_of_one_is_solved_like_one_example_of_a_batch(x64):
+    # A batch of one skips the vmap (a vmapped while loop selects its whole state every step).
+    rates = _rates(3)
+
+    def fn(t, y, r):
+        return -r[:, None] * jnp.sin(10 * r[:, None] * t[:, None]) * y
+
+    y0 = jnp.arange(1.0, 7.0).reshape(3, 2)
+    whole = integrate(fn, y0, t0=0.0, t1=1.0, rtol=1e-6, atol=1e-6, args=rates)
+    for i in range(3):
+        one = integrate(fn, y0[i:i + 1], t0=0.0, t1=1.0, rtol=1e-6, atol=1e-6,
+                        args=rates[i:i + 1])
+        assert one.y.shape == (1, 2) and one.nfe.shape == one.status.shape == (1,)
+        np.testing.assert_allclose(one.y[0], whole.y[i], rtol=1e-12)
+        assert int(one.nfe[0]) == int(whole.nfe[i])
+
+
 @pytest.mark.parametrize("dt0", [None, 0.05])
 @pytest.mark.parametrize("per_example", [True, False])
 def test_reported_nfe_equals_evaluations_counted(x64, dt0, per_example):
