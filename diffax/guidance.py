@@ -121,7 +121,9 @@ def classifier_free(D_cond: Denoiser, D_uncond: Denoiser, *, scale: ArrayLike,
         d_cond, d_uncond = D_cond(x, t), D_uncond(x, t)
         guided = d_uncond + scale * (d_cond - d_uncond)
         if not no_rescale:
-            ratio = _per_example_std(d_cond) / _per_example_std(guided)
+            std_guided = _per_example_std(guided)
+            safe = jnp.where(std_guided > 0, std_guided, 1.0)
+            ratio = jnp.where(std_guided > 0, _per_example_std(d_cond) / safe, 1.0)
             guided = rescale * (guided * ratio) + (1 - rescale) * guided
         if interval is not None:
             inside = (t >= interval[0]) & (t <= interval[1])
