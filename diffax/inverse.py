@@ -97,9 +97,13 @@ class Replace(InpaintMethod):
     ``q(x_s | x0 = x_known) = N(alpha_s x_known, sigma_s^2)``. The noise of the observed
     entries is drawn independently of the state, so the unobserved entries only see the
     observation through later denoiser calls and are not pulled into agreement with it:
-    samples are typically not from the exact conditional ``p(x_missing | x_known)``; on a
-    Gaussian mixture the tests measure a clearly larger distance to it than :class:`RePaint`
-    (the "harmonisation" failure RePaint's resampling addresses).
+    samples are typically not from the exact conditional ``p(x_missing | x_known)`` (the
+    "harmonisation" failure RePaint's resampling addresses). Measured on a 4-D Gaussian
+    mixture (``tools/bench_inverse.py``, tested in ``tests/test_inverse.py``): the energy
+    distance to the exact conditional is 0.067 (50 steps) and 0.057 (200 steps), against
+    0.017 for RePaint, 0.27 for unconditional samples and a noise floor of 0.002; the mode
+    the observation favours gets 0.40 of the samples, as often as without the observation
+    (0.39), instead of the exact 0.50.
     """
 
     def moves(self, num_steps: int) -> np.ndarray:
@@ -115,6 +119,10 @@ class RePaint(InpaintMethod):
     that is repeated ``resample - 1`` times, so the unobserved entries are re-harmonised with
     the observed ones. ``resample = 1`` is :class:`Replace`. The number of moves is about
     ``num_steps * (2 resample - 1)``; only the denoising moves evaluate the denoiser.
+
+    Not exact either: on the mixture of :class:`Replace`'s measurement RePaint's distance
+    (0.017 at 50 steps, 0.013 at 100) stays well above the noise floor (0.002), with the
+    favoured mode at 0.46 of the samples instead of 0.50.
 
     Args:
       jump_length: ``j`` in the paper (10).
