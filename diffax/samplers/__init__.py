@@ -16,8 +16,11 @@ Example:
 
 from diffax.samplers._adaptive import Adaptive, AdaptiveState
 from diffax.samplers._base import EmptyState, NoiseFn, Solver, StepContext, default_noise
+from diffax.samplers._dpm_solver import DPMSolver, DPMSolverAdaptiveState, DPMSolverPP
 from diffax.samplers._edm import EDMStochastic, Heun
+from diffax.samplers._exponential import History
 from diffax.samplers._first_order import DDIM, DDPM, Euler
+from diffax.samplers._multistep import DEIS, IPNDM, LMS
 from diffax.samplers._run import SampleResult, sample
 from diffax.samplers._stochastic import (
     EulerMaruyama,
@@ -25,6 +28,7 @@ from diffax.samplers._stochastic import (
     PredictorCorrector,
     ReverseDiffusion,
 )
+from diffax.samplers._unipc import UniPC, UniPCState
 
 __all__ = [
     "sample",
@@ -41,6 +45,15 @@ __all__ = [
     "Langevin",
     "Adaptive",
     "AdaptiveState",
+    "DPMSolver",
+    "DPMSolverAdaptiveState",
+    "DPMSolverPP",
+    "UniPC",
+    "UniPCState",
+    "DEIS",
+    "IPNDM",
+    "LMS",
+    "History",
     # interface for new solvers
     "Solver",
     "StepContext",
