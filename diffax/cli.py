@@ -304,7 +304,7 @@ def _check_eval_section(config: Any) -> dict[str, Any]:
     return cfg
 
 
-def _validate(config: Any, *, training: bool) -> Any:
+def _validate(config: Any, *, training: bool, distributed: dict[str, Any] | None = None) -> Any:
     """Every check that needs no compute; returns the built Experiment.
 
     Raises:
@@ -319,7 +319,8 @@ def _validate(config: Any, *, training: bool) -> Any:
     try:
         if training:
             opts = build.train_options(config)
-            parallel.initialize_distributed(heartbeat_timeout=opts.heartbeat_timeout)
+            parallel.initialize_distributed(heartbeat_timeout=opts.heartbeat_timeout,
+                                            **(distributed or {}))
             import jax
 
             build.check_config(config, num_devices=jax.device_count())
@@ -874,14 +875,57 @@ def do_eval(trained: _Trained, workdir: str, *, likelihood: dict[str, Any] | Non
 # Commands.
 
 
+def _define_train_flags(fv: Any) -> None:
+    from absl import flags
+
+    _define_workdir(fv, step=False)
+    flags.DEFINE_bool("distributed", False, "Join a multi-process job: call "
+                      "jax.distributed.initialize(), which finds the cluster by itself on Cloud "
+                      "TPU, Slurm and Open MPI (already done when such a cluster is in the "
+                      "environment, except on Cloud TPU VMs).", flag_values=fv)
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0's coordination "
+                        "service, for clusters jax does not detect (needs --num_processes and "
+                        "--process_id).", flag_values=fv)
+    flags.DEFINE_integer("num_processes", None, "Processes in the job (with "
+                         "--coordinator_address).", flag_values=fv)
+    flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes) "
+                         "(with --coordinator_address).", flag_values=fv)
+    flags.DEFINE_integer("distributed_timeout", 300, "Seconds to wait for every process to "
+                         "join before failing.", flag_values=fv)
+
+
+def _distributed_options(fv: Any) -> dict[str, Any]:
+    """The keyword arguments for ``parallel.initialize_distributed`` from the train flags."""
+    explicit = {k: fv[k].value for k in ("coordinator_address", "num_processes", "process_id")}
+    given = [k for k, v in explicit.items() if v is not None]
+    if fv.distributed_timeout < 1:
+        raise UsageError(f"--distributed_timeout must be >= 1 second, got "
+                         f"{fv.distributed_timeout}")
+    if not given:
+        return {"force": True, "initialization_timeout": fv.distributed_timeout} \
+            if fv.distributed else {}
+    missing = [k for k in explicit if explicit[k] is None]
+    if missing:
+        raise UsageError(f"--{', --'.join(given)} also need{'s' if len(given) == 1 else ''} "
+                         f"--{' and --'.join(missing)}")
+    if not re.fullmatch(r"\[?[\w.:-]+\]?:\d+", explicit["coordinator_address"]):
+        raise UsageError(f"--coordinator_address must be host:port, got "
+                         f"{explicit['coordinator_address']!r}")
+    if explicit["num_processes"] < 1:
+        raise UsageError(f"--num_processes must be >= 1, got {explicit['num_processes']}")
+    if not 0 <= explicit["process_id"] < explicit["num_processes"]:
+        raise UsageError(f"--process_id must be in [0, {explicit['num_processes']}) "
+                         f"(--num_processes), got {explicit['process_id']}")
+    return dict(explicit, initialization_timeout=fv.distributed_timeout)
+
+
 def _cmd_train(argv: Sequence[str]) -> int:
-    fv = _parse_flags("train", argv, lambda fv: _define_workdir(fv, step=False),
-                      config_file=True)
+    fv = _parse_flags("train", argv, _define_train_flags, config_file=True)
     workdir = _require_workdir(fv)
     if fv.config is None:
         raise UsageError("--config is required (e.g. --config=configs/toy2d_flow.py)")
     config = fv.config
-    _validate(config, training=True)
+    _validate(config, training=True, distributed=_distributed_options(fv))
     from diffax.train import loop
 
     _say(f"diffax train: {fv['config'].config_filename} -> {workdir}")
@@ -1145,12 +1189,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         from diffax.train.checkpoint import CheckpointError
         from diffax.train.loop import CollectiveError, TrainingError
+        from diffax.train.parallel import DistributedInitError
 
-        if not isinstance(e, CheckpointError | TrainingError):
+        if not isinstance(e, CheckpointError | TrainingError | DistributedInitError):
             raise
         # A fault diffax detected and explained: one line, exit code 1.
         sys.stderr.write(f"diffax {name}: error: {_one_line(e)}\n")
-        if isinstance(e, CollectiveError):
+        if isinstance(e, CollectiveError | DistributedInitError):
             # jax's shutdown would wait for the dead process at a barrier: leave now.
             sys.stdout.flush()
             sys.stderr.flush()

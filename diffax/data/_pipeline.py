@@ -109,11 +109,51 @@ def _read_all(source, fmt: _Format, num: int, chunk: int = 1024) -> dict[str, np
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def _flip(batch: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    coins = rng.random(len(batch["x"])) < 0.5
+class _Shard:
+    """Global batch of indices -> this process's contiguous block of it.
+
+    A full global batch of ``batch_size * shard_count`` indices gives each process
+    ``batch_size`` rows; a final partial one (kept without ``drop_remainder``) is split as
+    evenly as possible. Each element is ``(indices, start, global_size)`` so that per-example
+    randomness (flips) can be keyed by the global batch, not by the process.
+    """
+
+    def __init__(self, shard_index: int, shard_count: int, batch_size: int):
+        self._index, self._count, self._batch = shard_index, shard_count, batch_size
+
+    def __call__(self, indices):
+        indices = np.asarray(indices)
+        n = len(indices)
+        if n == self._batch * self._count:
+            start, size = self._index * self._batch, self._batch
+        else:
+            # As np.array_split: the first n % count processes get one row more.
+            q, r = divmod(n, self._count)
+            start = self._index * q + min(self._index, r)
+            size = q + (self._index < r)
+        return indices[start:start + size], start, n
+
+
+class _Read:
+    def __init__(self, fetch):
+        self._fetch = fetch
+
+    def __call__(self, element):
+        indices, start, n = element
+        return self._fetch(indices), start, n
+
+
+def _flip(element, rng: np.random.Generator):
+    batch, start, n = element
+    # A coin per row of the global batch, so flips do not depend on the number of processes.
+    coins = (rng.random(n) < 0.5)[start:start + len(batch["x"])]
     x = batch["x"].copy()
     x[coins] = x[coins, :, ::-1]
-    return dict(batch, x=x)
+    return dict(batch, x=x), start, n
+
+
+def _batch_only(element):
+    return element[0]
 
 
 class _Scale:
@@ -166,16 +206,17 @@ def make_dataset(
 
     1. shuffle (if `shuffle`): a fresh permutation of all `N` examples each epoch, from
        `seed` (the same on every process);
-    2. shard: process `shard_index` takes positions `shard_index, shard_index + shard_count,
-       ...` of that epoch's order, so the shards partition each epoch. With `drop_remainder`
-       the last `N % shard_count` positions are dropped so that all shards have
-       `N // shard_count` examples (different examples each epoch when shuffled);
-    3. repeat `num_epochs` times (None: forever);
-    4. batch `batch_size` consecutive examples (batches may straddle epochs), the last
-       partial batch kept unless `drop_remainder`; read them (resizing images to
-       `image_size` if given);
+    2. repeat `num_epochs` times (None: forever);
+    3. global batches of `batch_size * shard_count` consecutive examples (they may straddle
+       epochs), the last partial one kept unless `drop_remainder`;
+    4. shard: process `shard_index` takes rows `[shard_index * batch_size, (shard_index + 1)
+       * batch_size)` of each global batch (a final partial batch is split as evenly as
+       possible) and reads only those (resizing images to `image_size` if given). So the
+       stream of global batches is the same for any number of processes: a run on 2 hosts
+       sees exactly the batches of a run on 1, and a data state saved with one process count
+       resumes the same stream with another;
     5. optional random horizontal flips of images (`random_flip`): a fair coin per example,
-       deterministic given `seed`, `shard_index` and the batch's position in the stream;
+       deterministic given `seed` and the example's row in its global batch;
     6. images: uint8 -> float32 in `value_range` with `to_model_range` (invert with
        `from_model_range`). Non-image data (toy2d) pass unchanged as float32.
 
@@ -251,11 +292,13 @@ def make_dataset(
     if random_flip and not info.is_image:
         raise ValueError(f"random_flip applies to image datasets only, not {name!r}.")
     num = len(source)
-    stop = (num // shard_count) * shard_count if drop_remainder else num
-    if len(range(shard_index, stop, shard_count)) == 0:
+    global_batch = batch_size * shard_count
+    if (drop_remainder and num < global_batch) or min(num, global_batch) < shard_count:
         raise ValueError(
             f"Shard {shard_index} of {shard_count} (arguments `shard_index`, `shard_count`) of "
-            f"{name!r} split {split!r} ({num} examples) is empty."
+            f"{name!r} split {split!r} ({num} examples) would be empty or repeat examples within "
+            f"a batch: the global batch is `batch_size` * `shard_count` = {global_batch} "
+            "examples (with `drop_remainder`, at most the split's size)."
         )
 
     if cache is None:
@@ -266,12 +309,13 @@ def make_dataset(
     ds = grain.MapDataset.range(num)
     if shuffle:
         ds = ds.shuffle(seed=_derive_seed(seed, 0))
-    ds = ds.slice(slice(shard_index, stop, shard_count))
     if num_epochs != 1:
         ds = ds.repeat(num_epochs)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(fetch)
+    ds = ds.batch(global_batch, drop_remainder=drop_remainder)
+    ds = ds.map(_Shard(shard_index, shard_count, batch_size)).map(_Read(fetch))
     if random_flip:
-        ds = ds.random_map(_flip, seed=_derive_seed(seed, 1, shard_index))
+        ds = ds.random_map(_flip, seed=_derive_seed(seed, 1, 0))
+    ds = ds.map(_batch_only)
     if info.is_image:
         ds = ds.map(_Scale(value_range))
     return ds.to_iter_dataset(

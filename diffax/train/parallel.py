@@ -20,6 +20,8 @@ Example:
 from __future__ import annotations
 
 import os
+import socket
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +45,7 @@ __all__ = [
     "abstract_like",
     "compile_train_step",
     "initialize_distributed",
+    "DistributedInitError",
 ]
 
 DATA_AXIS = "data"
@@ -201,7 +204,31 @@ def compile_train_step(train_step: TrainStep, mesh: Mesh, *, leading_steps: bool
     )
 
 
-def initialize_distributed(*, heartbeat_timeout: int | None = None, **kwargs: Any) -> bool:
+class DistributedInitError(RuntimeError):
+    """This process could not join the multi-process job (coordinator unreachable, a wrong
+    process id, or the other processes never came)."""
+
+
+def _wait_for_coordinator(address: str, timeout: float, who: str) -> None:
+    """Returns once a TCP connection to ``address`` succeeds; raises after ``timeout`` s."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=2.0):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise DistributedInitError(
+                    f"could not join the multi-process job ({who}): nothing answered at the "
+                    f"coordinator address {address} for {timeout} s ({e}). Start process 0 "
+                    "(it serves the coordinator) and check the address and that its port is "
+                    "reachable from this host.") from None
+            time.sleep(0.5)
+
+
+def initialize_distributed(*, heartbeat_timeout: int | None = None, force: bool = False,
+                           initialization_timeout: int | None = None, **kwargs: Any) -> bool:
     """Calls ``jax.distributed.initialize`` when running on several processes.
 
     With keyword arguments (``coordinator_address``, ``num_processes``, ``process_id``, ...)
@@ -215,20 +242,49 @@ def initialize_distributed(*, heartbeat_timeout: int | None = None, **kwargs: An
         declares a process dead and stops the others (jax's ``heartbeat_timeout_seconds``;
         default jax's own, 100), so that a job whose process died fails instead of waiting
         in a collective forever.
+      force: initialize even without a cluster hint in the environment, leaving the detection
+        to jax (``diffax train --distributed``; needed on Cloud TPU VMs, whose slice is found
+        through the VM metadata rather than environment variables).
+      initialization_timeout: seconds to wait for every process to join (jax's default 300);
+        past it this process fails with :class:`DistributedInitError`.
       **kwargs: passed to ``jax.distributed.initialize``.
+
+    Raises:
+      DistributedInitError: joining the job failed (the message names the coordinator and
+        this process's id).
     """
     if jax.distributed.is_initialized():
         return False
     if heartbeat_timeout is not None:
         kwargs["heartbeat_timeout_seconds"] = int(heartbeat_timeout)
-    explicit = {k for k in kwargs if k != "heartbeat_timeout_seconds"}
+    if initialization_timeout is not None:
+        kwargs["initialization_timeout"] = int(initialization_timeout)
+    explicit = set(kwargs) - {"heartbeat_timeout_seconds", "initialization_timeout"}
     if not explicit:
         if os.environ.get("JAX_COORDINATOR_ADDRESS") and os.environ.get("JAX_NUM_PROCESSES"):
             kwargs.update(num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
                           process_id=int(os.environ.get("JAX_PROCESS_ID", "0")))
         env_hints = ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE",
                      "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
-        if not any(os.environ.get(k) for k in env_hints):
+        if not force and not any(os.environ.get(k) for k in env_hints):
             return False
-    jax.distributed.initialize(**kwargs)
+    timeout = kwargs.get("initialization_timeout", 300)
+    who = ", ".join(f"{k}={kwargs[k]!r}" for k in ("coordinator_address", "num_processes",
+                                                   "process_id") if k in kwargs)
+    if kwargs.get("coordinator_address") and kwargs.get("process_id", 0) != 0:
+        # jax aborts the whole process (no Python exception) when the coordinator cannot be
+        # reached: find out first, and fail with a message.
+        _wait_for_coordinator(kwargs["coordinator_address"], timeout, who)
+    try:
+        jax.distributed.initialize(**kwargs)
+    except Exception as e:  # noqa: BLE001 - re-raised with what the user needs to know
+        who = ", ".join(f"{k}={kwargs[k]!r}" for k in ("coordinator_address", "num_processes",
+                                                       "process_id") if k in kwargs)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DistributedInitError(
+            f"could not join the multi-process job ({who or 'auto-detected cluster'}, waited "
+            f"up to {timeout} s): {first}. Check that the "
+            "coordinator address is reachable from every process, that every process got the "
+            "same --num_processes and a distinct --process_id in [0, num_processes), and that "
+            "all of them were started.") from e
     return True

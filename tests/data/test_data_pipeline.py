@@ -83,8 +83,23 @@ def test_two_shards_partition_each_epoch(data_dir):
     assert not np.array_equal(shards[0][: n // 2], shards[0][n // 2:])
 
 
+@pytest.mark.parametrize("name, flip", [("toy2d/two_moons", False), ("digits", True)])
+def test_global_batches_do_not_depend_on_the_number_of_processes(data_dir, name, flip):
+    # Process i reads rows [i b, (i + 1) b) of each global batch of 3 b: concatenated, the
+    # three shards give exactly the batches of one process reading 3 b at a time (flips too).
+    kw = dict(seed=5, data_dir=data_dir, random_flip=flip, num_threads=0)
+    one = data.make_iterator(name, batch_size=96, **kw)
+    shards = [data.make_iterator(name, batch_size=32, shard_index=i, shard_count=3, **kw)
+              for i in range(3)]
+    for _ in range(20):  # past an epoch boundary of digits (1497 // 96 = 15)
+        whole = next(one)
+        parts = [next(it) for it in shards]
+        for k in whole:
+            np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), whole[k])
+
+
 def test_uneven_shards_are_equalized_when_dropping_remainder(data_dir):
-    # digits train has 1497 examples: 3 shards of 499 each; one epoch, no partial batch.
+    # digits train has 1497 examples: 499 global batches of 3, one row each; no partial batch.
     counts = []
     for i in range(3):
         batches = list(data.make_dataset("digits", batch_size=1, seed=0, num_epochs=1,
@@ -171,6 +186,7 @@ def test_image_size_resizes_on_the_fly(data_dir):
         (dict(name="nope_nope"), "name"),
         (dict(split="nope"), "split"),
         (dict(shard_index=1, shard_count=4000), "empty"),
+        (dict(batch_size=1500), "global batch"),
     ],
 )
 def test_argument_errors_name_the_argument(data_dir, kwargs, match):
