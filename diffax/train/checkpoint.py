@@ -300,6 +300,29 @@ class Checkpointer:
         """Steps of every complete checkpoint, ascending."""
         return sorted(self._manager.all_steps())
 
+    def stored_config(self, step: int | None = None) -> dict[str, Any]:
+        """The config stored with checkpoint ``step`` (default: the latest), as a dict.
+
+        Raises:
+          FileNotFoundError: if there is no such checkpoint.
+          CorruptCheckpointError: if it cannot be read.
+        """
+        steps = self.all_steps()
+        step = steps[-1] if step is None and steps else step
+        if step is None or int(step) not in steps:
+            where = "" if step is None else f" at step {step}"
+            raise FileNotFoundError(f"Checkpointer: no checkpoint{where} in {self.directory}; "
+                                    f"have {steps}.")
+        path = os.path.join(self.directory, str(int(step)))
+        try:
+            out = self._manager.restore(int(step), args=ocp.args.Composite(
+                config=ocp.args.JsonRestore()))
+        except Exception as e:  # noqa: BLE001 - any failure to read means: corrupt
+            raise CorruptCheckpointError(f"checkpoint {path}: its config cannot be read "
+                                         f"({type(e).__name__}: {e})", step=int(step),
+                                         path=path) from e
+        return out.config
+
     def should_save(self, step: int) -> bool:
         """Whether :meth:`save` would write at ``step`` without ``force``."""
         return self._manager.should_save(int(step))
@@ -384,7 +407,7 @@ class Checkpointer:
                         config=out.config)
 
     def restore_latest(self, target: PyTree, *, fallback: bool = False,
-                       validate: Callable[[Restored], None] | None = None
+                       validate: Callable[[int, dict[str, Any]], None] | None = None
                        ) -> Restored | None:
         """Restores the newest checkpoint, or with ``fallback`` the newest one that restores.
 
@@ -393,9 +416,9 @@ class Checkpointer:
           fallback: when the newest checkpoint is corrupt, move it aside (see
             :meth:`quarantine`), warn naming it, and try the one before, and so on. Without
             it, a corrupt checkpoint raises and nothing is moved.
-          validate: called with each restored checkpoint; raising
-            :class:`CorruptCheckpointError` refuses it (e.g. written by an incompatible
-            config).
+          validate: ``validate(step, stored_config)`` is called before a checkpoint's arrays
+            are read; raising :class:`CorruptCheckpointError` refuses it (e.g. written by an
+            incompatible config).
 
         Returns:
           The :class:`Restored` checkpoint, or ``None`` if there is none (left).
@@ -408,10 +431,9 @@ class Checkpointer:
             if not steps:
                 return None
             try:
-                restored = self.restore(target, step=steps[-1])
                 if validate is not None:
-                    validate(restored)
-                return restored
+                    validate(steps[-1], self.stored_config(steps[-1]))
+                return self.restore(target, step=steps[-1])
             except CorruptCheckpointError as e:
                 if not fallback:
                     older = steps[:-1]
@@ -459,10 +481,17 @@ class Checkpointer:
         Raises:
           CheckpointWriteError: if a pending save failed (the manager is released anyway).
         """
+        error = None
         try:
             self.wait_until_finished()
-        finally:
+        except CheckpointWriteError as e:
+            error = e
+        try:
             self._manager.close()
+        except (OSError, ValueError, RuntimeError) as e:  # a failed save, raised again
+            error = error or self._write_error(None, e)
+        if error is not None:
+            raise error
 
     def __enter__(self) -> Checkpointer:
         return self

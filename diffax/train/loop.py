@@ -59,7 +59,6 @@ from diffax.train._tensorboard import SummaryWriter
 from diffax.train.checkpoint import (
     Checkpointer,
     CorruptCheckpointError,
-    Restored,
     config_to_json,
 )
 from diffax.train.state import TrainState
@@ -349,9 +348,9 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
         build.section(config, "data"), seed=seed, batch_size=local_batch,
         shard_index=jax.process_index(), shard_count=jax.process_count())
 
-    def compatible(r: Restored) -> None:
-        check_compatible(r.config, config,
-                         path=f"checkpoint {os.path.join(ckpt.directory, str(r.step))}")
+    def compatible(step: int, stored: dict[str, Any]) -> None:
+        check_compatible(stored, config,
+                         path=f"checkpoint {os.path.join(ckpt.directory, str(step))}")
 
     try:
         restored = ckpt.restore_latest(state, fallback=opts.restore_fallback,
