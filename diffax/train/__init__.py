@@ -6,7 +6,13 @@ usable on their own.
 """
 
 from diffax.train import checkpoint, parallel, state, step
-from diffax.train.checkpoint import Checkpointer
+from diffax.train.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    CheckpointWriteError,
+    CorruptCheckpointError,
+    NonFiniteStateError,
+)
 from diffax.train.parallel import (
     compile_train_step,
     make_mesh,
@@ -22,6 +28,10 @@ __all__ = [
     "state",
     "step",
     "Checkpointer",
+    "CheckpointError",
+    "CheckpointWriteError",
+    "CorruptCheckpointError",
+    "NonFiniteStateError",
     "TrainState",
     "TrainStep",
     "compile_train_step",

@@ -257,11 +257,8 @@ def test_train_step_skips_a_nonfinite_update_in_graph():
     assert int(m["nonfinite"]) == 0 and int(m["nonfinite_step"]) == -1
     new, _ = f(new, good)  # (the first update has a zero learning rate: warmup)
     assert toy.tree_max_abs_diff(new.params, state.params) > 0
-    # n_steps > 1: counts add up and the first bad update is named.
-    step3, state3, _ = toy.setup("eps_vp", n_steps=3)
-    stacked = {"x": np.stack([good["x"], bad["x"], bad["x"]])}
-    _, m3 = jax.jit(step3)(state3, stacked)
-    assert int(m3["nonfinite"]) == 2 and int(m3["nonfinite_step"]) == 2
+    # (n_steps > 1, where counts add up and the first bad update is named, runs in the loop
+    # test below: n_jitted_steps=5.)
 
 
 class _NaNAt:
@@ -580,7 +577,7 @@ spec.loader.exec_module(module)
 def get_config():
     cfg = module.get_config("tiny")
     cfg.unlock()
-    cfg.train.heartbeat_timeout = 10
+    cfg.train.heartbeat_timeout = 60
     cfg.lock()
     return cfg
 """
@@ -598,7 +595,9 @@ def test_killing_one_of_two_processes_makes_the_other_fail_fast(tmp_path, train_
             "--config.train.heartbeat_timeout=10"]
     procs = []
     for i in range(2):
-        env = _env(train_data_dir, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        # XLA's own bound on a CPU (gloo) collective: a survivor waiting in one fails after 5 s.
+        flags = "--xla_force_host_platform_device_count=4 --xla_cpu_collective_timeout_seconds=5"
+        env = _env(train_data_dir, XLA_FLAGS=flags,
                    JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="2",
                    JAX_PROCESS_ID=str(i), JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
         procs.append(_Proc(args, env))
@@ -612,15 +611,14 @@ def test_killing_one_of_two_processes_makes_the_other_fail_fast(tmp_path, train_
         for p in procs:
             if p.p.poll() is None:
                 p.p.kill()
-    assert code != 0
-    # Either the collective fails at once (gloo sees the closed connection: diffax's one-line
-    # error), or the survivor waits in it and the coordination service stops it once the dead
-    # process has missed its heartbeats for train.heartbeat_timeout = 10 s.
-    ours = "diffax train: error: process 0 of 2: a cross-process operation failed" in err
-    jaxs = ("Terminating process because the JAX distributed service detected fatal errors"
-            in err and "stopped sending heartbeats" in err)
-    assert ours or jaxs, err[-3000:]
-    assert elapsed < 60, elapsed
+    # The collective fails (closed connection or the 5 s timeout) before the coordination
+    # service's heartbeat check (60 s here) would stop the process: one line, exit code 1.
+    assert code == 1, (code, err[-3000:])
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("diffax train: error: process 0 of 2: a cross-process operation "
+                           "failed near step "), err[-3000:]
+    assert "another process died" in line and workdir in line
+    assert elapsed < 45, elapsed
 
 
 # ============================================================================================

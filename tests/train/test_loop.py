@@ -1,12 +1,10 @@
-"""train_and_evaluate: metrics, checkpoints, samples, exact resume, SIGTERM, config errors."""
+"""train_and_evaluate: metrics, checkpoints, samples, exact resume, config errors (SIGTERM and
+kills: test_faults.py)."""
 
 import glob
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 
 import jax
 import ml_collections
@@ -16,8 +14,6 @@ import pytest
 from diffax.train import Checkpointer
 from diffax.train._tensorboard import read_events
 from diffax.train.loop import train_and_evaluate
-
-from .test_checkpoint import ROOT
 
 
 def toy_config(data_dir, **train):
@@ -86,41 +82,3 @@ def test_config_errors_name_the_key(tmp_path, train_data_dir):
     with pytest.raises(ValueError, match=r"loss.wieghting"):
         train_and_evaluate(cfg, tmp_path)
     assert not os.path.exists(tmp_path / "checkpoints")
-
-
-_SIGTERM_SCRIPT = """
-import json, sys
-import ml_collections
-from diffax.train.loop import train_and_evaluate
-cfg = ml_collections.ConfigDict(json.loads(sys.argv[1]))
-result = train_and_evaluate(cfg, sys.argv[2])
-print("RESULT", result.step, result.preempted, flush=True)
-"""
-
-
-def test_sigterm_saves_and_exits_cleanly(tmp_path, train_data_dir):
-    cfg = toy_config(train_data_dir, num_steps=1_000_000, checkpoint_every=1000,
-                     n_jitted_steps=1, log_every=1, sample_every=0)
-    workdir = str(tmp_path / "run")
-    proc = subprocess.Popen([sys.executable, "-c", _SIGTERM_SCRIPT, cfg.to_json(), workdir],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            files = glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
-            if files and any(e["scalars"] and e["step"] >= 5 for e in read_events(files[0])):
-                break
-            time.sleep(0.5)
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        proc.terminate()  # SIGTERM
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err[-3000:]
-    _, step, preempted = out.strip().splitlines()[-1].split()
-    assert preempted == "True" and 5 <= int(step) < 1000
-    with Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1000) as ckpt:
-        assert ckpt.all_steps() == [int(step)]
-    assert json.loads(cfg.to_json())["train"]["num_steps"] == 1_000_000
