@@ -57,6 +57,7 @@ from diffax.samplers._exponential import (
     pad,
     phi,
     push,
+    safe_step,
     select_weights,
     t_from_half_log_snr,
     taylor_weights,
@@ -155,16 +156,17 @@ class _DPMBase(Solver):
         q = effective_order(self.order, hist.count + 1, ctx, h,
                             lower_order_final=self.lower_order_final)
         size = hist.values.shape[0]
-        rho = (hist.lam - lam_t) / h  # past nodes, negative
+        lam_w, h_w = safe_step(lam_t, h)
+        rho = (hist.lam - lam_w) / h_w  # past nodes, negative
 
         def order1():
             return jnp.zeros((size,), h.dtype)
 
         def order2():  # DPM-Solver++(2M): C_0/2 E_1, E_1 = (m_1 - m_0) / rho_1
-            return pad((0.5 * self._coef(0, a_s, s_s, h) / rho[0])[None], size)
+            return pad((0.5 * self._coef(0, a_s, s_s, h_w) / rho[0])[None], size)
 
         def order3():
-            coefs = jnp.stack([self._coef(1, a_s, s_s, h), self._coef(2, a_s, s_s, h)])
+            coefs = jnp.stack([self._coef(1, a_s, s_s, h_w), self._coef(2, a_s, s_s, h_w)])
             return pad(taylor_weights(rho[:2], coefs), size)
 
         weights = masked(select_weights(q, [order1, order2, order3][:self.order]), h)

@@ -121,11 +121,20 @@ def push(history: History, value: Array, t: Array, lam: Array, valid: Array) -> 
     not usable across that point either)."""
     size = history.values.shape[0]
     count = jnp.where(valid, jnp.minimum(history.count + 1, size), 0).astype(jnp.int32)
+    lam = jnp.where(valid, lam, 0.0)  # an unused node must not put inf/NaN in gradients
     return History(values=jnp.concatenate([value[None], history.values[:-1]]),
                    t=jnp.concatenate([jnp.asarray(t, history.t.dtype)[None], history.t[:-1]]),
                    lam=jnp.concatenate([jnp.asarray(lam, history.lam.dtype)[None],
                                         history.lam[:-1]]),
                    count=count)
+
+
+def safe_step(lam_t: Array, h: Array) -> tuple[Array, Array]:
+    """``(lam_t, h)`` with infinite values replaced by finite ones, for computing weights: a
+    step with an infinite ``h`` is first order and ignores them, but an inf in the unused
+    weights would still make their gradients NaN."""
+    finite = jnp.isfinite(lam_t) & jnp.isfinite(h)
+    return jnp.where(finite, lam_t, 0.0), jnp.where(finite, h, 1.0)
 
 
 def effective_order(order: int, available: Array, ctx: StepContext, h: Array, *,

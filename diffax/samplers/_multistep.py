@@ -35,6 +35,7 @@ from diffax.samplers._exponential import (
     pad,
     phi,
     push,
+    safe_step,
     select_weights,
     t_from_half_log_snr,
 )
@@ -92,7 +93,8 @@ class _NoiseMultistep(Solver):
             def weights():
                 if n_past == 0:
                     return jnp.zeros((size,), h.dtype)
-                w = self._weights(process, n_past, hist, ctx.t, lam_t, h, a_s, s_s)
+                lam_w, h_w = safe_step(lam_t, h)
+                w = self._weights(process, n_past, hist, ctx.t, lam_w, h_w, a_s, s_s)
                 return pad(w, size)
             return weights
 

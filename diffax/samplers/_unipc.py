@@ -39,6 +39,7 @@ from diffax.samplers._exponential import (
     pad,
     phi,
     push,
+    safe_step,
     select_weights,
     taylor_weights,
 )
@@ -162,6 +163,7 @@ class UniPC(Solver):
             lam_p = half_log_snr(process, t_p)
             h_c = lam_t - lam_p
             use = (state.order_prev > 0) & jnp.isfinite(h_c)
+            lam_p, h_c = safe_step(lam_p, h_c)
             h_c = jnp.where(use, h_c, 1.0)  # no NaN from an unused correction, nor its gradient
             q_c = jnp.maximum(state.order_prev, 1)
             rho_c = (hist.lam[1:] - lam_p) / h_c if size > 1 else jnp.zeros((0,), x.dtype)
@@ -180,9 +182,10 @@ class UniPC(Solver):
         hist = push(hist, d, ctx.t, lam_t, jnp.isfinite(lam_t))
         q = effective_order(self.order, hist.count, ctx, h,
                             lower_order_final=self.lower_order_final)
-        rho = (hist.lam[1:] - lam_t) / h if size > 1 else jnp.zeros((0,), x.dtype)
-        w, _ = self._weights(jnp.concatenate([rho, jnp.zeros((1,), x.dtype)]), q, size, a_s, h,
-                             with_new=False)
+        lam_w, h_w = safe_step(lam_t, h)
+        rho = (hist.lam[1:] - lam_w) / h_w if size > 1 else jnp.zeros((0,), x.dtype)
+        w, _ = self._weights(jnp.concatenate([rho, jnp.zeros((1,), x.dtype)]), q, size, a_s,
+                             h_w, with_new=False)
         # w[j] weighs the history slot j + 1 (slot 0 is the current output itself).
         past = jnp.concatenate([hist.values[1:], jnp.zeros_like(hist.values[:1])])
         x_next = combine(first_order_update(x, d, a_t, s_t, a_s, s_s), d, past, w)
