@@ -399,7 +399,8 @@ def optimize(process: Process, denoiser: Any, x_samples: ArrayLike, num_steps: i
         compared; use others to evaluate the grid.
       num_steps: steps of the grid (a Python int >= 1).
       solver: a deterministic fixed-grid solver from :mod:`diffax.samplers`.
-      init: the starting grid (default: ``solver.default_schedule(process)``).
+      init: the starting grid (default: the best for ``solver`` on ``x_samples`` among its
+        default schedule, :class:`LogSNRUniform`, :class:`TimeUniform` and :class:`Karras`).
       reference: the solver for the reference (default
         ``diffax.samplers.Adaptive(rtol=1e-7, atol=1e-7)`` in float64, ``1e-5`` otherwise).
       num_iters: Adam iterations.
@@ -447,15 +448,21 @@ def optimize(process: Process, denoiser: Any, x_samples: ArrayLike, num_steps: i
     if reference is None:
         tol = 1e-7 if dtype == jnp.float64 else 1e-5
         reference = samplers.Adaptive(rtol=tol, atol=tol)
-    init = init if init is not None else solver.default_schedule(process)
-    if not isinstance(init, Schedule):
+    if init is not None and not isinstance(init, Schedule):
         raise ValueError(f"`init` must be a diffax.schedules.Schedule, got {init!r}.")
+    candidates = [init] if init is not None else [
+        solver.default_schedule(process), LogSNRUniform(), TimeUniform(), Karras()]
 
     t_max, t_min = _ends(process, dtype)
     lam_lo, lam_hi = _finite_log_snr_range(process, dtype)
-    lam0 = jnp.clip(process.log_snr(init(process, num_steps, dtype=dtype)), lam_lo, lam_hi)
-    inc = jnp.maximum(jnp.diff(lam0), 1e-6 * (lam_hi - lam_lo))
-    theta0 = jnp.log(inc / jnp.sum(inc))
+
+    def logits(schedule):
+        lam0 = jnp.clip(process.log_snr(schedule(process, num_steps, dtype=dtype)), lam_lo,
+                        lam_hi)
+        inc = jnp.maximum(jnp.diff(lam0), 1e-6 * (lam_hi - lam_lo))
+        return jnp.log(inc / jnp.sum(inc))
+
+    thetas = jnp.stack([logits(c) for c in candidates])
 
     def grid(theta):
         frac = jnp.cumsum(jax.nn.softmax(theta))
@@ -464,13 +471,16 @@ def optimize(process: Process, denoiser: Any, x_samples: ArrayLike, num_steps: i
         return jnp.concatenate([t_max[None], ts, t_min[None]])
 
     @jax.jit
-    def run(x):
+    def run(x, thetas):
         ref = samplers.sample(None, process, denoiser, x, solver=reference, num_steps=num_steps).x
 
         def loss(theta):
             out = samplers.sample(None, process, denoiser, x, solver=solver,
                                   schedule=grid(theta)).x
             return jnp.log(jnp.mean(jnp.square(out - ref)))
+
+        start = jax.lax.map(loss, thetas)
+        theta0 = thetas[jnp.argmin(jnp.where(jnp.isfinite(start), start, jnp.inf))]
 
         opt = optax.adam(learning_rate)
 
@@ -489,4 +499,4 @@ def optimize(process: Process, denoiser: Any, x_samples: ArrayLike, num_steps: i
         last = loss(theta)
         return grid(jnp.where(last < best_loss, theta, best))
 
-    return np.asarray(run(x))
+    return np.asarray(run(x, thetas))

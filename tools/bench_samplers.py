@@ -6,11 +6,14 @@ Prints markdown tables and writes them to ``--out``:
    deterministic solver and NFE budget in {5, 10, 20, 50}, the RMS error of the final state
    against the probability-flow trajectory from the same ``x_init`` solved tightly (diffrax
    Tsit5, rtol = atol = 1e-9). Each solver uses its default schedule and as many steps as fit
-   the budget (the NFE actually spent is shown). Stochastic solvers have no trajectory to
-   follow; for them the table gives the sliced Wasserstein distance of their samples to exact
-   samples of ``p_{t_min}``, divided by the same distance between exact samples (mean of 4
-   pairs; 1 is the sampling-noise floor). ``Adaptive`` has its own table: error and NFE per
-   tolerance.
+   the budget (the NFE actually spent is shown); the best entry per budget is in bold. The
+   fast solvers (DPM-Solver, DPM-Solver++, UniPC, DEIS, iPNDM, LMS) are compared with UniPC on
+   a grid from ``diffax.schedules.optimize`` fitted on 128 other starting points, and a second
+   table gives that grid's gain over the log-SNR, Karras and time-uniform grids. Stochastic
+   solvers have no trajectory to follow; for them the table gives the sliced Wasserstein
+   distance of their samples to exact samples of ``p_{t_min}``, divided by the same distance
+   between exact samples (mean of 4 pairs; 1 is the sampling-noise floor). ``Adaptive`` and
+   the adaptive DPM-Solver have their own table: error and NFE per tolerance.
 2. Overhead: microseconds per step of ``diffax.sample`` with ``Euler`` against a bare
    ``lax.scan`` Euler loop calling the same denoiser with the same grid, batch 4096, float32
    (target: at most 1.10x).
@@ -19,8 +22,9 @@ Prints markdown tables and writes them to ``--out``:
 Timings are paired (the two things compared run back to back, alternately first) and reported
 as the median of the paired ratios, which is robust to a machine whose load drifts.
 
-Run: ``python tools/bench_samplers.py --out bench_samplers.md`` (about 6 minutes on 2 idle
-cores); ``--parts overhead,compile`` for the timings only.
+Run: ``python tools/bench_samplers.py --out bench_samplers.md`` (about 30 minutes on 2 busy
+cores, most of it compiling and optimizing grids); ``--parts overhead,compile`` for the timings
+only, ``--dims 2 --parts accuracy`` for one accuracy table.
 """
 
 from __future__ import annotations
@@ -63,15 +67,49 @@ DETERMINISTIC = {  # name: (solver, schedule; None = the solver's default)
     "Euler (= DDIM eta=0, DPM-Solver-1), time-uniform": (samplers.Euler(), None),
     "Heun (EDM Alg. 1), Karras rho=7 (its default)": (samplers.Heun(), None),
     "Heun, time-uniform": (samplers.Heun(), diffax.schedules.TimeUniform()),
+    "DPM-Solver-2 (singlestep), log-SNR": (samplers.DPMSolver(order=2, method="singlestep"),
+                                           None),
+    "DPM-Solver-3 (singlestep), log-SNR": (samplers.DPMSolver(order=3, method="singlestep"),
+                                           None),
+    "DPM-Solver (3M, eps), log-SNR": (samplers.DPMSolver(order=3), None),
+    "DPM-Solver++(3S), log-SNR": (samplers.DPMSolverPP(order=3, method="singlestep"), None),
+    "DPM-Solver++(2M), log-SNR": (samplers.DPMSolverPP(order=2), None),
+    "DPM-Solver++(3M), log-SNR": (samplers.DPMSolverPP(order=3), None),
+    "UniPC-2 (bh2), log-SNR": (samplers.UniPC(order=2), None),
+    "UniPC-2 (bh1), log-SNR": (samplers.UniPC(order=2, variant="bh1"), None),
+    "UniPC-3 (bh2), log-SNR": (samplers.UniPC(order=3), None),
+    "DEIS-3 (tAB), time-quadratic": (samplers.DEIS(order=3), None),
+    "iPNDM (order 4), time-quadratic": (samplers.IPNDM(), None),
+    "LMS (order 4), Karras rho=7": (samplers.LMS(), None),
 }
+# Solvers also run on a grid from diffax.schedules.optimize (fitted on other samples than the
+# evaluated ones), and the grids compared with it.
+OPTIMIZED = {"UniPC-2 (bh2), optimized grid": samplers.UniPC(order=2)}
+OPT_TRAIN, OPT_ITERS = 128, 100
 STOCHASTIC = {
     "DDPM": samplers.DDPM(),
+    "SDE-DPM-Solver++(2M)": samplers.DPMSolverPP(order=2, sde=True),
+    "SDE-DPM-Solver++(3M)": samplers.DPMSolverPP(order=3, sde=True),
     "DDIM eta=0.5": samplers.DDIM(eta=0.5),
     "EulerMaruyama": samplers.EulerMaruyama(),
     "PC (reverse diffusion + Langevin)": samplers.PredictorCorrector(),
     "EDMStochastic (S_churn=40)": samplers.EDMStochastic(S_churn=40.0),
 }
 ADAPTIVE_TOLS = (1e-2, 1e-3, 1e-4, 1e-5)
+
+
+def steps_for_budget(solver, budget: int) -> int:
+    """The most steps whose evaluations fit ``budget``: for singlestep DPM-Solvers with
+    ``lower_order_final`` the last steps use orders ``min(order, steps left)`` (DPM-Solver-fast's
+    split of the budget)."""
+    if isinstance(solver, (samplers.DPMSolver, samplers.DPMSolverPP)) \
+            and solver.method == "singlestep":
+        def cost(n):
+            if solver.lower_order_final and n < 15:
+                return sum(min(solver.order, n - i) for i in range(n))
+            return solver.order * n
+        return max(n for n in range(1, budget + 1) if cost(n) <= budget)
+    return max(1, budget // solver.nfe_per_step)
 
 
 def reference(process, gm, x_init):
@@ -108,13 +146,52 @@ def accuracy_table(dim: int) -> str:
     lines = [f"**D = {dim}**, VP process, {BATCH} examples, float64: RMS error of the final "
              "state against the tight reference trajectory (actual NFE in brackets)", "",
              header, "|---" * (len(NFES) + 1) + "|"]
+    rows = {}
     for name, (solver, schedule) in DETERMINISTIC.items():
-        cells = []
+        rows[name] = []
         for budget in NFES:
-            n = max(1, budget // solver.nfe_per_step)
-            res = run(None, x_init, solver, n, schedule)
-            cells.append(f"{rms(res.x):.2e} ({int(res.nfe)})")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            res = run(None, x_init, solver, steps_for_budget(solver, budget), schedule)
+            rows[name].append((rms(res.x), int(res.nfe)))
+    x_train = p.prior_sample(jax.random.key(11), (OPT_TRAIN, dim))
+    grids = {}
+    for name, solver in OPTIMIZED.items():
+        rows[name] = []
+        for budget in NFES:
+            grid = diffax.schedules.optimize(p, gm.denoiser(p), x_train, budget, solver,
+                                             num_iters=OPT_ITERS)
+            grids[(name, budget)] = grid
+            res = run(None, x_init, solver, budget, jnp.asarray(grid))
+            rows[name].append((rms(res.x), int(res.nfe)))
+    best = [min(range(len(rows)), key=lambda r: list(rows.values())[r][k][0])
+            for k in range(len(NFES))]
+    for r, (name, cells) in enumerate(rows.items()):
+        text = [f"**{e:.2e}** ({n})" if best[k] == r else f"{e:.2e} ({n})"
+                for k, (e, n) in enumerate(cells)]
+        lines.append(f"| {name} | " + " | ".join(text) + " |")
+    lines += ["", "Best entry per NFE in bold. Published fast solvers on their default grids vs "
+              "diffax's best:", ""]
+    published = [n for n in DETERMINISTIC if not n.startswith(("Euler", "Heun"))]
+    for k, budget in enumerate(NFES):
+        peer = min(published, key=lambda n: rows[n][k][0])
+        ours = min(rows, key=lambda n: rows[n][k][0])
+        lines.append(f"- NFE {budget}: best published {peer} {rows[peer][k][0]:.2e}; best "
+                     f"overall {ours} {rows[ours][k][0]:.2e} "
+                     f"({rows[peer][k][0] / rows[ours][k][0]:.1f}x lower)")
+    for name, solver in OPTIMIZED.items():
+        lines += ["", f"**D = {dim}**, {name.split(',')[0]}: RMS error on the optimized grid "
+                  f"(schedules.optimize on {OPT_TRAIN} other samples, {OPT_ITERS} Adam steps) "
+                  "against the usual grids, and the gain", "",
+                  "| NFE | optimized | log-SNR | Karras rho=7 | time-uniform | gain over log-SNR "
+                  "| gain over Karras |", "|---|---|---|---|---|---|---|"]
+        for k, budget in enumerate(NFES):
+            e_opt = rows[name][k][0]
+            e_log = rms(run(None, x_init, solver, budget, diffax.schedules.LogSNRUniform()).x)
+            e_kar = rms(run(None, x_init, solver, budget, diffax.schedules.Karras()).x)
+            e_tim = rms(run(None, x_init, solver, budget, diffax.schedules.TimeUniform()).x)
+            lines.append(f"| {budget} | {e_opt:.2e} | {e_log:.2e} | {e_kar:.2e} | {e_tim:.2e} "
+                         f"| {e_log / e_opt:.1f}x | {e_kar / e_opt:.1f}x |")
+        g = grids[(name, 10)]
+        lines += ["", f"Optimized 10-step grid (t): {np.array2string(g, precision=4)}"]
     lines += ["", f"**D = {dim}**, Adaptive (dopri5, per-example steps, rtol = atol = tol): "
               "RMS error and NFE (batched calls; the per-example mean in brackets)", "",
               "| tol | " + " | ".join(f"{tol:g}" for tol in ADAPTIVE_TOLS) + " |",
@@ -125,6 +202,12 @@ def accuracy_table(dim: int) -> str:
         mean_nfe = float(jnp.mean(res.stats["nfe"]))
         cells.append(f"{rms(res.x):.2e}, NFE {int(res.nfe)} ({mean_nfe:.0f})")
     lines.append("| Adaptive | " + " | ".join(cells) + " |")
+    cells = []
+    for tol in ADAPTIVE_TOLS:
+        res = run(None, x_init, samplers.DPMSolver(order=3, method="adaptive", rtol=tol,
+                                                   atol=tol), 10)
+        cells.append(f"{rms(res.x):.2e}, NFE {int(res.nfe)}")
+    lines.append("| DPM-Solver-23 (adaptive, batch-wide steps) | " + " | ".join(cells) + " |")
 
     exact = [gm.sample(jax.random.key(k), p, p.t_min, BATCH * 4) for k in range(1, 6)]
     kp = jax.random.key(0)
@@ -137,8 +220,7 @@ def accuracy_table(dim: int) -> str:
     for name, solver in STOCHASTIC.items():
         cells = []
         for budget in NFES:
-            n = max(1, budget // solver.nfe_per_step)
-            res = run(jax.random.key(5), x_big, solver, n)
+            res = run(jax.random.key(5), x_big, solver, steps_for_budget(solver, budget))
             cells.append(f"{sliced_wasserstein(res.x, exact[0], kp) / floor:.2f} "
                          f"({int(res.nfe)})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -241,7 +323,9 @@ def main() -> None:
                 "| solver | 10 steps | 1000 steps | ratio (target <= 1.5) |", "|---|---|---|---|"]
         for name, solver in {"Euler": samplers.Euler(), "Heun": samplers.Heun(),
                              "DDPM": samplers.DDPM(), "PC": samplers.PredictorCorrector(),
-                             "EDMStochastic": samplers.EDMStochastic(S_churn=40.0)}.items():
+                             "EDMStochastic": samplers.EDMStochastic(S_churn=40.0),
+                             "DPM-Solver++(3M)": samplers.DPMSolverPP(order=3),
+                             "UniPC-3": samplers.UniPC(order=3)}.items():
             out.append(compile_row(name, solver))
             print(out[-1], flush=True)
     text = "\n".join(out) + "\n"

@@ -243,7 +243,7 @@ def _sde_distances(process, x_init, key, mixture):
     return floor, {name: dist(x) for name, x in out.items()}
 
 
-@pytest.mark.parametrize("pname", ["VP", "RectifiedFlow"])
+@pytest.mark.parametrize("pname", ["VP", pytest.param("RectifiedFlow", marks=pytest.mark.slow)])
 def test_sde_dpm_solver_pp_samples_the_marginal(x64, pname):
     p, gm = PROCESSES[pname](), mixture_2d()
     x_init = p.prior_sample(jax.random.key(0), (4000, 2))
@@ -259,7 +259,7 @@ def test_sde_dpm_solver_pp_samples_the_marginal(x64, pname):
 # Adaptive DPM-Solver (Alg. 4).
 
 
-@pytest.mark.parametrize("pname", ["VP", "RectifiedFlow"])
+@pytest.mark.parametrize("pname", ["VP", pytest.param("RectifiedFlow", marks=pytest.mark.slow)])
 def test_adaptive_dpm_solver_meets_tolerance(x64, pname):
     p, gm = PROCESSES[pname](), mixture_2d()
     x_init = p.prior_sample(jax.random.key(0), (64, 2))
