@@ -416,7 +416,16 @@ def _stored_config(workdir: str, step: int | None) -> tuple[Any, int]:
         elif step not in steps:
             raise UsageError(f"--step {step}: no checkpoint at that step in {directory}; have "
                              f"{steps}")
-        stored = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+        try:
+            stored = manager.restore(step, args=ocp.args.Composite(
+                config=ocp.args.JsonRestore()))
+        except Exception as e:  # noqa: BLE001 - any failure to read means: corrupt
+            from diffax.train.checkpoint import CorruptCheckpointError
+
+            path = os.path.join(directory, str(step))
+            raise CorruptCheckpointError(
+                f"checkpoint {path}: its config cannot be read ({type(e).__name__}: "
+                f"{_one_line(e)[:600]}); pick another with --step", step=step, path=path) from e
     finally:
         manager.close()
     raw = stored.config or {}

@@ -373,6 +373,12 @@ def test_training_refuses_a_corrupt_or_incompatible_checkpoint_and_falls_back_on
     with pytest.raises(CorruptCheckpointError, match=r"run/checkpoints/20 cannot be restored"):
         loop.train_and_evaluate(cfg, tmp_path / "run")
     assert os.path.isdir(ck / "20")
+    # `diffax sample` on it: one line naming the checkpoint, exit code 1.
+    capsys.readouterr()
+    assert cli.main(["sample", f"--workdir={tmp_path / 'run'}"]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"diffax sample: error: checkpoint {ck / '20'} cannot be restored")
+    assert "--step" in line
     # An incompatible config is refused by name, even with a good checkpoint.
     other = toy_config(train_data_dir, sample_every=0, num_steps=30)
     other.model.variant = "toy2d"
