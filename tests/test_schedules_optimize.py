@@ -23,7 +23,7 @@ def _held_out_errors(p, gm, solver, grids, n=256):
             for name, g in grids.items()}
 
 
-@pytest.mark.parametrize("pname", ["VP", "RectifiedFlow"])
+@pytest.mark.parametrize("pname", ["VP", pytest.param("RectifiedFlow", marks=pytest.mark.slow)])
 def test_optimized_grid_beats_the_usual_grids_on_held_out_samples(x64, pname):
     p = {"VP": diffax.VP(), "RectifiedFlow": diffax.RectifiedFlow()}[pname]
     gm = mixture_2d()
@@ -38,8 +38,9 @@ def test_optimized_grid_beats_the_usual_grids_on_held_out_samples(x64, pname):
         "optimized": grid, "log-SNR": schedules.LogSNRUniform(), "Karras": schedules.Karras(),
         "time": schedules.TimeUniform()})
     # Measured (RMS error at 5 steps on 256 held-out samples): VP optimized 0.141, log-SNR
-    # (the start) 0.259, Karras 0.349, time-uniform 0.234; RectifiedFlow 0.148, 0.502, 0.718,
-    # 0.165 (its first step, from alpha = 0, is first order whatever the grid).
+    # 0.259, Karras 0.349, time-uniform 0.234; RectifiedFlow 0.147, 0.502, 0.718,
+    # 0.165; started from the best of them (its first step, from alpha = 0, is first order
+    # whatever the grid).
     assert errs["optimized"] < 0.6 * errs["log-SNR"], errs
     assert errs["optimized"] < min(errs["Karras"], errs["time"]), errs
     # A list saved in a config is a valid schedule too.
