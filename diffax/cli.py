@@ -901,6 +901,10 @@ def _define_train_flags(fv: Any) -> None:
                          "(with --coordinator_address).", flag_values=fv)
     flags.DEFINE_integer("distributed_timeout", 300, "Seconds to wait for every process to "
                          "join before failing.", flag_values=fv)
+    flags.DEFINE_bool("restore_fallback", False, "If the newest checkpoint is corrupt or was "
+                      "written by an incompatible config, move it to checkpoints.corrupt/ and "
+                      "resume from the newest good one (sets config.train.restore_fallback).",
+                      flag_values=fv)
 
 
 def _distributed_options(fv: Any) -> dict[str, Any]:
@@ -934,6 +938,10 @@ def _cmd_train(argv: Sequence[str]) -> int:
     if fv.config is None:
         raise UsageError("--config is required (e.g. --config=configs/toy2d_flow.py)")
     config = fv.config
+    if fv.restore_fallback:
+        config.unlock()
+        config.train.restore_fallback = True
+        config.lock()
     _validate(config, training=True, distributed=_distributed_options(fv))
     from diffax.train import loop
 
@@ -1092,6 +1100,8 @@ _register(
     "  --config FILE[:variant]  the experiment config, e.g. configs/toy2d_vp.py:tiny "
     "(required)\n"
     "  --workdir DIR            where everything is written (required)\n"
+    "  --restore_fallback       resume from the newest good checkpoint if the newest is "
+    "corrupt\n"
     "  --config.KEY=VALUE       e.g. --config.train.num_steps=2000 --config.seed=1 "
     "--config.data.name=toy2d/two_moons\n",
     _cmd_train)

@@ -664,3 +664,21 @@ def test_sample_and_log_likelihood_name_bad_arguments():
     for fn, match in cases:
         with pytest.raises((ValueError, TypeError), match=match):
             fn()
+
+
+def test_restore_fallback_flag_of_diffax_train(tmp_path, train_data_dir, capsys, monkeypatch):
+    seen = {}
+
+    def fake_train(config, workdir):
+        seen["fallback"] = config.train.restore_fallback
+        raise CorruptCheckpointError("checkpoint X cannot be restored (stand-in)")
+
+    monkeypatch.setenv("DIFFAX_DATA_DIR", train_data_dir)
+    monkeypatch.setattr(loop, "train_and_evaluate", fake_train)
+    code = cli.main(["train", f"--config={TOY_VP}:tiny", f"--workdir={tmp_path}",
+                     "--restore_fallback"])
+    assert code == 1 and seen == {"fallback": True}
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "diffax train: error: checkpoint X cannot be restored (stand-in)")
+    assert cli.main(["train", "--help"]) == 0
+    assert "--restore_fallback" in capsys.readouterr().out
