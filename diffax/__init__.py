@@ -47,7 +47,7 @@ __version__ = "0.1.0"
 
 # Subpackages with heavy dependencies (orbax, tensorflow-datasets, grain, matplotlib) load on
 # first use: ``diffax.train``, ``diffax.data``, ``diffax.evaluation``.
-_LAZY_SUBMODULES = ("train", "data", "evaluation")
+_LAZY_SUBMODULES = ("train", "data", "evaluation", "tasks")
 
 
 def __getattr__(name):
@@ -77,6 +77,7 @@ __all__ = [
     "train",
     "data",
     "evaluation",
+    "tasks",
     # processes
     "Process",
     "VP",

@@ -1,0 +1,24 @@
+"""python -m diffax.tasks configs/tasks/digits_purify.py --workdir /tmp/digits_purify
+
+DiffPure-style adversarial purification (Nie et al. 2022) on scikit-learn's 8x8 digits: a
+noise-conditional classifier (used at ``t_min``) is attacked by FGSM and by Gaussian noise on
+the test digits; each input is noised to ``purify.t0`` and denoised with DDIM by a VP
+eps-prediction UNet (SDEdit), and the classifier's accuracy before and after is reported.
+``:tiny`` is seconds, for tests. Figures: experiments/purification/README.md.
+"""
+
+import ml_collections
+
+from diffax.tasks.defaults import base_config, classifier_section
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    """The config; ``variant`` ``"tiny"`` is a few steps of a tiny model, for tests."""
+    cfg = base_config("purification", variant)
+    tiny = variant == "tiny"
+    cfg.classifier = classifier_section(variant)
+    cfg.purify = ml_collections.ConfigDict({
+        "t0": (0.3,) if tiny else (0.1, 0.25, 0.4), "fgsm_epsilon": 0.25,
+        "noise_std": 0.5})
+    cfg.lock()
+    return cfg

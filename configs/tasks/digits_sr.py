@@ -1,0 +1,23 @@
+"""python -m diffax.tasks configs/tasks/digits_sr.py --workdir /tmp/digits_sr
+
+SR3-style super-resolution (Saharia et al. 2022) on scikit-learn's 8x8 digits, 4x4 -> 8x8: a
+VP eps-prediction UNet that sees the 2x2-average-pooled image, upsampled back (nearest), as an
+extra input channel; DDIM samples; PSNR of a sample, of the mean of ``sr.num_samples`` samples,
+and of nearest / bicubic upsampling on the test digits. ``:tiny`` is seconds, for tests.
+Figures: experiments/super_resolution/README.md.
+"""
+
+import ml_collections
+
+from diffax.tasks.defaults import base_config
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    """The config; ``variant`` ``"tiny"`` is a few steps of a tiny model, for tests."""
+    cfg = base_config("super_resolution", variant)
+    tiny = variant == "tiny"
+    cfg.sr = ml_collections.ConfigDict({"factor": 2, "upsample": "nearest",
+                                        "num_samples": 2 if tiny else 8,
+                                        "num_eval": 8 if tiny else 300})
+    cfg.lock()
+    return cfg

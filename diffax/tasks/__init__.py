@@ -1,0 +1,75 @@
+"""Downstream tasks built on diffax's denoisers: one module per task, each with a digits example.
+
+* :mod:`~diffax.tasks.classifier`: noise-conditional classifiers for classifier guidance
+  (Dhariwal & Nichol 2021): :class:`~diffax.tasks.classifier.NoisyClassifier`,
+  :class:`~diffax.tasks.classifier.ClassifierLoss`, :func:`~diffax.tasks.classifier.log_prob_fn`.
+* :mod:`~diffax.tasks.super_resolution`: SR3-style conditional denoisers
+  (:class:`~diffax.tasks.super_resolution.ConditionalUNet`), PSNR.
+* :mod:`~diffax.tasks.purification`: SDEdit / DiffPure against FGSM and Gaussian noise.
+* :mod:`~diffax.tasks.anomaly`: AnoDDPM partial-diffusion reconstruction, JAX simplex noise,
+  anomaly scores and AUROC.
+* :mod:`~diffax.tasks.segmentation`: UNet decoder features (Baranchuk et al. 2022) and a pixel
+  classifier.
+
+:func:`fit` trains any ``loss_fn(params, key, batch)`` on in-memory arrays with diffax's train
+step. Each module's ``run(config, workdir)`` is its digits example; the configs are in
+``configs/tasks/`` and ``python -m diffax.tasks CONFIG --workdir DIR`` runs one.
+"""
+
+from diffax.tasks import anomaly, classifier, purification, segmentation, super_resolution
+from diffax.tasks._fit import FitResult, denoising_loss, fit
+from diffax.tasks.anomaly import (
+    NoiseDenoisingLoss,
+    anomaly_scores,
+    auroc,
+    gaussian_noise,
+    octave_simplex,
+    reconstruct,
+    simplex2d,
+    simplex_noise,
+)
+from diffax.tasks.classifier import ClassifierLoss, NoisyClassifier, log_prob_fn
+from diffax.tasks.purification import fgsm
+from diffax.tasks.segmentation import (
+    PixelClassifier,
+    decoder_blocks,
+    segmentation_metrics,
+    unet_features,
+)
+from diffax.tasks.super_resolution import ConditionalUNet, psnr
+
+__all__ = [
+    # modules
+    "anomaly",
+    "classifier",
+    "purification",
+    "segmentation",
+    "super_resolution",
+    # training
+    "fit",
+    "FitResult",
+    "denoising_loss",
+    # classifier guidance
+    "NoisyClassifier",
+    "ClassifierLoss",
+    "log_prob_fn",
+    # super-resolution
+    "ConditionalUNet",
+    "psnr",
+    # purification
+    "fgsm",
+    # anomaly detection
+    "simplex2d",
+    "octave_simplex",
+    "simplex_noise",
+    "gaussian_noise",
+    "NoiseDenoisingLoss",
+    "reconstruct",
+    "anomaly_scores",
+    "auroc",
+    # segmentation
+    "decoder_blocks",
+    "unet_features",
+    "PixelClassifier",
+    "segmentation_metrics",
+]
