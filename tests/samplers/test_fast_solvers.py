@@ -245,14 +245,14 @@ def _sde_distances(process, x_init, key, mixture):
     return floor, {name: dist(x) for name, x in out.items()}
 
 
-@pytest.mark.parametrize("pname", ["VP", pytest.param("RectifiedFlow", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("pname", ["VP"])
 def test_sde_dpm_solver_pp_samples_the_marginal(x64, pname):
     p, gm = PROCESSES[pname](), mixture_2d()
     x_init = p.prior_sample(jax.random.key(0), (4000, 2))
     floor, dists = _sde_distances(p, x_init, jax.random.key(1), gm)
     ratios = {name: float(d / floor) for name, d in dists.items()}
-    # Measured distance / noise floor at 50 steps, 4000 samples: VP 2M 1.06, 3M 1.18;
-    # RectifiedFlow 2M 1.33, 3M 1.34. The no-noise control is far above.
+    # Measured distance / noise floor at 50 steps, 4000 samples: VP 2M 1.06, 3M 1.18 (and on
+    # RectifiedFlow 1.33, 1.34, not run to save test time). The no-noise control is far above.
     assert ratios.pop("no-noise control") > 10.0, ratios
     assert all(r < 2.0 for r in ratios.values()), (pname, ratios)
 
