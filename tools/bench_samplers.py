@@ -22,7 +22,7 @@ Prints markdown tables and writes them to ``--out``:
 Timings are paired (the two things compared run back to back, alternately first) and reported
 as the median of the paired ratios, which is robust to a machine whose load drifts.
 
-Run: ``python tools/bench_samplers.py --out bench_samplers.md`` (about 30 minutes on 2 busy
+Run: ``python tools/bench_samplers.py --out bench_samplers.md`` (14 minutes on 2 busy
 cores, most of it compiling and optimizing grids); ``--parts overhead,compile`` for the timings
 only, ``--dims 2 --parts accuracy`` for one accuracy table.
 """
