@@ -258,8 +258,8 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
             ("diffusion_features", (f_train, f_test), keys[2]),
             ("pixel_window", (windows(jnp.asarray(labelled)), windows(jnp.asarray(test["x"]))),
              keys[3])):
-        mean = ftr.reshape(-1, ftr.shape[-1]).mean(0)
-        std = ftr.reshape(-1, ftr.shape[-1]).std(0) + 1e-6
+        mean = jnp.mean(ftr, axis=(0, 1, 2), keepdims=True)
+        std = jnp.std(ftr, axis=(0, 1, 2), keepdims=True) + 1e-6
         norm = lambda f, mean=mean, std=std: (f - mean) / std
         clf = PixelClassifier(num_classes=3, hidden=tuple(cfg["hidden"]))
         key_init, key_fit = jax.random.split(key)
