@@ -48,6 +48,8 @@ from diffax.samplers._base import (
 )
 from diffax.samplers._exponential import (
     History,
+    check_flags,
+    check_order,
     combine,
     effective_order,
     empty_history,
@@ -77,12 +79,6 @@ class DPMSolverAdaptiveState(NamedTuple):
     num_steps: Array
     num_rejected: Array
     status: Array
-
-
-def _check_order(owner: str, order: Any, allowed: tuple[int, ...]) -> None:
-    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order not in allowed:
-        raise ValueError(f"{owner}: `order` must be one of {', '.join(map(str, allowed))}; got "
-                         f"{order!r}.")
 
 
 class _DPMBase(Solver):
@@ -282,7 +278,8 @@ class DPMSolver(_DPMBase):
         if self.method not in _METHODS:
             raise ValueError(f"DPMSolver: `method` must be one of {', '.join(map(repr, _METHODS))}"
                              f"; got {self.method!r}.")
-        _check_order("DPMSolver", self.order, (2, 3) if self.method == "adaptive" else (1, 2, 3))
+        check_order("DPMSolver", self.order, (2, 3) if self.method == "adaptive" else (1, 2, 3))
+        check_flags("DPMSolver", self, ("lower_order_final",))
         for name in ("rtol", "atol", "theta"):
             v = concrete_value(getattr(self, name))
             if v is not None and not (np.all(np.isfinite(v)) and np.all(v > 0)):
@@ -435,9 +432,8 @@ class DPMSolverPP(_DPMBase):
         if self.method not in ("singlestep", "multistep"):
             raise ValueError(f"DPMSolverPP: `method` must be 'singlestep' or 'multistep'; got "
                              f"{self.method!r}.")
-        _check_order("DPMSolverPP", self.order, (1, 2, 3))
-        if not isinstance(self.sde, bool):
-            raise ValueError(f"DPMSolverPP: `sde` must be a bool, got {self.sde!r}.")
+        check_order("DPMSolverPP", self.order, (1, 2, 3))
+        check_flags("DPMSolverPP", self, ("sde", "lower_order_final"))
         if self.sde and self.method != "multistep":
             raise ValueError("DPMSolverPP: `sde=True` needs method='multistep' (SDE-DPM-Solver++ "
                              "2M/3M).")

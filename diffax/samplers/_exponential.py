@@ -47,6 +47,20 @@ LOWER_ORDER_FINAL_BELOW = 15
 """``lower_order_final`` lowers the order of the last steps of grids with fewer steps."""
 
 
+def check_order(owner: str, order: object, allowed: Sequence[int]) -> None:
+    """Raises a ValueError naming ``owner``'s ``order`` unless it is an int in ``allowed``."""
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order not in allowed:
+        raise ValueError(f"{owner}: `order` must be one of {', '.join(map(str, allowed))}; got "
+                         f"{order!r}.")
+
+
+def check_flags(owner: str, solver: object, names: Sequence[str]) -> None:
+    """Raises a ValueError naming the first of ``names`` on ``solver`` that is not a bool."""
+    for name in names:
+        if not isinstance(getattr(solver, name), bool):
+            raise ValueError(f"{owner}: `{name}` must be a bool, got {getattr(solver, name)!r}.")
+
+
 def half_log_snr(process, t: Array) -> Array:
     """``lam = log(alpha / sigma)`` at ``t`` (DPM-Solver's lambda)."""
     return 0.5 * process.log_snr(t)

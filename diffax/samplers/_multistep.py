@@ -19,11 +19,11 @@ noise predictions (:mod:`diffax.samplers._exponential`); they differ in the weig
 from __future__ import annotations
 
 import jax.numpy as jnp
-import numpy as np
 
 from diffax._pytree import pytree_dataclass, static_field
 from diffax.samplers._base import Solver, StepContext, call, first_order_update, scalars
 from diffax.samplers._exponential import (
+    check_order,
     combine,
     effective_order,
     empty_history,
@@ -59,11 +59,7 @@ class _NoiseMultistep(Solver):
     max_order = 3
 
     def __post_init__(self):
-        name = type(self).__name__
-        if isinstance(self.order, bool) or not isinstance(self.order, (int, np.integer)) \
-                or not 1 <= self.order <= self.max_order:
-            raise ValueError(f"{name}: `order` must be an int in [1, {self.max_order}]; got "
-                             f"{self.order!r}.")
+        check_order(type(self).__name__, self.order, range(1, self.max_order + 1))
 
     def default_schedule(self, process):
         return Quadratic()

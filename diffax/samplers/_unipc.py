@@ -25,12 +25,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax.numpy as jnp
-import numpy as np
 
 from diffax._pytree import pytree_dataclass, static_field
 from diffax.samplers._base import Solver, StepContext, call, first_order_update, scalars
 from diffax.samplers._exponential import (
     History,
+    check_flags,
+    check_order,
     combine,
     effective_order,
     empty_history,
@@ -96,14 +97,10 @@ class UniPC(Solver):
     stochastic = False
 
     def __post_init__(self):
-        if isinstance(self.order, bool) or not isinstance(self.order, (int, np.integer)) \
-                or self.order not in (1, 2, 3):
-            raise ValueError(f"UniPC: `order` must be 1, 2 or 3; got {self.order!r}.")
+        check_order("UniPC", self.order, (1, 2, 3))
         if self.variant not in _VARIANTS:
             raise ValueError(f"UniPC: `variant` must be 'bh1' or 'bh2'; got {self.variant!r}.")
-        for name in ("corrector", "lower_order_final"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"UniPC: `{name}` must be a bool, got {getattr(self, name)!r}.")
+        check_flags("UniPC", self, ("corrector", "lower_order_final"))
 
     @property
     def convergence_order(self) -> int:
