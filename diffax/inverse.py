@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffax._checks import check_denoiser_accepts
 from diffax._pytree import concrete_value, pytree_dataclass, static_field
 from diffax.processes import Process, expand
 from diffax.samplers._base import (
@@ -50,7 +51,7 @@ from diffax.samplers._base import (
     one_minus_snr_ratio,
 )
 from diffax.samplers._first_order import DDPM
-from diffax.samplers._run import SampleResult, _check_denoiser, _check_inputs, sample
+from diffax.samplers._run import SampleResult, _check_inputs, sample
 from diffax.schedules import Schedule, check_num_steps, resolve
 from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
 
@@ -275,7 +276,7 @@ def inpaint(
         schedule = solver.default_schedule(process)
     times = resolve(schedule, process, num_steps, dtype=dtype)
     solver.check(process, times)
-    _check_denoiser(denoiser, x_init)
+    check_denoiser_accepts(denoiser, x_init, name="x_init")
     _check_one_step(solver, process, denoiser, x_init, times, "inpaint")
 
     visited = method.moves(num_steps)

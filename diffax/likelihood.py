@@ -64,9 +64,9 @@ from jax.scipy.special import log_ndtr
 from jax.sharding import PartitionSpec as P
 
 from diffax import _ode
+from diffax._checks import check_denoiser_accepts, check_finite_examples, check_key
 from diffax._pytree import concrete_value
 from diffax.processes import DiscreteVP, Process, expand
-from diffax.samplers._run import check_key
 from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
 
 __all__ = [
@@ -421,23 +421,8 @@ def _check_x(where: str, process: Process, denoiser: Denoiser, x: Array) -> None
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"{where}: `x` must be a floating-point array, got dtype {x.dtype} "
                          f"(for 8-bit images use diffax.likelihood.bits_per_dim).")
-    xs = jax.ShapeDtypeStruct(x.shape, x.dtype)
-    ts = jax.ShapeDtypeStruct(x.shape[:1], x.dtype)
-    try:
-        out = jax.eval_shape(denoiser, xs, ts)
-    except Exception as e:  # noqa: BLE001 - re-raised with the context a user needs
-        raise ValueError(f"{where}: the denoiser rejected `x` of shape {tuple(x.shape)} "
-                         f"(dtype {x.dtype}): {e}") from e
-    if getattr(out, "shape", None) != x.shape:
-        raise ValueError(f"{where}: the denoiser returned shape "
-                         f"{getattr(out, 'shape', type(out))} for `x` of shape "
-                         f"{tuple(x.shape)}; it must return an array shaped like `x`.")
-    v = concrete_value(x)
-    if v is not None:
-        bad = ~np.all(np.isfinite(v).reshape(v.shape[0], -1), axis=-1)
-        if bad.any():
-            raise ValueError(f"{where}: `x` has non-finite entries in {int(bad.sum())} of "
-                             f"{bad.size} examples (first: index {int(np.argmax(bad))}).")
+    check_denoiser_accepts(denoiser, x, name="x", where=where)
+    check_finite_examples(x, name="x", where=where)
 
 
 def _check_t_start(where: str, process: Process, t_start: Any) -> None:

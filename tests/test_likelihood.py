@@ -235,7 +235,7 @@ def test_bad_input_raises_clear_errors(x64):
     x = gm.sample(jax.random.key(11), p, p.t_min, 4)
     with pytest.raises(ValueError, match="denoiser rejected `x` of shape \\(4, 3\\)"):
         log_likelihood(None, p, D, jnp.zeros((4, 3)))
-    with pytest.raises(ValueError, match="non-finite entries in 1 of 4"):
+    with pytest.raises(ValueError, match="NaN or infinite entries in 1 of 4"):
         log_likelihood(None, p, D, x.at[2, 1].set(jnp.nan))
     for kwargs, match in [(dict(rtol=0.0), "rtol"), (dict(atol=-1e-5), "atol"),
                           (dict(divergence="trace"), "divergence"), (dict(probe="x"), "probe"),

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffax._pytree import concrete_value
+from diffax._checks import check_denoiser_accepts, check_finite_examples, check_key
 from diffax.processes import Process
 from diffax.samplers._base import NoiseFn, Solver, StepContext, call, default_noise
 from diffax.schedules import Schedule, check_num_steps, resolve
@@ -48,19 +48,6 @@ class SampleResult(NamedTuple):
     stats: dict[str, Array] | None = None
 
 
-def check_key(key, *, where: str = "") -> None:
-    """Raises a ValueError naming ``key`` unless it is ``None`` or a single PRNG key (typed
-    ``jax.random.key(seed)`` or a raw ``uint32[2]``)."""
-    if key is None:
-        return
-    dtype = getattr(key, "dtype", None)
-    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-    raw = dtype == jnp.uint32 and tuple(getattr(key, "shape", ())) == (2,)
-    if not (typed and len(key.shape) == 0) and not raw:
-        raise ValueError(f"{where + ': ' if where else ''}`key` must be a single PRNG key "
-                         f"(jax.random.key(seed)) or None, got {key!r}.")
-
-
 def _check_inputs(key, process, denoiser, x_init, solver, noise_fn):
     if isinstance(solver, type) and issubclass(solver, Solver):
         raise ValueError(f"`solver` must be a solver object, got the class {solver.__name__}; "
@@ -80,36 +67,13 @@ def _check_inputs(key, process, denoiser, x_init, solver, noise_fn):
     if not jnp.issubdtype(x_init.dtype, jnp.floating):
         raise ValueError(f"`x_init` must be a floating-point array, got dtype {x_init.dtype}.")
     check_key(key)
-    v = concrete_value(x_init)
-    if v is not None:
-        bad = ~np.all(np.isfinite(v).reshape(v.shape[0], -1), axis=-1)
-        if bad.any():
-            raise ValueError(f"`x_init` has NaN or infinite entries in {int(bad.sum())} of "
-                             f"{bad.size} examples (first: index {int(np.argmax(bad))}).")
+    check_finite_examples(x_init, name="x_init")
     if solver.stochastic and key is None:
         raise ValueError(f"`key` is None, but {type(solver).__name__} is stochastic: pass a "
                          f"PRNG key (jax.random.key(seed)).")
     if noise_fn is not None and not callable(noise_fn):
         raise ValueError(f"`noise_fn` must be a function noise_fn(key, t, t_next, shape), got "
                          f"{noise_fn!r}.")
-
-
-def _check_denoiser(denoiser, x_init):
-    """Abstract evaluation of the denoiser on ``x_init``: no compilation, no FLOPs."""
-    x_spec = jax.ShapeDtypeStruct(x_init.shape, x_init.dtype)
-    t_spec = jax.ShapeDtypeStruct(x_init.shape[:1], x_init.dtype)
-    try:
-        out = jax.eval_shape(denoiser, x_spec, t_spec)
-    except Exception as e:  # noqa: BLE001 - re-raised with the argument named
-        raise ValueError(
-            f"`x_init` of shape {tuple(x_init.shape)} and dtype {x_init.dtype} is not accepted "
-            f"by the denoiser (called as denoiser(x, t) with x of that shape and t of shape "
-            f"{tuple(x_init.shape[:1])}): {type(e).__name__}: {e}") from e
-    if not hasattr(out, "shape") or tuple(out.shape) != tuple(x_init.shape):
-        got = tuple(out.shape) if hasattr(out, "shape") else type(out).__name__
-        raise ValueError(f"The denoiser returned {got} for `x_init` of shape "
-                         f"{tuple(x_init.shape)}; a denoiser must return an array shaped like "
-                         f"its input x.")
 
 
 def sample(
@@ -195,7 +159,7 @@ def sample(
                         dtype=dtype)
     solver.check(process, times)
     grid_steps = int(times.shape[0]) - 1
-    _check_denoiser(denoiser, x_init)
+    check_denoiser_accepts(denoiser, x_init, name="x_init")
 
     draw = noise_fn if noise_fn is not None else default_noise
 

@@ -657,7 +657,8 @@ def test_sample_and_log_likelihood_name_bad_arguments():
         (lambda: diffax.log_likelihood(two_keys, p, D, x, divergence="hutchinson"),
          r"log_likelihood: `key` must be a single PRNG key"),
         (lambda: diffax.log_likelihood(None, p, "D", x), r"log_likelihood: `denoiser`"),
-        (lambda: diffax.log_likelihood(None, p, D, nan), r"log_likelihood: `x` has non-finite"),
+        (lambda: diffax.log_likelihood(None, p, D, nan),
+         r"log_likelihood: `x` has NaN or infinite entries in 1 of 3"),
         (lambda: diffax.log_likelihood(None, p, D, x, rtol=-1.0),
          r"log_likelihood: `rtol` must be a positive number"),
     ]
