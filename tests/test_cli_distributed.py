@@ -6,7 +6,6 @@ import pathlib
 import socket
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -104,13 +103,10 @@ def test_inconsistent_distributed_flags_are_named(tmp_path, capsys, flags, match
 
 
 def test_unreachable_coordinator_fails_within_the_timeout(tmp_path):
-    # Process 1 of 2, nobody at the coordinator's address: a clear error, exit 1, in bounded
-    # time (--distributed_timeout plus start-up), not a hang.
-    start = time.monotonic()
+    # Process 1 of 2, nobody at the coordinator's address: a clear error and exit 1, not a hang
+    # (_finish's timeout turns a hang into a failure).
     p = _train(tmp_path, f"--coordinator_address=localhost:{_free_port()}",
                "--num_processes=2", "--process_id=1", "--distributed_timeout=5", devices=1)
     (_, err), = _finish([p], timeout=240)
-    elapsed = time.monotonic() - start
     assert p.returncode == 1, err[-2000:]
     assert "could not join the multi-process job" in err and "process_id=1" in err
-    assert elapsed < 200, elapsed

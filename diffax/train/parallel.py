@@ -268,18 +268,19 @@ def initialize_distributed(*, heartbeat_timeout: int | None = None, force: bool 
                      "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
         if not force and not any(os.environ.get(k) for k in env_hints):
             return False
-    timeout = kwargs.get("initialization_timeout", 300)
+    timeout = kwargs.get("initialization_timeout", 300)  # 300: jax's default
     who = ", ".join(f"{k}={kwargs[k]!r}" for k in ("coordinator_address", "num_processes",
                                                    "process_id") if k in kwargs)
     if kwargs.get("coordinator_address") and kwargs.get("process_id", 0) != 0:
         # jax aborts the whole process (no Python exception) when the coordinator cannot be
         # reached: find out first, and fail with a message.
+        start = time.monotonic()
         _wait_for_coordinator(kwargs["coordinator_address"], timeout, who)
+        # One budget for both waits: what is left of it goes to jax.
+        kwargs["initialization_timeout"] = max(1, int(timeout - (time.monotonic() - start)))
     try:
         jax.distributed.initialize(**kwargs)
     except Exception as e:  # noqa: BLE001 - re-raised with what the user needs to know
-        who = ", ".join(f"{k}={kwargs[k]!r}" for k in ("coordinator_address", "num_processes",
-                                                       "process_id") if k in kwargs)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DistributedInitError(
             f"could not join the multi-process job ({who or 'auto-detected cluster'}, waited "
