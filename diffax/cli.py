@@ -568,7 +568,8 @@ def _generate(trained: _Trained, params: Any, *, num: int, batch_size: int, seed
                              ) % num_classes
         D = exp.loss.denoiser(exp.apply_fn, params, **cond)
         res = samplers.sample(k_solve, exp.process, D, x_init, solver=exp.solver,
-                              num_steps=exp.sample_steps, denoise_final=denoise_final)
+                              num_steps=exp.sample_steps, schedule=exp.sample_schedule,
+                              denoise_final=denoise_final)
         return res.x, res.nfe
 
     base = jax.random.fold_in(jax.random.key(int(config.seed)), seed_tag)
@@ -1116,11 +1117,14 @@ _register(
     _WORKDIR_HELP
     + "  --config.sample.solver=S     euler | heun | ddim | ddpm | euler_maruyama | "
     "reverse_diffusion | pc | edm_stochastic | adaptive\n"
-    "                               (and dpm_solver | dpm_solver_pp | unipc where available)\n"
+    "                               | dpm_solver | dpm_solver_pp | unipc | deis | ipndm | lms\n"
     "  --config.sample.num_steps=N  solver steps\n"
+    "  --config.sample.schedule=S   default | time_uniform | quadratic | log_snr | karras "
+    "(rho=X)\n"
     "  --config.sample.num_samples=N\n"
-    "  --config.sample.use_ema=BOOL, denoise_final=BOOL, order=K, eta=X, snr=X, churn=X, "
-    "rtol=X, atol=X\n"
+    "  --config.sample.use_ema=BOOL, denoise_final=BOOL, order=K, method=M, variant=V, "
+    "corrector=BOOL,\n"
+    "    sde=BOOL, lower_order_final=BOOL, eta=X, snr=X, churn=X, rtol=X, atol=X\n"
     "  --config.eval.batch_size=N   samples per device call\n" + _POST_HELP,
     _cmd_sample)
 _register(

@@ -28,9 +28,15 @@ Keys (defaults in brackets):
   ``end_learning_rate`` [0], ``b1`` [0.9], ``b2`` [0.999], ``eps`` [1e-8], ``weight_decay`` [0],
   ``grad_clip`` [1.0], ``ema_decays`` [(0.9999,)], ``ema_warmup`` [False].
 * ``sample.solver`` [euler]: euler | heun | ddim | ddpm | euler_maruyama | pc |
-  edm_stochastic | adaptive (and dpm_solver | dpm_solver_pp | unipc where available);
+  edm_stochastic | adaptive | dpm_solver | dpm_solver_pp | unipc | deis | ipndm | lms;
   ``sample.num_steps`` [50]; ``sample.num_samples`` [64]; ``sample.use_ema`` [True];
-  ``sample.order``, ``sample.eta``, ``sample.rtol``, ``sample.atol``, ``sample.churn``.
+  ``sample.schedule`` [default: the solver's own]: time_uniform | quadratic | log_snr |
+  karras (``sample.rho`` [7.0]); the solvers' options ``sample.order`` [2] (1-3; 1-4 for
+  ipndm and lms), ``sample.method`` (dpm_solver: singlestep | multistep | adaptive;
+  dpm_solver_pp: singlestep | multistep), ``sample.variant`` (unipc: bh1 | bh2),
+  ``sample.corrector`` (unipc), ``sample.sde`` (dpm_solver_pp), ``sample.lower_order_final``,
+  ``sample.eta``, ``sample.rtol``, ``sample.atol``, ``sample.churn``, ``sample.snr``; an
+  option the chosen solver does not have is ignored.
 * ``data.name`` and the keyword arguments of :func:`diffax.data.make_dataset` (``split``,
   ``data_dir``, ``random_flip``, ``image_size``, ...).
 * ``train``: see :class:`TrainOptions`.
@@ -56,7 +62,7 @@ from typing import Any
 import numpy as np
 import optax
 
-from diffax import losses, processes, samplers
+from diffax import losses, processes, samplers, schedules
 from diffax.processes import Process
 from diffax.train import step as step_lib
 from diffax.typing import ApplyFn
@@ -76,6 +82,7 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "build_solver",
+    "build_schedule",
     "build_dataset_info",
     "build_data_iterator",
     "section",
@@ -398,8 +405,15 @@ def build_optimizer(cfg: Mapping[str, Any], *, num_steps: int
 # sampler
 
 
+def _solver_options(cfg: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    """The solver options among ``keys`` that ``cfg`` sets (the rest keep the class defaults)."""
+    return {k: cfg[k] for k in keys if cfg.get(k) is not None}
+
+
 def _solvers(cfg: Mapping[str, Any]) -> dict[str, Callable[[], Any]]:
-    table: dict[str, Callable[[], Any]] = {
+    opts = functools.partial(_solver_options, cfg)
+    order = {"order": cfg.get("order", 2)}
+    return {
         "euler": samplers.Euler,
         "heun": samplers.Heun,
         "ddim": lambda: samplers.DDIM(eta=cfg.get("eta", 0.0)),
@@ -410,22 +424,40 @@ def _solvers(cfg: Mapping[str, Any]) -> dict[str, Callable[[], Any]]:
         "edm_stochastic": lambda: samplers.EDMStochastic(S_churn=cfg.get("churn", 0.0)),
         "adaptive": lambda: samplers.Adaptive(rtol=cfg.get("rtol", 1e-5),
                                               atol=cfg.get("atol", 1e-5)),
+        "dpm_solver": lambda: samplers.DPMSolver(
+            **order, **opts("method", "lower_order_final", "rtol", "atol")),
+        "dpm_solver_pp": lambda: samplers.DPMSolverPP(
+            **order, **opts("method", "lower_order_final", "sde")),
+        "unipc": lambda: samplers.UniPC(
+            **order, **opts("variant", "corrector", "lower_order_final")),
+        "deis": lambda: samplers.DEIS(**order),
+        "ipndm": lambda: samplers.IPNDM(**order),
+        "lms": lambda: samplers.LMS(**order),
     }
-    # Higher-order multistep solvers, where the samplers package provides them.
-    for name, attr in (("dpm_solver", "DPMSolver"), ("dpm_solver_pp", "DPMSolverPP"),
-                       ("unipc", "UniPC")):
-        cls = getattr(samplers, attr, None)
-        if cls is not None:
-            table[name] = functools.partial(cls, order=cfg.get("order", 2))
-    return table
 
+
+_SCHEDULES: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "default": lambda cfg: None,
+    "time_uniform": lambda cfg: schedules.TimeUniform(),
+    "quadratic": lambda cfg: schedules.Quadratic(),
+    "log_snr": lambda cfg: schedules.LogSNRUniform(),
+    "karras": lambda cfg: schedules.Karras(rho=cfg.get("rho", 7.0)),
+}
 
 _SAMPLE_KEYS = {"solver", "num_steps", "num_samples", "use_ema", "order", "eta", "snr",
-                "churn", "rtol", "atol", "denoise_final"}
+                "churn", "rtol", "atol", "denoise_final", "schedule", "rho", "method",
+                "variant", "corrector", "sde", "lower_order_final"}
 
 
 def build_solver(cfg: Mapping[str, Any]) -> tuple[Any, int]:
-    """``(solver, num_steps)`` of ``config.sample``."""
+    """``(solver, num_steps)`` of ``config.sample``.
+
+    Example:
+      >>> solver, n = build_solver({"solver": "unipc", "order": 3, "variant": "bh1",
+      ...                           "num_steps": 10})
+      >>> type(solver).__name__, solver.order, solver.variant, n
+      ('UniPC', 3, 'bh1', 10)
+    """
     cfg = dict(cfg)
     _check_keys(cfg, "sample", _SAMPLE_KEYS)
     factory = _choice(cfg, "sample", "solver", _solvers(cfg), "euler")
@@ -433,6 +465,20 @@ def build_solver(cfg: Mapping[str, Any]) -> tuple[Any, int]:
     if num_steps < 1:
         raise ValueError(f"config.sample.num_steps must be >= 1, got {num_steps}.")
     return factory(), num_steps
+
+
+def build_schedule(cfg: Mapping[str, Any]) -> Any:
+    """The :mod:`diffax.schedules` object of ``config.sample.schedule`` (``None``: the solver's
+    own ``default_schedule``).
+
+    Example:
+      >>> build_schedule({"schedule": "karras", "rho": 5.0})
+      Karras(rho=5.0, sigma_min=None, sigma_max=None)
+      >>> build_schedule({}) is None
+      True
+    """
+    cfg = dict(cfg)
+    return _choice(cfg, "sample", "schedule", _SCHEDULES, "default")(cfg)
 
 
 # --------------------------------------------------------------------------------------------
@@ -517,6 +563,8 @@ class Experiment:
     sample_steps: int
     data_info: Any
     conditional: bool
+    sample_schedule: Any = None
+    """The sampling grid's :mod:`diffax.schedules` object (``None``: the solver's default)."""
 
 
 def build_experiment(config: Any) -> Experiment:
@@ -547,7 +595,8 @@ def build_experiment(config: Any) -> Experiment:
         train_apply_fn=functools.partial(apply_fn, train=True), optimizer=optimizer,
         schedule=schedule, ema_decays=ema_decays,
         ema_warmup=bool(optim.get("ema_warmup", False)), solver=solver,
-        sample_steps=sample_steps, data_info=info, conditional=conditional)
+        sample_steps=sample_steps, data_info=info, conditional=conditional,
+        sample_schedule=build_schedule(section(config, "sample")))
 
 
 # --------------------------------------------------------------------------------------------
@@ -741,7 +790,8 @@ def _check_optim(cfg: dict[str, Any], num_steps: int) -> None:
 
 
 SOLVER_ORDERS = (1, 3)
-"""The range of ``sample.order`` (multistep solvers: DPM-Solver, DPM-Solver++, UniPC)."""
+"""The range of ``sample.order`` (DPM-Solver, DPM-Solver++, UniPC, DEIS; IPNDM and LMS go to
+4)."""
 
 
 def _check_sample(cfg: dict[str, Any]) -> None:
@@ -749,14 +799,25 @@ def _check_sample(cfg: dict[str, Any]) -> None:
     _choice(cfg, "sample", "solver", _solvers(cfg), "euler")
     _integer(cfg, "sample", "num_steps", 50, minimum=1)
     _integer(cfg, "sample", "num_samples", 64, minimum=1)
-    _integer(cfg, "sample", "order", 2, minimum=SOLVER_ORDERS[0], maximum=SOLVER_ORDERS[1])
+    _integer(cfg, "sample", "order", 2, minimum=SOLVER_ORDERS[0],
+             maximum=4 if cfg.get("solver") in ("ipndm", "lms") else SOLVER_ORDERS[1])
     for key in ("use_ema", "denoise_final"):
         _boolean(cfg, "sample", key, key == "use_ema")
+    for key in ("corrector", "sde", "lower_order_final"):
+        if cfg.get(key) is not None and cfg.get("solver") != "pc":
+            _boolean(cfg, "sample", key, False)
+    for key, options in (("method", ("singlestep", "multistep", "adaptive")),
+                         ("variant", ("bh1", "bh2"))):
+        if cfg.get(key) is not None:
+            _choice(cfg, "sample", key, dict.fromkeys(options))
+    _choice(cfg, "sample", "schedule", _SCHEDULES, "default")
+    _real(cfg, "sample", "rho", 7.0, low=0.0, low_open=True)
     _real(cfg, "sample", "eta", 0.0, low=0.0)
     _real(cfg, "sample", "churn", 0.0, low=0.0)
     for key, default in (("snr", 0.16), ("rtol", 1e-5), ("atol", 1e-5)):
         _real(cfg, "sample", key, default, low=0.0, low_open=True)
     _wrap("sample", lambda: build_solver(cfg))
+    _wrap("sample", lambda: build_schedule(cfg))
 
 
 def check_config(config: Any, *, num_devices: int | None = None) -> TrainOptions:
