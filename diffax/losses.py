@@ -66,6 +66,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr, ndtri
 
+from diffax._checks import check_finite_examples, check_key
 from diffax._pytree import concrete_value, pytree_dataclass, static_field
 from diffax.parameterization import (
     PREDICTIONS,
@@ -738,6 +739,27 @@ def _time_dtype(data_dtype: Any) -> Any:
     return jnp.promote_types(data_dtype, jnp.float32)
 
 
+def _check_batch(x0: Array, cond: Mapping[str, Any], key: Any, label_key: str) -> None:
+    """The loss's input checks: a PRNG key, a non-empty batch of finite examples, and
+    conditioning entries with one row per example (labels as integers)."""
+    if key is None:
+        raise ValueError("DenoisingLoss: `key` must be a single PRNG key "
+                         "(jax.random.key(seed)), got None.")
+    check_key(key, where="DenoisingLoss")
+    if x0.ndim < 2 or x0.shape[0] == 0:
+        raise ValueError(f"DenoisingLoss: the data must be a non-empty batch [B, ...] with "
+                         f"B >= 1, got shape {x0.shape}.")
+    check_finite_examples(x0, name="batch", where="DenoisingLoss")
+    for name, value in cond.items():
+        shape = getattr(value, "shape", None)
+        if shape is None or len(shape) == 0 or shape[0] != x0.shape[0]:
+            raise ValueError(f"DenoisingLoss: batch entry {name!r} must have one row per "
+                             f"example ({x0.shape[0]}), got shape {shape}.")
+        if name == label_key and not jnp.issubdtype(value.dtype, jnp.integer):
+            raise ValueError(f"DenoisingLoss: batch entry {name!r} must hold integer class "
+                             f"indices, got {value.dtype}.")
+
+
 @pytree_dataclass
 class DenoisingLoss:
     """Denoising score matching: a process, a weighting, a time sampler and a parameterization.
@@ -928,6 +950,7 @@ class DenoisingLoss:
             x0, cond = jnp.asarray(batch), {}
         if not jnp.issubdtype(x0.dtype, jnp.floating):
             raise ValueError(f"DenoisingLoss: the data must be floating point, got {x0.dtype}.")
+        _check_batch(x0, cond, key, self.label_key)
         k_t, k_eps, k_net = jax.random.split(key, 3)
         # Its own stream, so that label dropout leaves the times and noise of a key unchanged.
         cond = self.drop_labels(jax.random.fold_in(key, _LABEL_DROP_STREAM), cond)

@@ -445,3 +445,28 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="shape"):
         losses.DenoisingLoss(process=vp)(lambda params, x, t: x[:, :1], None,
                                          jax.random.key(0), x)
+
+
+@pytest.mark.parametrize("key,batch,words", [
+    (None, np.ones((4, 2), np.float32), ["`key`", "None"]),
+    ("split", np.ones((4, 2), np.float32), ["`key`", "single PRNG key"]),
+    ("key", np.ones((0, 2), np.float32), ["non-empty batch", "(0, 2)"]),
+    ("key", np.ones((4,), np.float32), ["non-empty batch", "(4,)"]),
+    ("key", np.where(np.arange(8).reshape(4, 2) == 5, np.nan, 1.0).astype(np.float32),
+     ["NaN or infinite", "1 of 4", "index 2"]),
+    ("key", {"x": np.ones((4, 2), np.float32), "label": np.zeros((3,), np.int32)},
+     ["'label'", "one row per example (4)", "(3,)"]),
+    ("key", {"x": np.ones((4, 2), np.float32), "label": np.zeros((4,), np.float32)},
+     ["'label'", "integer class indices", "float32"]),
+])
+def test_bad_batches_and_keys_are_named(key, batch, words):
+    key = {"key": jax.random.key(0), "split": jax.random.split(jax.random.key(0)),
+           None: None}[key]
+    loss_fn = losses.DenoisingLoss(process=diffax.VP()).bind(lambda p, x, t, **c: p * x)
+    with pytest.raises(ValueError) as info:
+        loss_fn(1.0, key, batch)
+    for word in words:
+        assert word in str(info.value)
+    # The same batch, fixed, gives a finite loss (the check rejects only the bad part).
+    value, _ = loss_fn(1.0, jax.random.key(0), np.ones((4, 2), np.float32))
+    assert np.isfinite(float(value))
