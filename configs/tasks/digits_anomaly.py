@@ -2,8 +2,11 @@
 
 AnoDDPM (Wyatt et al. 2022) on scikit-learn's 8x8 digits: eps-prediction VP denoisers trained on
 classes 0-8 only, one with Gaussian and one with multi-octave simplex noise; every test digit is
-noised to each of ``anomaly.times``, reconstructed with DDIM, and scored by its mean squared
-reconstruction error; the AUROC for detecting the 9s is reported per noise and time.
+noised to each of ``anomaly.times`` and reconstructed with ``sample.solver`` (``ddpm``:
+AnoDDPM's ancestral steps, drawing each step's noise from the same noise function) in
+``anomaly.num_draws`` independent draws, and scored by its squared reconstruction error
+averaged over the draws; the AUROC for detecting the 9s is reported per noise and time, next
+to two pixel-space baselines (k-nearest-neighbour distance, PCA reconstruction error).
 ``:tiny`` is seconds, for tests. Figures: experiments/anomaly_detection/README.md.
 """
 
@@ -14,12 +17,16 @@ from diffax.tasks.defaults import base_config
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     """The config; ``variant`` ``"tiny"`` is a few steps of a tiny model, for tests."""
-    cfg = base_config("anomaly", variant)
+    cfg = base_config("anomaly", variant, num_steps=3000)
     tiny = variant == "tiny"
     cfg.data.normal_classes = (0, 1, 2, 3, 4, 5, 6, 7, 8)
     cfg.data.anomaly_classes = (9,)
+    cfg.sample.solver = "ddpm"  # AnoDDPM's ancestral steps (0.909 vs DDIM's 0.883, Gaussian)
     cfg.anomaly = ml_collections.ConfigDict({
-        "noises": ("gaussian", "simplex"), "times": (0.3,) if tiny else (0.2, 0.4),
+        # :tiny trains one model (the gaussian path differs only in the noise function).
+        "noises": ("simplex",) if tiny else ("gaussian", "simplex"),
+        "times": (0.3,) if tiny else (0.1, 0.2, 0.3),
+        "num_draws": 2 if tiny else 8,
         "simplex_frequency": 1.0, "simplex_octaves": 3, "simplex_persistence": 0.8,
         "num_eval": 20 if tiny else 0})
     cfg.lock()

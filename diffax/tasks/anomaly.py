@@ -19,8 +19,9 @@ spatially correlated (low frequencies) and so erases larger structures. Here:
 * :class:`NoiseDenoisingLoss`: the eps-prediction denoising loss with ``eps`` drawn from a
   given noise function (AnoDDPM trains its simplex model so).
 * :func:`reconstruct`: partial diffusion to ``t`` with a given noise and any diffax solver
-  from ``t`` down to ``t_min`` (AnoDDPM's ancestral sampler re-injects simplex noise at each
-  step; a deterministic solver such as DDIM needs none).
+  from ``t`` down to ``t_min``; a stochastic solver draws each step's noise from the same
+  noise function (AnoDDPM: ``DDPM()`` with simplex noise at every step; a deterministic
+  solver such as DDIM needs none).
 * :func:`anomaly_scores` and :func:`auroc` (the Mann-Whitney statistic, ties counted half).
 
 Example:
@@ -58,6 +59,7 @@ __all__ = [
     "reconstruct",
     "anomaly_scores",
     "auroc",
+    "baseline_scores",
 ]
 
 NoiseFn = Callable[[PRNGKey, tuple[int, ...]], Array]
@@ -300,8 +302,10 @@ def reconstruct(key: PRNGKey, process: Process, denoiser: Denoiser, x: Array, *,
     """Partial diffusion of ``x`` to time ``t`` with ``noise``, then ``solver`` back to ``t_min``.
 
     ``x_t = alpha(t) x + sigma(t) noise(key)``, then ``diffax.sample`` on the grid
-    :func:`partial_grid` ``(process, t, num_steps)``. With Gaussian noise this is SDEdit; with
-    :func:`simplex_noise` (and a denoiser trained on it) AnoDDPM's simplex reconstruction.
+    :func:`partial_grid` ``(process, t, num_steps)``; a stochastic solver draws the noise of
+    every step from ``noise`` as well (``noise_fn``). With Gaussian noise this is SDEdit; with
+    :func:`simplex_noise`, a denoiser trained on it and ``diffax.samplers.DDPM()`` it is
+    AnoDDPM's simplex reconstruction (ancestral steps with simplex noise).
 
     Args:
       key: PRNG key (forward noise, then the solver's).
@@ -334,7 +338,8 @@ def reconstruct(key: PRNGKey, process: Process, denoiser: Denoiser, x: Array, *,
     t0 = jnp.full((x.shape[0],), grid[0], x.dtype)
     x_t = (expand(process.alpha(t0), x) * x
            + expand(process.sigma(t0), x) * noise(key_noise, x.shape).astype(x.dtype))
-    return sample(key_solver, process, denoiser, x_t, solver=solver, schedule=grid).x
+    return sample(key_solver, process, denoiser, x_t, solver=solver, schedule=grid,
+                  noise_fn=lambda k, t, t_next, shape: noise(k, shape).astype(x.dtype)).x
 
 
 def anomaly_scores(x: Array, reconstruction: Array) -> tuple[Array, Array]:
@@ -386,6 +391,33 @@ def auroc(scores: Any, labels: Any) -> float:
     return float(u / (num_pos * num_neg))
 
 
+def baseline_scores(train_x: Any, test_x: Any, *, num_neighbors: int = 5,
+                    num_components: int = 8) -> dict[str, np.ndarray]:
+    """Per-image anomaly scores of two pixel-space baselines, for context next to AnoDDPM.
+
+    ``"knn"``: the mean Euclidean distance to the ``num_neighbors`` nearest training images;
+    ``"pca"``: the squared error of the reconstruction from the first ``num_components``
+    principal components of the training images (both scikit-learn).
+
+    Example:
+      >>> rng = np.random.default_rng(0)
+      >>> train = rng.normal(size=(50, 4, 4, 1)) * 0.1
+      >>> test = np.concatenate([train[:3], train[:3] + 1.0])
+      >>> s = baseline_scores(train, test, num_neighbors=1, num_components=2)
+      >>> auroc(s["knn"], [0, 0, 0, 1, 1, 1]), auroc(s["pca"], [0, 0, 0, 1, 1, 1])
+      (1.0, 1.0)
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    train_x = np.asarray(train_x, np.float64).reshape(len(train_x), -1)
+    test_x = np.asarray(test_x, np.float64).reshape(len(test_x), -1)
+    dist, _ = NearestNeighbors(n_neighbors=int(num_neighbors)).fit(train_x).kneighbors(test_x)
+    pca = PCA(int(num_components)).fit(train_x)
+    rec = pca.inverse_transform(pca.transform(test_x))
+    return {"knn": dist.mean(axis=1), "pca": np.mean(np.square(test_x - rec), axis=1)}
+
+
 # --------------------------------------------------------------------------------------------
 # The digits example.
 
@@ -397,13 +429,18 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
 
     For each noise in ``config.anomaly.noises`` (``"gaussian"``, ``"simplex"``) a denoiser is
     trained on the classes ``config.data.normal_classes`` with that noise; every test image is
-    reconstructed from each time in ``config.anomaly.times``; the per-image score's AUROC for
-    detecting ``config.data.anomaly_classes`` is reported. Writes ``workdir/anomaly.png``
-    (rows: inputs, then reconstruction and anomaly map per noise at the best time) and
+    reconstructed ``config.anomaly.num_draws`` times (independent forward and solver noise)
+    from each time in ``config.anomaly.times`` with ``config.sample``'s solver (a stochastic
+    one, e.g. ``ddpm``, injects the same kind of noise at each step); the per-pixel maps and
+    per-image scores are averaged over the draws, and the AUROC for detecting
+    ``config.data.anomaly_classes`` is reported (and that of the first draw alone), next to
+    :func:`baseline_scores`. Writes ``workdir/anomaly.png`` (rows: inputs, then reconstruction
+    of the first draw and the mean anomaly map per noise at the best time) and
     ``workdir/metrics.json``.
 
     Returns:
-      the metrics: ``{"auroc": {noise: {t: value}}, "best": {...}, ...}``.
+      the metrics: ``{"auroc": {noise: {t: value}}, "auroc_single_draw": ..., "best": ...,
+      "baselines": {"knn": value, "pca": value}, ...}``.
     """
     import functools
     import os
@@ -411,13 +448,16 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     from diffax import models
     from diffax.tasks import _pipeline as pl
 
-    pl.section(config, "anomaly", ("noises", "times", "simplex_frequency", "simplex_octaves",
-                                   "simplex_persistence", "num_eval"))
+    pl.section(config, "anomaly", ("noises", "times", "num_draws", "simplex_frequency",
+                                   "simplex_octaves", "simplex_persistence", "num_eval"))
     data_cfg = pl.section(config, "data", ("normal_classes", "anomaly_classes", "data_dir"))
     opts = pl.train_options(config)
     process = pl.build_process(config)
     solver, num_steps = pl.build_solver(config)
     cfg = config.anomaly
+    num_draws = int(cfg.num_draws)
+    if num_draws < 1:
+        raise ValueError(f"config.anomaly.num_draws must be >= 1, got {cfg.num_draws!r}.")
     normal, anomalous = tuple(data_cfg["normal_classes"]), tuple(data_cfg["anomaly_classes"])
     train = pl.digits("train", classes=normal, data_dir=data_cfg.get("data_dir"))
     test = pl.digits("test", classes=normal + anomalous, data_dir=data_cfg.get("data_dir"))
@@ -431,8 +471,12 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     model = pl.unet(pl.section(config, "model"), models.UNet.from_variant)
     apply_fn = models.apply_fn(model)
     key = jax.random.key(int(config.seed))
-    metrics: dict[str, Any] = {"auroc": {}, "final_loss": {}}
+    baselines = baseline_scores(train["x"], test["x"])
+    metrics: dict[str, Any] = {
+        "auroc": {}, "auroc_single_draw": {}, "final_loss": {}, "num_draws": num_draws,
+        "baselines": {name: auroc(v, is_anomaly) for name, v in baselines.items()}}
     maps = {}
+    x = jnp.asarray(test["x"])
     for noise_name in cfg.noises:
         if noise_name not in _NOISES:
             raise ValueError(f"config.anomaly.noises: {noise_name!r} is not one of {_NOISES}.")
@@ -445,15 +489,18 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
                                           opts, loss_fn=loss.bind(apply_fn))
         metrics["final_loss"][noise_name] = float(np.mean(result.losses[-50:]))
         denoiser = dloss.denoiser(apply_fn, result.params)
-        metrics["auroc"][noise_name] = {}
+        metrics["auroc"][noise_name], metrics["auroc_single_draw"][noise_name] = {}, {}
         for t in cfg.times:
-            rec_fn = jax.jit(lambda k, x, t=t, noise=noise, denoiser=denoiser: reconstruct(
-                k, process, denoiser, x, t=t, solver=solver, num_steps=num_steps, noise=noise))
-            x = jnp.asarray(test["x"])
-            rec = rec_fn(key_rec, x)
-            pixel, image = anomaly_scores(x, rec)
-            metrics["auroc"][noise_name][str(t)] = auroc(np.asarray(image), is_anomaly)
-            maps[(noise_name, t)] = (rec, pixel)
+            # One program for all draws: the draws are a vmapped axis over keys.
+            rec_fn = jax.jit(jax.vmap(lambda k, t=t, noise=noise, denoiser=denoiser: (
+                reconstruct(k, process, denoiser, x, t=t, solver=solver, num_steps=num_steps,
+                            noise=noise))))
+            rec = rec_fn(jax.random.split(key_rec, num_draws))
+            pixel, image = jax.vmap(anomaly_scores, in_axes=(None, 0))(x, rec)
+            metrics["auroc"][noise_name][str(t)] = auroc(np.asarray(image.mean(0)), is_anomaly)
+            metrics["auroc_single_draw"][noise_name][str(t)] = auroc(np.asarray(image[0]),
+                                                                     is_anomaly)
+            maps[(noise_name, float(t))] = (rec[0], pixel.mean(0))
     best = {n: max(v, key=v.get) for n, v in metrics["auroc"].items()}
     metrics["best"] = {n: {"t": float(t), "auroc": metrics["auroc"][n][t]}
                        for n, t in best.items()}

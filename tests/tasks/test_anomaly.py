@@ -130,3 +130,38 @@ def test_reconstruct_follows_the_exact_flow_of_a_gaussian(x64):
     with pytest.raises(ValueError, match="`t`"):
         anomaly.reconstruct(key, process, gm.denoiser(process), x, t=2.0,
                             solver=diffax.samplers.Heun(), num_steps=2)
+
+
+def test_stochastic_reconstruction_draws_every_step_from_the_given_noise(x64):
+    """AnoDDPM: DDPM's ancestral steps take their noise from the same noise function."""
+    gm = diffax.testing.GaussianMixture(means=jnp.array([[0.5, -1.0, 0.2]]),
+                                        stds=jnp.array([0.4]), weights=jnp.array([1.0]))
+    process, D = diffax.VP(), gm.denoiser(diffax.VP())
+    pattern = jnp.array([[1.0, -1.0, 0.5], [-0.5, 2.0, 0.0]])
+    fixed = lambda key, shape: jnp.broadcast_to(pattern, shape)  # the same draw every call
+    x, t, n = jnp.array([[2.0, 1.0, 0.0], [-1.0, 0.5, 0.3]]), 0.4, 5
+    rec = anomaly.reconstruct(jax.random.key(0), process, D, x, t=t,
+                              solver=diffax.samplers.DDPM(), num_steps=n, noise=fixed)
+    grid = anomaly.partial_grid(process, t, n)
+    tt = jnp.full((2,), grid[0])
+    want = process.alpha(tt)[:, None] * x + process.sigma(tt)[:, None] * pattern
+    for i in range(n):
+        t_i, s_i = jnp.full((2,), grid[i]), jnp.full((2,), grid[i + 1])
+        mean, std = process.posterior(want, D(want, t_i), t=t_i, s=s_i)
+        want = mean + std * pattern
+    np.testing.assert_allclose(rec, want, rtol=1e-10, atol=1e-12)
+    # With the default Gaussian noise the same call gives a different (random) answer.
+    other = anomaly.reconstruct(jax.random.key(0), process, D, x, t=t,
+                                solver=diffax.samplers.DDPM(), num_steps=n)
+    assert float(jnp.abs(other - want).max()) > 1e-3
+
+
+def test_baselines_rank_shifted_inputs_above_training_like_ones():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(200, 4, 4, 1)) * 0.2
+    near, far = train[:20] + 0.01 * rng.normal(size=(20, 4, 4, 1)), train[:20] + 1.0
+    scores = anomaly.baseline_scores(train, np.concatenate([near, far]), num_neighbors=3,
+                                     num_components=4)
+    labels = np.repeat([0, 1], 20)
+    assert anomaly.auroc(scores["knn"], labels) == 1.0
+    assert anomaly.auroc(scores["pca"], labels) > 0.9

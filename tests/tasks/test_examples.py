@@ -42,14 +42,16 @@ def test_unknown_override_is_rejected(tmp_path):
 
 
 EXPECTED = {
-    "digits_anomaly": ("anomaly.png", lambda m: 0.0 <= m["best"]["simplex"]["auroc"] <= 1.0),
+    "digits_anomaly": ("anomaly.png", lambda m: 0.0 <= m["best"]["simplex"]["auroc"] <= 1.0
+                       and set(m["baselines"]) == {"knn", "pca"} and m["num_draws"] == 2),
     "digits_sr": ("sr.png", lambda m: m["psnr"]["sample"] > 0),
     "digits_classifier": ("guided.png", lambda m: set(m["guidance"]["judge_accuracy"])
                           == {"0.0", "1.0"}),
     "digits_purify": ("purify.png", lambda m: set(m["purified"]["0.3"])
                       == {"clean", "fgsm", "gaussian"}),
-    "digits_segmentation": ("segmentation.png",
-                            lambda m: 0.0 <= m["diffusion_features"]["parts"]["accuracy"] <= 1),
+    "digits_segmentation": ("segmentation.png", lambda m: all(
+        0.0 <= m["digit_class"][f]["accuracy"] <= 1
+        for f in ("diffusion_features", "pixel_window", "pixel_window_global"))),
 }
 
 

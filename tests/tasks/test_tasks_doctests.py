@@ -21,10 +21,11 @@ def _run(obj, module):
 @pytest.mark.parametrize("obj, module", [
     (anomaly.simplex2d, anomaly), (anomaly.octave_simplex, anomaly), (anomaly.auroc, anomaly),
     (anomaly.anomaly_scores, anomaly), (anomaly.partial_grid, anomaly),
-    (anomaly.reconstruct, anomaly),
+    (anomaly.reconstruct, anomaly), (anomaly.baseline_scores, anomaly),
     (classifier.ClassifierLoss, classifier), (classifier.log_prob_fn, classifier),
     (classifier.accuracy, classifier), (sr.downsample, sr), (sr.upsample, sr), (sr.psnr, sr),
     (segmentation.decoder_blocks, segmentation), (segmentation.part_labels, segmentation),
+    (segmentation.class_labels, segmentation), (segmentation.pixel_baselines, segmentation),
     (segmentation.segmentation_metrics, segmentation), (segmentation.pixel_loss, segmentation),
     (segmentation.PixelClassifier, segmentation), (purification, purification),
     (purification.gaussian_perturbation, purification), (defaults, defaults),
