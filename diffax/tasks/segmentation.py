@@ -46,6 +46,9 @@ __all__ = [
     "PixelClassifier",
     "pixel_loss",
     "segmentation_metrics",
+    "part_labels",
+    "class_labels",
+    "pixel_baselines",
 ]
 
 
@@ -209,16 +212,65 @@ def part_labels(x: Any, *, threshold: float = 0.0) -> np.ndarray:
     return np.where(stroke, np.where(inner, 2, 1), 0).astype(np.int32)
 
 
+def class_labels(x: Any, labels: Any, *, threshold: float = 0.0) -> np.ndarray:
+    """Semantic labels of digit images ``[B, H, W, 1]``: 0 background, ``1 + class`` on the
+    stroke (value above ``threshold``) of an image of class ``labels[b]``.
+
+    No neighbourhood of a pixel decides these labels: a stroke of a 1 and of a 7 can look the
+    same up close; the class is a property of the whole digit.
+
+    Example:
+      >>> x = -np.ones((2, 2, 2, 1)); x[:, 0, 0] = 1.0
+      >>> class_labels(x, [3, 9])[:, 0].tolist()
+      [[4, 0], [10, 0]]
+    """
+    stroke = np.asarray(x)[..., 0] > threshold
+    labels = np.asarray(labels).reshape(-1, 1, 1)
+    if labels.shape[0] != stroke.shape[0]:
+        raise ValueError(f"class_labels: {labels.shape[0]} labels for {stroke.shape[0]} images.")
+    return np.where(stroke, 1 + labels, 0).astype(np.int32)
+
+
+def pixel_baselines(x: Array) -> dict[str, Array]:
+    """Per-pixel features without a diffusion model, the baselines of the digits example.
+
+    ``"pixel_window"``: the 3x3 window of raw values around each pixel (outside the image
+    counts as background, -1); ``"pixel_window_global"``: that window, the whole image's raw
+    values and the pixel's coordinates (so a pixel classifier can use global context).
+
+    Example:
+      >>> f = pixel_baselines(jnp.zeros((2, 8, 8, 1)))
+      >>> f["pixel_window"].shape, f["pixel_window_global"].shape
+      ((2, 8, 8, 9), (2, 8, 8, 75))
+    """
+    x = jnp.asarray(x)
+    b, h, w, c = x.shape
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-1.0)
+    window = jnp.concatenate([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)],
+                             axis=-1)
+    whole = jnp.broadcast_to(x.reshape(b, 1, 1, h * w * c), (b, h, w, h * w * c))
+    rows, cols = jnp.meshgrid(jnp.linspace(-1.0, 1.0, h), jnp.linspace(-1.0, 1.0, w),
+                              indexing="ij")
+    coords = jnp.broadcast_to(jnp.stack([rows, cols], -1).astype(x.dtype), (b, h, w, 2))
+    return {"pixel_window": window,
+            "pixel_window_global": jnp.concatenate([window, whole, coords], axis=-1)}
+
+
+_LABELLINGS = ("parts", "digit_class")
+
+
 def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     """The digits example: a pixel classifier on UNet decoder features from a few images.
 
     Trains an unconditional denoiser (``config.model``, ``config.train``) on the train split,
-    extracts :func:`unet_features` at ``config.seg.times`` and ``config.seg.blocks`` (indices
-    into :func:`decoder_blocks`), trains a :class:`PixelClassifier` on
-    ``config.seg.num_labelled`` labelled train images (:func:`part_labels`), and reports pixel
-    accuracy and IoU on the test split — next to the same classifier on the raw pixel values
-    in a 3x3 window (the baseline). Writes ``workdir/segmentation.png`` (rows: image, truth,
-    prediction from features, prediction from pixels) and ``workdir/metrics.json``.
+    extracts :func:`unet_features` at ``config.seg.times`` and ``config.seg.blocks`` (module
+    names: :func:`decoder_blocks`, ``mid_block_1``, ``mid_attn``, ...), and for each labelling
+    of ``config.seg.labellings`` (``"parts"``: :func:`part_labels`; ``"digit_class"``:
+    :func:`class_labels`) trains a :class:`PixelClassifier` on ``config.seg.labelled_per_class``
+    labelled train images of each class, reporting pixel accuracy and IoU on the test split,
+    next to the same classifier on :func:`pixel_baselines`. Writes ``workdir/segmentation.png``
+    (first row the images; per labelling: truth, prediction from diffusion features,
+    prediction from the best baseline) and ``workdir/metrics.json``.
     """
     import os
 
@@ -226,57 +278,73 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     from diffax.tasks import _pipeline as pl
     from diffax.tasks._fit import fit
 
-    cfg = pl.section(config, "seg", ("times", "blocks", "num_labelled", "hidden"))
+    cfg = pl.section(config, "seg", ("times", "blocks", "labelled_per_class", "labellings",
+                                     "hidden"))
     data_cfg = pl.section(config, "data", ("data_dir",))
     opts = pl.train_options(config)
     pixel_opts = pl.train_options(config, "pixel_train")
     process = pl.build_process(config)
+    for name in cfg["labellings"]:
+        if name not in _LABELLINGS:
+            raise ValueError(f"config.seg.labellings: {name!r} is not one of {_LABELLINGS}.")
+    per_class = int(cfg["labelled_per_class"])
+    if per_class < 1:
+        raise ValueError(f"config.seg.labelled_per_class must be >= 1, got {per_class}.")
     train = pl.digits("train", data_dir=data_cfg.get("data_dir"))
     test = pl.digits("test", data_dir=data_cfg.get("data_dir"))
-    keys = jax.random.split(jax.random.key(int(config.seed)), 5)
+    keys = jax.random.split(jax.random.key(int(config.seed)), 3)
     model = pl.unet(pl.section(config, "model"), models.UNet.from_variant)
     apply_fn = models.apply_fn(model)
     result, _ = pl.train_denoiser(keys[0], process, model, apply_fn, {"x": train["x"]}, opts)
-    names = decoder_blocks(model.config)
-    blocks = [names[i] for i in cfg["blocks"]]
+    blocks = list(cfg["blocks"])
     extract = jax.jit(lambda x: unet_features(model, result.params, x, process=process,
                                               times=tuple(cfg["times"]), blocks=blocks,
                                               key=keys[1]))
-    labelled = train["x"][: int(cfg["num_labelled"])]
-    if not len(labelled):
-        raise ValueError("config.seg.num_labelled must be >= 1.")
-    f_train, f_test = extract(jnp.asarray(labelled)), extract(jnp.asarray(test["x"]))
-    windows = lambda x: jnp.concatenate(
-        [jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-1.0)
-         [:, i:i + x.shape[1], j:j + x.shape[2]] for i in range(3) for j in range(3)], axis=-1)
-    y_train, y_test = part_labels(labelled), part_labels(test["x"])
+    chosen = np.concatenate([np.flatnonzero(train["label"] == k)[:per_class]
+                             for k in np.unique(train["label"])])
+    labelled = {k: v[chosen] for k, v in train.items()}
+    features = {"diffusion_features": (extract(jnp.asarray(labelled["x"])),
+                                       extract(jnp.asarray(test["x"])))}
+    base_train, base_test = pixel_baselines(labelled["x"]), pixel_baselines(test["x"])
+    features.update({name: (base_train[name], base_test[name]) for name in base_train})
     metrics: dict[str, Any] = {"denoiser_final_loss": float(np.mean(result.losses[-50:])),
-                               "num_labelled_images": int(len(labelled)),
-                               "feature_dim": int(f_train.shape[-1])}
-    preds = {}
-    for name, (ftr, fte), key in (
-            ("diffusion_features", (f_train, f_test), keys[2]),
-            ("pixel_window", (windows(jnp.asarray(labelled)), windows(jnp.asarray(test["x"]))),
-             keys[3])):
-        mean = jnp.mean(ftr, axis=(0, 1, 2), keepdims=True)
-        std = jnp.std(ftr, axis=(0, 1, 2), keepdims=True) + 1e-6
-        norm = lambda f, mean=mean, std=std: (f - mean) / std
-        clf = PixelClassifier(num_classes=3, hidden=tuple(cfg["hidden"]))
-        key_init, key_fit = jax.random.split(key)
-        params = clf.init(key_init, jnp.zeros((1, ftr.shape[-1])))
-        data = {"f": norm(ftr).reshape(-1, ftr.shape[-1]), "label": y_train.reshape(-1)}
-        fitted = fit(pixel_loss(clf), params, key_fit, data, **pixel_opts)
-        pred = np.asarray(jnp.argmax(clf.apply(fitted.params, norm(fte)), axis=-1))
-        preds[name] = pred
-        parts = segmentation_metrics(pred, y_test, 3)
-        stroke = segmentation_metrics(pred > 0, y_test > 0, 2)
-        metrics[name] = {"parts": parts, "stroke_vs_background": stroke}
+                               "num_labelled_images": int(len(chosen)),
+                               "feature_dim": {k: int(v[0].shape[-1])
+                                               for k, v in features.items()}}
+    rows = [test["x"][:12]]
+    for labelling in cfg["labellings"]:
+        if labelling == "parts":
+            y_train, y_test = part_labels(labelled["x"]), part_labels(test["x"])
+            num_classes = 3
+        else:
+            y_train = class_labels(labelled["x"], labelled["label"])
+            y_test = class_labels(test["x"], test["label"])
+            num_classes = 11
+        metrics[labelling], preds = {}, {}
+        for i, (name, (ftr, fte)) in enumerate(features.items()):
+            mean = jnp.mean(ftr, axis=(0, 1, 2), keepdims=True)
+            std = jnp.std(ftr, axis=(0, 1, 2), keepdims=True) + 1e-6
+            clf = PixelClassifier(num_classes=num_classes, hidden=tuple(cfg["hidden"]))
+            key_init, key_fit = jax.random.split(jax.random.fold_in(keys[2], i))
+            params = clf.init(key_init, jnp.zeros((1, ftr.shape[-1])))
+            data = {"f": ((ftr - mean) / std).reshape(-1, ftr.shape[-1]),
+                    "label": y_train.reshape(-1)}
+            fitted = fit(pixel_loss(clf), params, key_fit, data, **pixel_opts)
+            pred = np.asarray(jnp.argmax(clf.apply(fitted.params, (fte - mean) / std), -1))
+            preds[name] = pred
+            stroke = y_test > 0
+            metrics[labelling][name] = {
+                **segmentation_metrics(pred, y_test, num_classes),
+                "stroke_pixel_accuracy": float(np.mean(pred[stroke] == y_test[stroke])),
+                "stroke_vs_background": segmentation_metrics(pred > 0, stroke, 2)}
+        best_base = max((n for n in preds if n != "diffusion_features"),
+                        key=lambda n: metrics[labelling][n]["mean_iou"])
+        metrics[labelling]["best_baseline"] = best_base
+        scale = 2.0 / (num_classes - 1)
+        for lab in (y_test, preds["diffusion_features"], preds[best_base]):
+            rows.append(lab[:12, ..., None].astype(np.float32) * scale - 1.0)
     if workdir is not None:
         os.makedirs(workdir, exist_ok=True)
-        n = 12
-        as_img = lambda lab: (lab[:n, ..., None].astype(np.float32) - 1.0)
-        rows = [test["x"][:n], as_img(y_test), as_img(preds["diffusion_features"]),
-                as_img(preds["pixel_window"])]
         pl.save_grid(os.path.join(workdir, "segmentation.png"), rows)
         pl.save_metrics(workdir, metrics)
     return metrics

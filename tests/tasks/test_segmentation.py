@@ -60,3 +60,21 @@ def test_pixel_classifier_learns_a_linear_rule():
                            learning_rate=0.05, ema_decay=0.0, steps_per_call=200)
     pred = jnp.argmax(clf.apply(res.params, f), -1)
     assert float(jnp.mean(pred == label)) > 0.97
+
+
+def test_class_labels_and_pixel_baselines_by_hand():
+    x = -np.ones((2, 3, 3, 1))
+    x[0, 0, 0], x[1, 2, 1] = 1.0, 0.5
+    lab = seg.class_labels(x, np.array([0, 7]))
+    assert lab[0].tolist() == [[1, 0, 0], [0, 0, 0], [0, 0, 0]]
+    assert lab[1].tolist() == [[0, 0, 0], [0, 0, 0], [0, 8, 0]]
+    with pytest.raises(ValueError, match="labels"):
+        seg.class_labels(x, np.array([1]))
+    f = seg.pixel_baselines(jnp.asarray(x))
+    window, full = f["pixel_window"], f["pixel_window_global"]
+    # The window of pixel (1, 1) of image 0 is the image itself, row by row.
+    np.testing.assert_array_equal(window[0, 1, 1], x[0, :, :, 0].reshape(-1))
+    # Pixel (0, 0) sees the padding (-1) above and left of it.
+    assert window[1, 0, 0].tolist() == [-1.0] * 9
+    np.testing.assert_array_equal(full[1, 0, 2, 9:18], x[1].reshape(-1))  # the whole image
+    np.testing.assert_array_equal(full[0, 2, 0, -2:], [1.0, -1.0])  # (row, column) in [-1, 1]
