@@ -17,11 +17,11 @@ from diffax.tasks.defaults import base_config
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     """The config; ``variant`` ``"tiny"`` is a few steps of a tiny model, for tests."""
-    cfg = base_config("anomaly", variant, num_steps=3000)
+    cfg = base_config("anomaly", variant, num_steps=2000)
     tiny = variant == "tiny"
     cfg.data.normal_classes = (0, 1, 2, 3, 4, 5, 6, 7, 8)
     cfg.data.anomaly_classes = (9,)
-    cfg.sample.solver = "ddpm"  # AnoDDPM's ancestral steps (0.909 vs DDIM's 0.883, Gaussian)
+    cfg.sample.solver = "ddpm"  # AnoDDPM's ancestral steps (a trial: AUROC 0.909, DDIM 0.883)
     cfg.anomaly = ml_collections.ConfigDict({
         # :tiny trains one model (the gaussian path differs only in the noise function).
         "noises": ("simplex",) if tiny else ("gaussian", "simplex"),

@@ -19,7 +19,7 @@ from diffax.tasks.defaults import base_config
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     """The config; ``variant`` ``"tiny"`` is a few steps of a tiny model, for tests."""
-    cfg = base_config("segmentation", variant)
+    cfg = base_config("segmentation", variant, num_steps=2000)
     tiny = variant == "tiny"
     cfg.seg = ml_collections.ConfigDict({
         "times": (0.05,) if tiny else (0.01, 0.05),

@@ -10,13 +10,22 @@
   anomaly scores and AUROC.
 * :mod:`~diffax.tasks.segmentation`: UNet decoder features (Baranchuk et al. 2022) and a pixel
   classifier.
+* :mod:`~diffax.tasks.inverse_problems`: inpainting (replacement, RePaint, DPS), deblurring
+  and super-resolution with one unconditional denoiser, measured on digits.
 
 :func:`fit` trains any ``loss_fn(params, key, batch)`` on in-memory arrays with diffax's train
 step. Each module's ``run(config, workdir)`` is its digits example; the configs are in
 ``configs/tasks/`` and ``python -m diffax.tasks CONFIG --workdir DIR`` runs one.
 """
 
-from diffax.tasks import anomaly, classifier, purification, segmentation, super_resolution
+from diffax.tasks import (
+    anomaly,
+    classifier,
+    inverse_problems,
+    purification,
+    segmentation,
+    super_resolution,
+)
 from diffax.tasks._fit import FitResult, denoising_loss, fit
 from diffax.tasks.anomaly import (
     NoiseDenoisingLoss,
@@ -42,6 +51,7 @@ __all__ = [
     # modules
     "anomaly",
     "classifier",
+    "inverse_problems",
     "purification",
     "segmentation",
     "super_resolution",

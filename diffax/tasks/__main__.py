@@ -15,7 +15,8 @@ import json
 import os
 import sys
 
-TASKS = ("classifier", "super_resolution", "purification", "anomaly", "segmentation")
+TASKS = ("classifier", "super_resolution", "purification", "anomaly", "segmentation",
+         "inverse_problems")
 
 
 def load_config(spec: str):

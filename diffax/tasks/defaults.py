@@ -34,7 +34,7 @@ def _train(tiny: bool, num_steps: int) -> dict:
             "steps_per_call": 4 if tiny else 100}
 
 
-def base_config(task: str, variant: str = "", *, num_steps: int = 2000
+def base_config(task: str, variant: str = "", *, num_steps: int = 500
                 ) -> ml_collections.ConfigDict:
     """``seed``, ``task``, a VP process, a small digits UNet, its training and DDIM sampling.
 
@@ -54,7 +54,7 @@ def base_config(task: str, variant: str = "", *, num_steps: int = 2000
     return cfg
 
 
-def classifier_section(variant: str = "", *, num_steps: int = 1500
+def classifier_section(variant: str = "", *, num_steps: int = 400
                        ) -> ml_collections.ConfigDict:
     """``config.classifier``: the encoder of the same small UNet, and its training."""
     tiny = _check(variant)

@@ -13,7 +13,7 @@ from diffax.tasks.__main__ import load_config, main
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = os.path.join(ROOT, "configs", "tasks")
 NAMES = ("digits_anomaly", "digits_sr", "digits_classifier", "digits_purify",
-         "digits_segmentation")
+         "digits_segmentation", "digits_inverse")
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,9 @@ EXPECTED = {
                           == {"0.0", "1.0"}),
     "digits_purify": ("purify.png", lambda m: set(m["purified"]["0.3"])
                       == {"clean", "fgsm", "gaussian"}),
+    "digits_inverse": ("inverse.png", lambda m: set(m["inpainting"]["center"]) == {
+        "repaint", "dps", "nearest_neighbour", "train_mean"} and "dps" in
+        m["problems"]["downsample"]),
     "digits_segmentation": ("segmentation.png", lambda m: all(
         0.0 <= m["digit_class"][f]["accuracy"] <= 1
         for f in ("diffusion_features", "pixel_window", "pixel_window_global"))),

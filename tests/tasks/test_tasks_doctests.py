@@ -4,7 +4,15 @@ import doctest
 
 import pytest
 
-from diffax.tasks import _fit, anomaly, classifier, defaults, purification, segmentation
+from diffax.tasks import (
+    _fit,
+    anomaly,
+    classifier,
+    defaults,
+    inverse_problems,
+    purification,
+    segmentation,
+)
 from diffax.tasks import super_resolution as sr
 
 
@@ -26,6 +34,9 @@ def _run(obj, module):
     (classifier.accuracy, classifier), (sr.downsample, sr), (sr.upsample, sr), (sr.psnr, sr),
     (segmentation.decoder_blocks, segmentation), (segmentation.part_labels, segmentation),
     (segmentation.class_labels, segmentation), (segmentation.pixel_baselines, segmentation),
+    (inverse_problems, inverse_problems), (inverse_problems.masks, inverse_problems),
+    (inverse_problems.masked_psnr, inverse_problems),
+    (inverse_problems.nearest_neighbour_fill, inverse_problems),
     (segmentation.segmentation_metrics, segmentation), (segmentation.pixel_loss, segmentation),
     (segmentation.PixelClassifier, segmentation), (purification, purification),
     (purification.gaussian_perturbation, purification), (defaults, defaults),
