@@ -383,6 +383,9 @@ class _Trained:
     state: Any
     step: int
     mesh: Any
+    # Jitted sampling programs by batch size: the eval samples and the untrained baseline
+    # (other parameters, same shapes) run one compiled program.
+    sample_fns: dict[int, Any] = dataclasses.field(default_factory=dict, repr=False)
 
 
 _ITEMS = ("state", "data", "config")  # the items diffax.train.Checkpointer writes
@@ -557,7 +560,6 @@ def _generate(trained: _Trained, params: Any, *, num: int, batch_size: int, seed
     shape = (batch, *exp.data_info.shape)
     num_classes = exp.data_info.num_classes if exp.conditional else None
 
-    @jax.jit
     def run(params, key):
         k_init, k_solve = jax.random.split(key)
         x_init = exp.process.prior_sample(k_init, shape)
@@ -572,6 +574,7 @@ def _generate(trained: _Trained, params: Any, *, num: int, batch_size: int, seed
                               denoise_final=denoise_final)
         return res.x, res.nfe
 
+    run = trained.sample_fns.setdefault(batch, jax.jit(run))
     base = jax.random.fold_in(jax.random.key(int(config.seed)), seed_tag)
     chunks = int(math.ceil(num / batch))
     bar = _Bar(label, num)
