@@ -13,6 +13,8 @@ import pytest
 
 from diffax import cli
 
+from ._xla import xla_flags
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = "configs/toy2d_flow.py:tiny"
 STEPS = ["--config.train.num_steps=4", "--config.train.checkpoint_every=4",
@@ -28,7 +30,7 @@ def _free_port():
 
 def _env(devices):
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+               XLA_FLAGS=xla_flags(devices))
     env.pop("JAX_ENABLE_X64", None)
     return env
 

@@ -12,6 +12,7 @@ import pytest
 
 from diffax.train import Checkpointer
 
+from .._xla import xla_flags
 from . import toy
 from .test_checkpoint import ROOT, _params_dict
 
@@ -28,7 +29,7 @@ def test_two_processes_agree_with_one(tmp_path):
 
     port = _free_port()
     env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    env["XLA_FLAGS"] = xla_flags(4)
     env["JAX_PLATFORMS"] = "cpu"
     workdir, out = str(tmp_path / "ckpt"), str(tmp_path / "params.npz")
     procs = []
