@@ -20,8 +20,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         "masks": ("center",) if tiny else ("center", "bottom_half", "random_half"),
         "methods": ("repaint", "dps") if tiny else ("replace", "repaint", "dps"),
         "problems": ("downsample",) if tiny else ("blur", "downsample"),
-        "num_steps": 3 if tiny else 50, "num_samples": 2 if tiny else 4,
-        "num_eval": 8 if tiny else 300, "jump_length": 2 if tiny else 5,
+        "num_steps": 3 if tiny else 50, "num_samples": 2,
+        "num_eval": 8 if tiny else 100, "jump_length": 2 if tiny else 5,
         "resample": 2 if tiny else 5, "dps_step_size": 1.0, "blur_std": 1.0})
     cfg.lock()
     return cfg

@@ -75,7 +75,8 @@ def masked_psnr(x: Array, reference: Array, mask: Array, *, data_range: float = 
 
 def nearest_neighbour_fill(x_known: Array, mask: Array, train: Array) -> Array:
     """``x_known`` with its missing entries copied from the training image nearest to it on the
-    observed entries (squared distance), the baseline of the digits example.
+    observed entries (squared distance), the baseline of the digits example. ``mask`` (1 =
+    observed) is one mask for the whole batch: ``[H, W, C]`` or ``[1, H, W, C]``.
 
     Example:
       >>> train = jnp.array([[[[0.0], [1.0]]], [[[5.0], [-1.0]]]])  # two 1x2 images
@@ -84,6 +85,9 @@ def nearest_neighbour_fill(x_known: Array, mask: Array, train: Array) -> Array:
       [4.0, -1.0]
     """
     x_known, train = jnp.asarray(x_known), jnp.asarray(train, x_known.dtype)
+    if jnp.ndim(mask) == x_known.ndim and jnp.shape(mask)[0] != 1:
+        raise ValueError(f"nearest_neighbour_fill: `mask` must be one mask for the batch "
+                         f"([H, W, C] or [1, H, W, C]), got shape {jnp.shape(mask)}.")
     mask_full = jnp.broadcast_to(jnp.asarray(mask, x_known.dtype), x_known.shape)
     m = mask_full[:1].reshape(1, -1)
     a, b = x_known.reshape(len(x_known), -1) * m, train.reshape(len(train), -1) * m

@@ -39,3 +39,5 @@ def test_nearest_neighbour_fill_uses_only_the_observed_pixels():
     query = train[7:8].at[:, 2:].set(100.0)
     filled = ip.nearest_neighbour_fill(query, m, train)
     np.testing.assert_allclose(filled, train[7:8], rtol=1e-6)
+    with pytest.raises(ValueError, match="one mask for the batch"):
+        ip.nearest_neighbour_fill(query, jnp.stack([m, m]), train)
