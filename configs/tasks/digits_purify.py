@@ -14,9 +14,9 @@ from diffax.tasks.defaults import base_config, classifier_section
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     """The config; ``variant`` ``"tiny"`` is a few steps of a tiny model, for tests."""
-    cfg = base_config("purification", variant)
+    cfg = base_config("purification", variant, num_steps=2000)
     tiny = variant == "tiny"
-    cfg.classifier = classifier_section(variant)
+    cfg.classifier = classifier_section(variant, num_steps=1500)
     cfg.purify = ml_collections.ConfigDict({
         "t0": (0.3,) if tiny else (0.1, 0.25, 0.4), "fgsm_epsilon": 0.25,
         "noise_std": 0.5})

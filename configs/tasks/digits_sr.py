@@ -14,7 +14,7 @@ from diffax.tasks.defaults import base_config
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     """The config; ``variant`` ``"tiny"`` is a few steps of a tiny model, for tests."""
-    cfg = base_config("super_resolution", variant)
+    cfg = base_config("super_resolution", variant, num_steps=2000)
     tiny = variant == "tiny"
     cfg.sr = ml_collections.ConfigDict({"factor": 2, "upsample": "nearest",
                                         "num_samples": 2 if tiny else 8,
