@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffax._pytree import concrete_value
 from diffax.typing import Array
 
 __all__ = ["MASKS", "masks", "masked_psnr", "nearest_neighbour_fill", "run"]
@@ -64,13 +65,13 @@ def masked_psnr(x: Array, reference: Array, mask: Array, *, data_range: float = 
       >>> round(float(masked_psnr(jnp.array([[[[5.0], [0.1]]]]), jnp.zeros((1, 1, 2, 1)), m)[0]), 2)
       26.02
     """
-    x, reference = jnp.asarray(x), jnp.asarray(reference)
-    missing = jnp.broadcast_to(1.0 - jnp.asarray(mask, x.dtype), x.shape)
-    count = jnp.sum(missing.reshape(x.shape[0], -1), axis=-1)
-    if not float(jnp.min(count)) > 0:
+    from diffax.tasks.super_resolution import psnr
+
+    missing = 1.0 - jnp.asarray(mask)
+    concrete = concrete_value(missing)  # checked outside jit only
+    if concrete is not None and not concrete.max() > 0:
         raise ValueError("masked_psnr: `mask` has no missing (0) entries.")
-    mse = jnp.sum((missing * jnp.square(x - reference)).reshape(x.shape[0], -1), axis=-1) / count
-    return 10.0 * jnp.log10(data_range**2 / mse)
+    return psnr(x, reference, data_range=data_range, where=missing)
 
 
 def nearest_neighbour_fill(x_known: Array, mask: Array, train: Array) -> Array:
@@ -119,6 +120,7 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     own (blur) or bicubic upsampling (downsample). Writes ``workdir/inverse.png`` and
     ``workdir/metrics.json``.
     """
+    import itertools
     import os
 
     import diffax
@@ -157,10 +159,15 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
         """``num_samples`` draws of ``fn(key, x_init)``, ``[S, B, ...]``, clipped to [-1, 1]."""
         run_one = jax.jit(lambda k: fn(k, process.prior_sample(jax.random.fold_in(k, 1),
                                                                x.shape)))
-        keys = jax.random.split(jax.random.fold_in(key_run, len(solved)), num_samples)
+        keys = jax.random.split(jax.random.fold_in(key_run, next(problem_index)), num_samples)
         return jnp.clip(jnp.stack([run_one(k) for k in keys]), -1.0, 1.0)
 
-    solved: list[str] = []
+    def scores(samples, score):
+        """``score`` (per image, ``[B]``) of one sample and of the mean of the samples."""
+        return {"sample": float(score(samples[0]).mean()),
+                "sample_mean": float(score(samples.mean(0)).mean())}
+
+    problem_index = itertools.count(1)  # each problem draws its own keys
     metrics: dict[str, Any] = {"final_loss": float(np.mean(result.losses[-50:])),
                                "num_eval": int(x.shape[0]), "num_samples": num_samples,
                                "num_steps": num_steps, "inpainting": {}, "problems": {}}
@@ -175,7 +182,6 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
             "train_mean": float(masked_psnr(mask * x + (1 - mask) * train_mean, x, mask).mean())}
         shown = {}
         for method in cfg["methods"]:
-            solved.append(f"{mask_name}/{method}")
             if method == "dps":
                 fn = lambda k, x0, mask=mask, known=known: dps(
                     k, process, D, x0, known, masking(mask), step_size=step_size,
@@ -187,15 +193,13 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
                     diffax.inpaint(k, process, D, x0, known, mask, method=method,
                                    num_steps=num_steps, **extra).x)
             samples = draws(fn)
-            out[method] = {"sample": float(masked_psnr(samples[0], x, mask).mean()),
-                           "sample_mean": float(masked_psnr(samples.mean(0), x, mask).mean())}
+            out[method] = scores(samples, lambda s, mask=mask: masked_psnr(s, x, mask))
             shown[method] = samples[0]
         metrics["inpainting"][mask_name] = out
         n = min(10, x.shape[0])
         # The observed pixels, the missing ones grey; then one sample of each method.
         rows += [jnp.where(mask > 0, x, 0.0)[:n]] + [shown[m][:n] for m in cfg["methods"]]
     for problem in cfg["problems"]:
-        solved.append(problem)
         if problem == "blur":
             forward = gaussian_blur(std=float(cfg["blur_std"]))
             y = forward(x)
@@ -210,8 +214,7 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
         samples = draws(lambda k, x0, y=y, forward=forward: dps(
             k, process, D, x0, y, forward, step_size=step_size, num_steps=num_steps).x)
         metrics["problems"][problem] = {
-            "dps": {"sample": float(psnr(samples[0], x).mean()),
-                    "sample_mean": float(psnr(samples.mean(0), x).mean())},
+            "dps": scores(samples, lambda s: psnr(s, x)),
             **baseline,
             "measurement_rmse": float(jnp.sqrt(jnp.mean(jnp.square(forward(samples[0]) - y))))}
         n = min(10, x.shape[0])

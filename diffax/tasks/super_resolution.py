@@ -33,6 +33,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from diffax._pytree import concrete_value
 from diffax.models.layers import init_variables, positive_int
 from diffax.models.unet import VARIANTS as UNET_VARIANTS
 from diffax.models.unet import UNet, UNetConfig
@@ -86,10 +87,12 @@ def upsample(x: Array, factor: int, *, method: str = "nearest") -> Array:
     return jax.image.resize(x, (b, h * factor, w * factor, c), method=method)
 
 
-def psnr(x: Array, reference: Array, *, data_range: float = 2.0) -> Array:
+def psnr(x: Array, reference: Array, *, data_range: float = 2.0,
+         where: Array | None = None) -> Array:
     """Peak signal-to-noise ratio per image, ``10 log10(data_range^2 / MSE)``, in dB (``[B]``).
 
-    ``data_range`` is the span of the values (2 for images in ``[-1, 1]``).
+    ``data_range`` is the span of the values (2 for images in ``[-1, 1]``). With ``where``
+    (0/1, broadcast against ``x``) the MSE is over the entries where it is 1 only.
 
     Example:
       >>> psnr(jnp.zeros((1, 2, 2, 1)), jnp.full((1, 2, 2, 1), 0.2)).round(3)
@@ -98,7 +101,13 @@ def psnr(x: Array, reference: Array, *, data_range: float = 2.0) -> Array:
     x, reference = jnp.asarray(x), jnp.asarray(reference)
     if x.shape != reference.shape:
         raise ValueError(f"psnr: `x` {x.shape} and `reference` {reference.shape} differ.")
-    mse = jnp.mean(jnp.square(x - reference).reshape(x.shape[0], -1), axis=-1)
+    weight = jnp.ones_like(x) if where is None else jnp.broadcast_to(
+        jnp.asarray(where, x.dtype), x.shape)
+    count = jnp.sum(weight.reshape(x.shape[0], -1), axis=-1)
+    concrete = concrete_value(count)  # checked outside jit only
+    if concrete is not None and not concrete.min() > 0:
+        raise ValueError("psnr: `where` selects no entry of some image.")
+    mse = jnp.sum((weight * jnp.square(x - reference)).reshape(x.shape[0], -1), axis=-1) / count
     return 10.0 * jnp.log10(data_range**2 / mse)
 
 
