@@ -21,17 +21,18 @@ def _prefix(where: str) -> str:
     return f"{where}: " if where else ""
 
 
-def check_key(key: Any, *, where: str = "") -> None:
-    """Raises a ValueError naming ``key`` unless it is ``None`` or a single PRNG key (typed
-    ``jax.random.key(seed)`` or a raw ``uint32[2]``)."""
-    if key is None:
+def check_key(key: Any, *, where: str = "", allow_none: bool = True) -> None:
+    """Raises a ValueError naming ``key`` unless it is a single PRNG key (typed
+    ``jax.random.key(seed)`` or a raw ``uint32[2]``), or ``None`` when ``allow_none``."""
+    if key is None and allow_none:
         return
     dtype = getattr(key, "dtype", None)
     typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
     raw = dtype == jnp.uint32 and tuple(getattr(key, "shape", ())) == (2,)
     if not (typed and len(key.shape) == 0) and not raw:
         raise ValueError(f"{_prefix(where)}`key` must be a single PRNG key "
-                         f"(jax.random.key(seed)) or None, got {key!r}.")
+                         f"(jax.random.key(seed)){' or None' if allow_none else ''}, got "
+                         f"{key!r}.")
 
 
 def check_finite_examples(x: Any, *, name: str, where: str = "") -> None:

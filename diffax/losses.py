@@ -742,10 +742,7 @@ def _time_dtype(data_dtype: Any) -> Any:
 def _check_batch(x0: Array, cond: Mapping[str, Any], key: Any, label_key: str) -> None:
     """The loss's input checks: a PRNG key, a non-empty batch of finite examples, and
     conditioning entries with one row per example (labels as integers)."""
-    if key is None:
-        raise ValueError("DenoisingLoss: `key` must be a single PRNG key "
-                         "(jax.random.key(seed)), got None.")
-    check_key(key, where="DenoisingLoss")
+    check_key(key, where="DenoisingLoss", allow_none=False)
     if x0.ndim < 2 or x0.shape[0] == 0:
         raise ValueError(f"DenoisingLoss: the data must be a non-empty batch [B, ...] with "
                          f"B >= 1, got shape {x0.shape}.")
