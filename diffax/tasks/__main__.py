@@ -16,7 +16,7 @@ import os
 import sys
 
 TASKS = ("classifier", "super_resolution", "purification", "anomaly", "segmentation",
-         "inverse_problems")
+         "inverse_problems", "medical")
 
 
 def load_config(spec: str):
