@@ -171,3 +171,13 @@ def test_bad_input_names_the_argument():
         inverse.random_mask((8, 8), acceleration=4, center_fraction=0.5)
     with pytest.raises(ValueError, match="`num_views`"):
         inverse.sparse_view_radon(0, image_shape=(8, 8))
+
+
+def test_docstring_examples():
+    import doctest
+
+    from diffax import _consistency, _operators
+
+    for module in (_operators, _consistency):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0

@@ -66,7 +66,7 @@ def sample_phantoms(num: int, size: int, *, seed: int) -> tuple[np.ndarray, np.n
 
     Example:
       >>> x, labels = sample_phantoms(2, 32, seed=0)
-      >>> x.shape, float(x.min()) >= 0.0, float(x.max()) <= 1.0, sorted(np.unique(labels))
+      >>> x.shape, float(x.min()) >= 0.0, float(x.max()) <= 1.0, np.unique(labels).tolist()
       ((2, 32, 32), True, True, [0, 1, 2, 3])
     """
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 4:

@@ -45,3 +45,14 @@ def test_bad_input_names_the_argument():
         ssim(np.zeros((1, 8, 8)), np.zeros((1, 8, 8)), data_range=1.0)
     with pytest.raises(ValueError, match="`data_range`"):
         ssim(np.zeros((1, 16, 16)), np.zeros((1, 16, 16)), data_range=0.0)
+
+
+def test_docstring_example():
+    import doctest
+
+    from diffax.evaluation import metrics
+
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner()
+    for test in finder.find(metrics.ssim, module=metrics, globs=vars(metrics).copy()):
+        runner.run(test)
+    assert runner.tries > 0 and runner.failures == 0
