@@ -70,10 +70,12 @@ def reconstruction_metrics(x: Array, reference: Array) -> dict[str, float]:
 
 
 def operator_for(problem: str, setting: float, *, size: int, num_full_views: int = 180,
-                 mask: str = "cartesian", center_fraction: float = 0.08, seed: int = 0):
+                 mask: str = "cartesian", center_fraction: float = 0.08, seed: int = 0,
+                 inverse_ridge: float | None = None):
     """The operator of one setting: ``"ct"``: :func:`diffax.inverse.sparse_view_radon` with
     ``setting`` views out of ``num_full_views``; ``"mri"``: :func:`fourier_undersampling` of a
     ``mask`` (``"cartesian"`` or ``"random"``) mask with acceleration ``setting``.
+    ``inverse_ridge``: the CT operator's ``T^{-1}`` (see :func:`diffax.inverse.radon`).
 
     Example:
       >>> operator_for("ct", 4, size=32).angles.shape
@@ -83,7 +85,7 @@ def operator_for(problem: str, setting: float, *, size: int, num_full_views: int
 
     if problem == "ct":
         return inverse.sparse_view_radon(int(setting), image_shape=(size, size),
-                                         num_full=num_full_views)
+                                         num_full=num_full_views, inverse_ridge=inverse_ridge)
     if problem == "mri":
         if mask not in MASKS:
             raise ValueError(f"config.medical.mask: {mask!r} is not one of {MASKS}.")
@@ -118,7 +120,8 @@ def medical_config(problem: str, variant: str, settings: tuple):
         "num_samples": 1 if tiny else 2, "num_eval": 2 if tiny else 8, "lam": 1.0,
         "snr": 0.16, "dps_step_size": 1.0, "noise_std": 0.0,
         "denoiser_from": ml_collections.FieldReference(None, field_type=str),
-        "prior": "unet"})
+        "prior": "unet",
+        "inverse_ridge": ml_collections.FieldReference(1e-5, field_type=float)})
     return cfg
 
 
@@ -164,7 +167,7 @@ def _baseline(problem: str, op, y: Array) -> Array:
 
 _KEYS = ("problem", "size", "settings", "num_full_views", "mask", "center_fraction",
          "methods", "num_steps", "num_samples", "num_eval", "lam", "snr", "dps_step_size",
-         "noise_std", "denoiser_from", "prior")
+         "noise_std", "denoiser_from", "prior", "inverse_ridge")
 
 
 def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
@@ -247,7 +250,7 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     for i, setting in enumerate(cfg["settings"]):
         op = operator_for(problem, setting, size=size, num_full_views=int(cfg["num_full_views"]),
                           mask=cfg["mask"], center_fraction=float(cfg["center_fraction"]),
-                          seed=int(config.seed))
+                          seed=int(config.seed), inverse_ridge=cfg.get("inverse_ridge"))
         k_noise, k_setting = jax.random.split(jax.random.fold_in(key_run, i))
         y = op(x)
         y = y + float(cfg["noise_std"]) * jax.random.normal(k_noise, y.shape, y.dtype)
