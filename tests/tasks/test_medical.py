@@ -50,7 +50,7 @@ def test_ct_example_runs_on_the_tiny_config(tmp_path, capsys):
     assert os.path.getsize(os.path.join(workdir, "medical.png")) > 0
     assert os.path.exists(os.path.join(workdir, "denoiser.msgpack"))
     setting = printed["settings"]["4"]
-    assert set(setting) == {"baseline", "consistency", "dps"}
+    assert set(setting) == {"baseline", "consistency", "dps", "operator_norm_squared"}
     assert all(np.isfinite(setting[m]["sample"]["psnr"]) for m in ("consistency", "dps"))
     # The MRI config reuses the saved denoiser instead of training.
     assert main([os.path.join(CONFIGS, "phantom_mri.py:tiny"), "--workdir", workdir + "_mri",
@@ -58,4 +58,4 @@ def test_ct_example_runs_on_the_tiny_config(tmp_path, capsys):
                  f"--config.medical.denoiser_from={workdir}/denoiser.msgpack"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert "final_loss" not in printed and set(printed["settings"]["4"]) == {
-        "baseline", "consistency", "sampled_fraction"}
+        "baseline", "consistency", "sampled_fraction", "operator_norm_squared"}
