@@ -221,22 +221,25 @@ class Radon(SubsampledTransform):
             raise ValueError(f"`angles` must all be in `full_angles`; not found: {missing[:5]}.")
         self.full_angles = full
         self.selected = np.argmax(where, axis=1).astype(np.int32)
+        p, m = h * w, len(full) * self.num_detectors
+        if inverse_ridge is not None:
+            ridge = inverse_ridge
+            if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge > 0:
+                raise ValueError(f"`inverse_ridge` must be a positive number or None, got "
+                                 f"{ridge!r}.")
+            if p * m > 5e7:
+                raise ValueError(f"`inverse_ridge`: the dense inverse would hold {p} x {m} "
+                                 f"entries; use it for small images only (P * M <= 5e7), or "
+                                 f"None (FBP).")
         self._full = _Projector(full, self.image_shape, self.num_detectors)
         self._measured = _Projector(self.angles, self.image_shape, self.num_detectors)
         self.inverse_ridge = inverse_ridge
-        self._pinv = None
-        if inverse_ridge is not None:
-            self._pinv = self._ridge_inverse(inverse_ridge)
+        self._pinv = None if inverse_ridge is None else self._ridge_inverse(inverse_ridge)
 
-    def _ridge_inverse(self, ridge: Any) -> np.ndarray:
+    def _ridge_inverse(self, ridge: float) -> np.ndarray:
         """``(T^T T + ridge * mean(diag(T^T T)) I)^{-1} T^T`` as a dense ``[P, M]`` matrix."""
-        if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge > 0:
-            raise ValueError(f"`inverse_ridge` must be a positive number or None, got {ridge!r}.")
         p = self.image_shape[0] * self.image_shape[1]
         m = len(self.full_angles) * self.num_detectors
-        if p * m > 5e7:
-            raise ValueError(f"`inverse_ridge`: the dense inverse would hold {p} x {m} entries; "
-                             f"use it for small images only (P * M <= 5e7), or None (FBP).")
         t = np.zeros((m, p))
         np.add.at(t, (self._full.index, self._full.pixel), self._full.weight)
         gram = t.T @ t
