@@ -122,7 +122,7 @@ def medical_config(problem: str, variant: str, settings: tuple):
         "snr": 0.16, "dps_step_size": 1.0, "noise_std": 0.0,
         "denoiser_from": ml_collections.FieldReference(None, field_type=str),
         "prior": "unet",
-        "inverse_ridge": ml_collections.FieldReference(1e-5, field_type=float)})
+        "inverse_ridge": ml_collections.FieldReference(1e-2, field_type=float)})
     return cfg
 
 
