@@ -14,6 +14,7 @@ Example:
   35
 """
 
+from diffax.samplers import grid_search
 from diffax.samplers._adaptive import Adaptive, AdaptiveState
 from diffax.samplers._base import EmptyState, NoiseFn, Solver, StepContext, default_noise
 from diffax.samplers._dpm_solver import DPMSolver, DPMSolverAdaptiveState, DPMSolverPP
@@ -32,6 +33,7 @@ from diffax.samplers._unipc import UniPC, UniPCState
 
 __all__ = [
     "sample",
+    "grid_search",
     "SampleResult",
     # solvers
     "Euler",
