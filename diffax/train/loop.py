@@ -16,7 +16,7 @@ The loop (on every process of a multi-host job, each feeding its share of the ba
 
 Faults (see the README's "Reliability" section and ``tests/train/test_faults.py``):
 
-* the whole config is checked first (:func:`diffax.train.build.check_config`), and the
+* the whole config is checked first (:func:`diffax.train.options.parse_config`), and the
   checkpoint directory must be writable, before anything is computed;
 * a NaN/inf loss or gradient never reaches the parameters (the compiled step skips the update);
   ``train.nonfinite="error"`` (default) then stops with :class:`NonFiniteLossError` naming the
@@ -33,8 +33,10 @@ Faults (see the README's "Reliability" section and ``tests/train/test_faults.py`
   :class:`CollectiveError` (and the coordination service stops processes stuck waiting after
   ``train.heartbeat_timeout`` seconds).
 
-Config keys read here: ``seed``, ``train.*`` (:class:`diffax.train.build.TrainOptions`),
-``sample.num_samples`` [64], ``sample.use_ema`` [True], ``sample.denoise_final`` [False].
+The loop reads no config key itself: it uses the checked options the experiment carries
+(:class:`diffax.train.options.Options`: ``seed``, ``train.*``, ``data``, ``sample.num_samples``,
+``sample.use_ema``, ``sample.denoise_final``); the config itself is only stored with each
+checkpoint and compared with a stored one (:data:`COMPATIBLE_KEYS`).
 """
 
 from __future__ import annotations
