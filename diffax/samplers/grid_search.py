@@ -19,28 +19,11 @@ from diffax.schedules import (
     TimeUniform,
     check_num_steps,
     finite_log_snr_range,
+    time_at_log_snr,
 )
-from diffax.typing import Array, ArrayLike
+from diffax.typing import ArrayLike
 
 __all__ = ["optimize"]
-
-
-def _time_at_log_snr(process: Process, lam: Array) -> Array:
-    """``process.t_from_log_snr`` with the derivative ``1 / (d log_snr / dt)`` (the inverse
-    function's), so gradients flow whatever the process's inverse is computed with."""
-
-    @jax.custom_jvp
-    def inverse(lam):
-        return process.t_from_log_snr(lam)
-
-    @inverse.defjvp
-    def inverse_jvp(primals, tangents):
-        (lam,), (dlam,) = primals, tangents
-        t = process.t_from_log_snr(lam)
-        _, slope = jax.jvp(process.log_snr, (t,), (jnp.ones_like(t),))
-        return t, dlam / slope
-
-    return inverse(lam)
 
 
 def optimize(process: Process, denoiser: Any, x_samples: ArrayLike, num_steps: int,
@@ -132,7 +115,7 @@ def optimize(process: Process, denoiser: Any, x_samples: ArrayLike, num_steps: i
     def grid(theta):
         frac = jnp.cumsum(jax.nn.softmax(theta))
         lam = lam_lo + (lam_hi - lam_lo) * jnp.concatenate([jnp.zeros((1,), dtype), frac])
-        ts = _time_at_log_snr(process, lam[1:-1])
+        ts = time_at_log_snr(process, lam[1:-1])
         return jnp.concatenate([t_max[None], ts, t_min[None]])
 
     @jax.jit
