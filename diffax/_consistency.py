@@ -155,7 +155,7 @@ def consistency_sample(
     """
     from diffax.inverse import _check_one_step
     from diffax.samplers import PredictorCorrector
-    from diffax.samplers._run import _check_inputs, sample
+    from diffax.samplers._run import check_inputs, sample
     from diffax.schedules import check_num_steps
 
     if not isinstance(operator, SubsampledTransform):
@@ -164,7 +164,7 @@ def consistency_sample(
                          f"fourier_undersampling), got {operator!r}.")
     solver = (PredictorCorrector(predictor="reverse_diffusion", corrector="langevin", snr=0.16)
               if solver is None else solver)
-    _check_inputs(key, process, denoiser, x_init, solver, None)
+    check_inputs(key, process, denoiser, x_init, solver, None)
     if key is None:
         raise ValueError("consistency_sample: `key` is required (the noise of y_t).")
     num_steps = check_num_steps(num_steps)
