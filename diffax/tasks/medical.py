@@ -208,6 +208,7 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     ``workdir/medical.png`` (per setting: truth, baseline, one sample of each method) and
     ``workdir/metrics.json``. ``config.medical.prior = "gaussian"`` replaces the UNet by
     :func:`gaussian_prior_denoiser` of the train split (no training).
+    ``config.medical.inverse_ridge`` is the CT operator's ``inverse_ridge`` (0: FBP).
     """
     import os
     import time
@@ -271,7 +272,8 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     for i, setting in enumerate(cfg["settings"]):
         op = operator_for(problem, setting, size=size, num_full_views=int(cfg["num_full_views"]),
                           mask=cfg["mask"], center_fraction=float(cfg["center_fraction"]),
-                          seed=int(config.seed), inverse_ridge=cfg.get("inverse_ridge"))
+                          seed=int(config.seed),
+                          inverse_ridge=float(cfg.get("inverse_ridge") or 0) or None)
         k_noise, k_setting = jax.random.split(jax.random.fold_in(key_run, i))
         y = op(x)
         y = y + float(cfg["noise_std"]) * jax.random.normal(k_noise, y.shape, y.dtype)
