@@ -223,9 +223,33 @@ _PROCESSES: dict[str, tuple[Callable[..., Process], tuple[str, ...]]] = {
 }
 
 
+_DISCRETE_PROCESSES = {"masked": ("vocab_size",),
+                       "d3pm_uniform": ("vocab_size", "num_steps"),
+                       "d3pm_absorbing": ("vocab_size", "num_steps"),
+                       "d3pm_gaussian": ("vocab_size", "num_steps", "beta_start", "beta_end")}
+"""Categorical processes (:mod:`diffax.discrete`) by ``process.name``; ``vocab_size`` is
+required (the data tokens ``K``)."""
+
+
+def _discrete_process(cfg: dict[str, Any]) -> Any:
+    from diffax import discrete
+
+    name = cfg["name"]
+    _check_keys(cfg, "process", {"name", *_DISCRETE_PROCESSES[name]})
+    vocab = _integer(cfg, "process", "vocab_size", minimum=1 if name == "masked" else 2)
+    if name == "masked":
+        return discrete.Masked(vocab_size=vocab)
+    kw = {"num_steps": _integer(cfg, "process", "num_steps", 1000, minimum=1)}
+    if name == "d3pm_gaussian":
+        kw.update(_pick(cfg, ("beta_start", "beta_end")))
+    return getattr(discrete.D3PM, name.removeprefix("d3pm_"))(vocab_size=vocab, **kw)
+
+
 def build_process(cfg: Mapping[str, Any]) -> Process:
     """The forward process of ``config.process`` (see the module docstring)."""
     cfg = dict(cfg)
+    if cfg.get("name") in _DISCRETE_PROCESSES:
+        return _discrete_process(cfg)
     factory, keys = _choice(cfg, "process", "name", _PROCESSES)
     _check_keys(cfg, "process", {"name", *keys})
     return factory(**_pick(cfg, keys)) if cfg["name"] != "ddpm" else _ddpm(cfg)
@@ -271,6 +295,28 @@ _LOSS_KEYS = {"weighting", "time_sampler", "variates", "prediction", "noise_inpu
               "reduce_mean", "p_uncond"}
 
 
+def _is_discrete(process: Any) -> bool:
+    from diffax.discrete import DiscreteProcess
+
+    return isinstance(process, DiscreteProcess)
+
+
+def _discrete_loss(cfg: dict[str, Any], process: Any) -> Any:
+    """MDLM's loss for ``masked`` (``loss.t_eps`` [1e-3], ``loss.low_discrepancy`` [True]),
+    D3PM's hybrid loss otherwise (``loss.hybrid_coeff`` [0.01])."""
+    from diffax import discrete
+
+    if isinstance(process, discrete.Masked):
+        _check_keys(cfg, "loss", {"t_eps", "low_discrepancy"})
+        return discrete.MaskedDiffusionLoss(
+            process=process, t_eps=_real(cfg, "loss", "t_eps", 1e-3, low=0.0, high=1.0,
+                                         high_open=True),
+            low_discrepancy=_boolean(cfg, "loss", "low_discrepancy", True))
+    _check_keys(cfg, "loss", {"hybrid_coeff"})
+    return discrete.D3PMHybridLoss(process=process, hybrid_coeff=_real(
+        cfg, "loss", "hybrid_coeff", 0.01, low=0.0))
+
+
 def build_loss(cfg: Mapping[str, Any], process: Process, *, conditional: bool = False,
                dropout_key: bool = False, null_label: int | None = None
                ) -> losses.DenoisingLoss:
@@ -284,6 +330,8 @@ def build_loss(cfg: Mapping[str, Any], process: Process, *, conditional: bool = 
       null_label: the model's "no label" index, for ``loss.p_uncond``.
     """
     cfg = dict(cfg)
+    if _is_discrete(process):
+        return _discrete_loss(cfg, process)
     _check_keys(cfg, "loss", _LOSS_KEYS)
     sd = cfg.get("sigma_data")
     weighting = _choice(cfg, "loss", "weighting", _WEIGHTINGS, "eps")(sd)
@@ -332,8 +380,9 @@ def _model_overrides(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in dict(kwargs).items()}
 
 
-def build_model(cfg: Mapping[str, Any], info: Any) -> tuple[Any, bool]:
-    """The Flax model of ``config.model`` for data described by ``info`` (a ``DataInfo``).
+def build_model(cfg: Mapping[str, Any], info: Any, process: Any = None) -> tuple[Any, bool]:
+    """The Flax model of ``config.model`` for data described by ``info`` (a ``DataInfo``);
+    ``transformer`` (tokens) takes its vocabulary from the discrete ``process``.
 
     Returns:
       ``(model, conditional)``.
@@ -342,7 +391,8 @@ def build_model(cfg: Mapping[str, Any], info: Any) -> tuple[Any, bool]:
 
     cfg = dict(cfg)
     _check_keys(cfg, "model", {"name", "variant", "conditional", "kwargs"})
-    kinds = {"unet": models.UNet, "mlp": models.MLP}
+    kinds = {"unet": models.UNet, "mlp": models.MLP, "transformer": models.Transformer,
+             "dit": models.Transformer}
     cls = _choice(cfg, "model", "name", kinds)
     conditional = bool(cfg.get("conditional", False))
     overrides = _model_overrides(cfg.get("kwargs") or {})
@@ -351,7 +401,22 @@ def build_model(cfg: Mapping[str, Any], info: Any) -> tuple[Any, bool]:
             raise ValueError(f"config.model.conditional=True but dataset {info.name!r} has no "
                              "labels.")
         overrides.setdefault("num_classes", info.num_classes)
-    if cls is models.UNet:
+    if cfg["name"] == "transformer":
+        if not _is_discrete(process) or len(info.shape) != 1:
+            raise ValueError(f"config.model.name='transformer' needs a discrete process "
+                             f"(process.name masked or d3pm_*) and token sequences [L]; dataset "
+                             f"{info.name!r} has examples of shape {info.shape}.")
+        overrides.setdefault("vocab_size", process.num_states)
+        overrides.setdefault("num_outputs", process.vocab_size)
+        overrides.setdefault("max_len", info.shape[0])
+    elif cls is models.Transformer:
+        if len(info.shape) != 3 or info.shape[0] != info.shape[1] or _is_discrete(process):
+            raise ValueError(f"config.model.name='dit' needs a Gaussian process and square "
+                             f"images [H, W, C]; dataset {info.name!r} has examples of shape "
+                             f"{info.shape}.")
+        overrides.setdefault("image_size", info.shape[0])
+        overrides.setdefault("num_channels", info.shape[-1])
+    elif cls is models.UNet:
         if len(info.shape) != 3 or info.shape[0] != info.shape[1]:
             raise ValueError(f"config.model.name='unet' needs square images [H, W, C]; dataset "
                              f"{info.name!r} has examples of shape {info.shape}.")
@@ -410,6 +475,11 @@ def _solver_options(cfg: Mapping[str, Any], *keys: str) -> dict[str, Any]:
     return {k: cfg[k] for k in keys if cfg.get(k) is not None}
 
 
+DISCRETE_SAMPLERS = ("ancestral", "tau_leaping")
+"""``sample.solver`` of the discrete processes: the ``method`` of
+:func:`diffax.discrete.sample`."""
+
+
 def _solvers(cfg: Mapping[str, Any]) -> dict[str, Callable[[], Any]]:
     opts = functools.partial(_solver_options, cfg)
     order = {"order": cfg.get("order", 2)}
@@ -433,6 +503,7 @@ def _solvers(cfg: Mapping[str, Any]) -> dict[str, Callable[[], Any]]:
         "deis": lambda: samplers.DEIS(**order),
         "ipndm": lambda: samplers.IPNDM(**order),
         "lms": lambda: samplers.LMS(**order),
+        **{name: (lambda name=name: name) for name in DISCRETE_SAMPLERS},
     }
 
 
@@ -580,7 +651,7 @@ def build_experiment(config: Any) -> Experiment:
             raise ValueError(f"config key `{key}` is required.")
     process = build_process(section(config, "process"))
     info = build_dataset_info(section(config, "data"))
-    model, conditional = build_model(section(config, "model"), info)
+    model, conditional = build_model(section(config, "model"), info, process)
     dropout = float(getattr(model.config, "dropout", 0.0)) > 0
     loss = build_loss(section(config, "loss"), process, conditional=conditional,
                       dropout_key=dropout,
@@ -589,6 +660,11 @@ def build_experiment(config: Any) -> Experiment:
     optimizer, schedule = build_optimizer(optim, num_steps=int(config.train.num_steps))
     ema_decays = tuple(float(d) for d in optim.get("ema_decays", (0.9999,)))
     solver, sample_steps = build_solver(section(config, "sample"))
+    if _is_discrete(process) != isinstance(solver, str):
+        raise ConfigError("sample.solver", f"config.sample.solver={solver!r} does not fit "
+                          f"process {type(process).__name__}: discrete processes take "
+                          f"{' or '.join(map(repr, DISCRETE_SAMPLERS))}, the others a "
+                          f"Gaussian solver.")
     apply_fn = models.apply_fn(model)
     return Experiment(
         process=process, loss=loss, model=model, apply_fn=apply_fn,
@@ -752,7 +828,9 @@ def _check_model(cfg: dict[str, Any]) -> bool:
 
     _check_keys(cfg, "model", {"name", "variant", "conditional", "kwargs"})
     variants = _choice(cfg, "model", "name", {"unet": models.UNET_VARIANTS,
-                                              "mlp": models.MLP_VARIANTS})
+                                              "mlp": models.MLP_VARIANTS,
+                                              "transformer": models.TRANSFORMER_VARIANTS,
+                                              "dit": models.TRANSFORMER_VARIANTS})
     variant = _string(cfg, "model", "variant", "tiny")
     if variant not in variants:
         raise ConfigError("model.variant", f"config.model.variant={variant!r} is not one of "
