@@ -29,7 +29,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
          "end_learning_rate": 1e-4, "grad_clip": 1.0, "ema_decays": (0.99,),
          "ema_warmup": True, "weight_decay": 0.0})
     cfg.train = ml_collections.ConfigDict(
-        {"num_steps": 1000, "batch_size": 16, "checkpoint_every": 200,
+        {"num_steps": 800, "batch_size": 16, "checkpoint_every": 200,
          "log_every": 50, "sample_every": 0, "n_jitted_steps": 1, "keep_last": 6})
     cfg.data = ml_collections.ConfigDict({"name": "pydoc_text"})
     cfg.sample = ml_collections.ConfigDict(dict(SAMPLE_DEFAULTS, solver="ancestral",

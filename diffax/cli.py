@@ -41,7 +41,14 @@ sampling and computing likelihoods; ``feature_dim`` [16]: PCA components; ``num_
 [256]: directions of the sliced Wasserstein distance; ``likelihood`` [True]: include the NLL in
 ``diffax eval``; ``likelihood_examples`` [1000]: held-out examples for the NLL (at most the
 split); ``divergence`` [exact]: exact | hutchinson; ``num_probes`` [1]; ``rtol`` [1e-5];
-``atol`` [1e-5]; ``dequantize`` [True]: uniform dequantization of 8-bit images for the NLL.
+``atol`` [1e-5]; ``dequantize`` [True]: uniform dequantization of 8-bit images for the NLL;
+``nelbo_steps`` [0: all]: discrete D3PM processes, step terms of the held-out NELBO.
+
+Discrete processes (``process.name`` masked | d3pm_*, tokens ``[N, L]``): ``sample`` writes
+int32 tokens (``range`` = (0, K - 1)) and, for text, ``samples/<tag>.txt``; ``eval`` writes
+``eval/metrics.json`` with the held-out NELBO in bits per token (``likelihood_examples``
+sequences, ``num_probes`` draws each) next to add-one and Kneser-Ney n-gram baselines fitted on
+the training split, throughput, and ``eval/samples.txt``.
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ EVAL_DEFAULTS: dict[str, Any] = {
     "rtol": 1e-5,
     "atol": 1e-5,
     "dequantize": True,
+    "nelbo_steps": 0,
 }
 
 #: Defaults of the ``sample`` section filled into a stored config so that every key can be
@@ -295,6 +303,9 @@ def _check_eval_section(config: Any) -> dict[str, Any]:
         v = cfg[key]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise UsageError(f"config.eval.{key} must be an integer >= 1, got {v!r}")
+    v = cfg["nelbo_steps"]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise UsageError(f"config.eval.nelbo_steps must be an integer >= 0, got {v!r}")
     if cfg["divergence"] not in ("exact", "hutchinson"):
         raise UsageError(f"config.eval.divergence={cfg['divergence']!r} is not one of "
                          "'exact', 'hutchinson'")
@@ -561,6 +572,12 @@ def _generate(trained: _Trained, params: Any, *, num: int, batch_size: int, seed
     num_classes = exp.data_info.num_classes if exp.conditional else None
 
     def run(params, key):
+        if isinstance(exp.solver, str):  # a discrete process
+            from diffax import discrete
+
+            res = discrete.sample(key, exp.process, exp.loss.denoiser(exp.apply_fn, params),
+                                  shape=shape, num_steps=exp.sample_steps, method=exp.solver)
+            return res.x, res.nfe
         k_init, k_solve = jax.random.split(key)
         x_init = exp.process.prior_sample(k_init, shape)
         x_init = jax.lax.with_sharding_constraint(x_init, _batch_sharding(trained.mesh, batch))
@@ -597,6 +614,8 @@ def _to_data_range(exp: Any, config: Any, x: Any) -> tuple[Any, tuple[float, flo
     if exp.data_info.is_image:
         value_range = tuple(_section(config, "data").get("value_range", (-1.0, 1.0)))
         return data.from_model_range(x, value_range), (0.0, 255.0)
+    if isinstance(exp.solver, str):  # tokens of a discrete process
+        return np.asarray(x, np.int32), (0.0, float(exp.process.vocab_size - 1))
     return np.asarray(x, np.float32), (-math.inf, math.inf)
 
 
@@ -664,6 +683,8 @@ def do_sample(trained: _Trained, workdir: str) -> dict[str, Any]:
     npz = os.path.join(workdir, "samples", tag + ".npz")
     _write_npz(npz, x=x_data, range=np.asarray(value_range, np.float64),
                nfe=np.int64(nfe), step=np.int64(trained.step))
+    if isinstance(trained.exp.solver, str):
+        _write_token_text(trained.exp, x_data, os.path.join(workdir, "samples", tag + ".txt"))
     title = f"{trained.exp.data_info.name}, step {trained.step}, {solver} NFE {nfe}"
     png = _plot(trained, x_data, os.path.join(workdir, "samples", tag + ".png"), title)
     return {"npz": npz, "png": png, "num_samples": num, "nfe": nfe, "seconds": seconds,
@@ -812,6 +833,8 @@ def do_eval(trained: _Trained, workdir: str, *, likelihood: dict[str, Any] | Non
 
     from diffax.evaluation import metrics
 
+    if isinstance(trained.exp.solver, str):
+        return _do_discrete_eval(trained, workdir)
     exp, config = trained.exp, trained.config
     eval_cfg = _check_eval_section(config)
     info = exp.data_info
@@ -878,6 +901,64 @@ def do_eval(trained: _Trained, workdir: str, *, likelihood: dict[str, Any] | Non
         result["nll"] = {k: v for k, v in likelihood.items() if k != "path"}
         result["nfe"]["likelihood_mean"] = likelihood["nfe"]
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+    path = os.path.join(workdir, "eval", "metrics.json")
+    _write_json(path, result)
+    result["path"] = path
+    return result
+
+
+def _write_token_text(exp: Any, x: Any, path: str) -> str:
+    """One decoded sample per line for text data (``pydoc_text``); nothing otherwise."""
+    if exp.data_info.name != "pydoc_text":
+        return ""
+    from diffax import data
+
+    with open(path, "w") as f:
+        f.write("\n".join(data.decode_text(row) for row in x) + "\n")
+    return path
+
+
+def _do_discrete_eval(trained: _Trained, workdir: str) -> dict[str, Any]:
+    """Held-out NELBO (bits per token) next to n-gram baselines, samples and throughput."""
+    import jax
+
+    from diffax.discrete import evaluation
+
+    exp, config = trained.exp, trained.config
+    eval_cfg = _check_eval_section(config)
+    split = eval_cfg["split"]
+    test = _held_out(exp, config, split, eval_cfg["likelihood_examples"])["x"]
+    train = _held_out(exp, config, "train")["x"]
+    baselines = evaluation.ngram_baselines(train, test, vocab_size=exp.process.vocab_size)
+    params = _params(trained)
+    bar = _Bar("NELBO", len(test))
+    steps = eval_cfg["nelbo_steps"] or None
+    model = evaluation.held_out_nelbo(
+        jax.random.fold_in(jax.random.key(int(config.seed)), 7), exp.process,
+        lambda p: exp.loss.denoiser(exp.apply_fn, p), params, test,
+        batch_size=eval_cfg["batch_size"], num_samples=eval_cfg["num_probes"], steps=steps,
+        progress=bar.update)
+    bar.close()
+    num = eval_cfg["num_samples"]
+    x, nfe, seconds = _generate(trained, params, num=num, batch_size=eval_cfg["batch_size"],
+                                seed_tag=2, label="eval samples")
+    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+    text = _write_token_text(exp, x, os.path.join(workdir, "eval", "samples.txt"))
+    length = int(test.shape[1])
+    result = {
+        "step": trained.step,
+        "data": {"name": exp.data_info.name, "held_out_split": split,
+                 "num_held_out": int(len(test)), "num_train": int(len(train)),
+                 "sequence_length": length},
+        "nelbo": dict(model, unit="bits per token", num_probes=eval_cfg["num_probes"],
+                      steps=steps),
+        "baselines": baselines,
+        "samples": {"num": int(num), "solver": exp.solver, "num_steps": int(exp.sample_steps),
+                    "nfe": int(nfe), "seconds": seconds,
+                    "tokens_per_second": num * length / max(seconds, 1e-9),
+                    "text": text or None},
+        "table": evaluation.format_table(model, baselines),
+    }
     path = os.path.join(workdir, "eval", "metrics.json")
     _write_json(path, result)
     result["path"] = path
@@ -977,7 +1058,7 @@ def _cmd_likelihood(argv: Sequence[str]) -> int:
 def _cmd_eval(argv: Sequence[str]) -> int:
     trained, fv = _load("eval", argv)
     out = do_eval(trained, _require_workdir(fv))
-    _say(_summary_table(out))
+    _say(out["table"] if "table" in out else _summary_table(out))
     _say(f"diffax eval: -> {out['path']}")
     return 0
 
