@@ -62,7 +62,7 @@ def d3pm_vb_term(process: D3PM, x0: jax.Array, x_t: jax.Array, t: jax.Array,
 def d3pm_prior_term(process: D3PM, x0: jax.Array) -> jax.Array:
     """``KL(q(x_T | x0) || p(x_T))`` summed over tokens, ``[B]``."""
     q = process.marginal_probs(x0, process.num_steps)
-    return jnp.sum(_kl(q, process.prior_probs().astype(q.dtype)), axis=-1)
+    return jnp.sum(_kl(q, process.prior_probs().astype(q.dtype)[None, None, :]), axis=-1)
 
 
 def _check_batch(process: Any, batch: Any, where: str) -> jax.Array:
