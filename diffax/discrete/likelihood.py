@@ -19,7 +19,7 @@ import numpy as np
 from diffax._checks import check_key
 from diffax.discrete.denoiser import DiscreteDenoiser
 from diffax.discrete.losses import d3pm_prior_term, d3pm_vb_term, masked_nelbo_term
-from diffax.discrete.processes import D3PM, DiscreteProcess, Masked, check_tokens
+from diffax.discrete.processes import DiscreteProcess, Masked, check_tokens
 
 __all__ = ["nelbo"]
 

@@ -70,7 +70,8 @@ def check_probs(p: Any, *, name: str, shape: tuple[int, ...], where: str = "") -
         raise TypeError(f"{_where(where)}`{name}` must be a float array of probabilities, got "
                         f"dtype {dtype}.")
     got = tuple(jnp.shape(p))
-    if len(got) != len(shape) or any(s is not None and g != s for g, s in zip(got, shape)):
+    if len(got) != len(shape) or any(
+            s is not None and g != s for g, s in zip(got, shape, strict=True)):
         want = "[" + ", ".join("?" if s is None else str(s) for s in shape) + "]"
         raise ValueError(f"{_where(where)}`{name}` must have shape {want}, got {list(got)}.")
     return jnp.asarray(p)
