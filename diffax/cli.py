@@ -683,10 +683,13 @@ def do_sample(trained: _Trained, workdir: str) -> dict[str, Any]:
     npz = os.path.join(workdir, "samples", tag + ".npz")
     _write_npz(npz, x=x_data, range=np.asarray(value_range, np.float64),
                nfe=np.int64(nfe), step=np.int64(trained.step))
-    if isinstance(trained.exp.solver, str):
-        _write_token_text(trained.exp, x_data, os.path.join(workdir, "samples", tag + ".txt"))
     title = f"{trained.exp.data_info.name}, step {trained.step}, {solver} NFE {nfe}"
-    png = _plot(trained, x_data, os.path.join(workdir, "samples", tag + ".png"), title)
+    if isinstance(trained.exp.solver, str):
+        png = _write_token_text(trained.exp, x_data,
+                                os.path.join(workdir, "samples", tag + ".txt"))
+        png = png if png.endswith(".png") else ""
+    else:
+        png = _plot(trained, x_data, os.path.join(workdir, "samples", tag + ".png"), title)
     return {"npz": npz, "png": png, "num_samples": num, "nfe": nfe, "seconds": seconds,
             "x": x_data, "solver": solver, "num_steps": trained.exp.sample_steps}
 
@@ -908,10 +911,21 @@ def do_eval(trained: _Trained, workdir: str, *, likelihood: dict[str, Any] | Non
 
 
 def _write_token_text(exp: Any, x: Any, path: str) -> str:
-    """One decoded sample per line for text data (``pydoc_text``); nothing otherwise."""
+    """One decoded sample per line for text data (``pydoc_text``); for ``digits_tokens`` a PNG
+    grid of the images (next to ``path``); nothing otherwise."""
+    import numpy as np
+
+    from diffax import data
+
+    if exp.data_info.name == "digits_tokens":
+        from diffax.evaluation import plots
+
+        images = data.digits_to_uint8(np.asarray(x).reshape(-1, 8, 8, 1))
+        grid = plots.image_grid(images[:256], value_range=(0, 255), scale=8, pad=4,
+                                background=128)
+        return plots.write_png(os.path.splitext(path)[0] + ".png", grid)
     if exp.data_info.name != "pydoc_text":
         return ""
-    from diffax import data
 
     with open(path, "w") as f:
         f.write("\n".join(data.decode_text(row) for row in x) + "\n")
@@ -1048,6 +1062,9 @@ def _cmd_likelihood(argv: Sequence[str]) -> int:
     if _likelihood_fn() is None:
         raise UsageError("diffax.likelihood is not available in this installation")
     trained, fv = _load("likelihood", argv)
+    if isinstance(trained.exp.solver, str):
+        raise UsageError("diffax likelihood: a discrete process has no probability-flow ODE; "
+                         "`diffax eval` reports its held-out NELBO")
     out = do_likelihood(trained, _require_workdir(fv))
     _say(f"diffax likelihood: NLL {out['value']:.4f} ± {out['stderr']:.4f} {out['unit']} on "
          f"{out['num_examples']} {out['split']} examples (mean NFE {out['nfe']:.0f}) -> "
@@ -1202,6 +1219,7 @@ _register(
     + "  --config.sample.solver=S     euler | heun | ddim | ddpm | euler_maruyama | "
     "reverse_diffusion | pc | edm_stochastic | adaptive\n"
     "                               | dpm_solver | dpm_solver_pp | unipc | deis | ipndm | lms\n"
+    "                               (discrete processes: ancestral | tau_leaping)\n"
     "  --config.sample.num_steps=N  solver steps\n"
     "  --config.sample.schedule=S   default | time_uniform | quadratic | log_snr | karras "
     "(rho=X)\n"
@@ -1226,7 +1244,8 @@ _register(
     "whitened PCA feature space fitted on the training split, sliced Wasserstein distance, "
     "nearest-training-example distance; adds the NLL (eval.likelihood) and the NFE; writes "
     "DIR/eval/metrics.json. `reference` holds the same metrics for training examples (the "
-    "floor) and for the untrained network (the baseline).",
+    "floor) and for the untrained network (the baseline). Discrete processes: held-out "
+    "NELBO in bits per token next to n-gram baselines, and sample text.",
     _WORKDIR_HELP + "  --config.sample.*            the sampler, as for `diffax sample`\n"
     + _eval_keys_help() + _POST_HELP,
     _cmd_eval)

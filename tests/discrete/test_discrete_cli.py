@@ -30,6 +30,10 @@ def test_tiny_train_sample_eval(name, vocab, length, tmp_path, data_dir, capsys,
     assert out["x"].dtype == np.int32 and out["x"].shape == (8, length)
     assert out["x"].min() >= 0 and out["x"].max() < vocab
     assert tuple(out["range"]) == (0.0, vocab - 1.0)
+    if name == "digits_d3pm":  # the tokens drawn as 8x8 images
+        assert any(f.endswith(".png") for f in os.listdir(os.path.join(wd, "samples")))
+    assert cli.main(["likelihood", f"--workdir={wd}"]) == 2  # no ODE: points to `eval`
+    assert "diffax eval" in capsys.readouterr().err
     assert cli.main(["eval", f"--workdir={wd}"]) == 0
     printed = capsys.readouterr().out
     assert "diffusion NELBO" in printed and "trigram, Kneser-Ney" in printed

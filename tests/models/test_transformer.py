@@ -47,3 +47,23 @@ def test_dit_patches_round_trip_shapes_and_errors():
     tok = models.Transformer.from_variant("tiny", vocab_size=5, max_len=4)
     with pytest.raises(ValueError, match="max_len"):
         tok.apply(tok.init_params(jax.random.key(0)), jnp.zeros((1, 5), jnp.int32), 0.5)
+
+
+def test_dit_is_a_model_for_the_gaussian_processes():
+    # config.model.name = "dit" on 8x8 digits with a VP process: a train step's loss traces.
+    from diffax import data
+    from diffax.train import build
+
+    info = data.DataInfo(name="digits", shape=(8, 8, 1), dtype="uint8", is_image=True,
+                         value_range=(0.0, 255.0), num_classes=10, class_names=None,
+                         num_examples={}, x_key="image", label_key="label")
+    process = build.build_process({"name": "vp"})
+    model, _ = build.build_model({"name": "dit", "variant": "tiny"}, info, process)
+    assert model.config.image_size == 8 and model.config.vocab_size is None
+    loss = build.build_loss({}, process).bind(models.apply_fn(model))
+    params = jax.eval_shape(model.init, jax.random.key(0), *model.example_inputs())
+    value, _ = jax.eval_shape(loss, params, jax.random.key(0), {"x": jnp.zeros((4, 8, 8, 1))})
+    assert value.shape == ()
+    with pytest.raises(ValueError, match="dit"):
+        build.build_model({"name": "dit"}, info, build.build_process(
+            {"name": "masked", "vocab_size": 3}))
