@@ -47,6 +47,10 @@ class TransformerConfig:
         num_heads: attention heads (divide ``width``).
         mlp_ratio: hidden width of the MLPs over ``width``.
         time_scale: ``t`` is multiplied by this before the sinusoidal embedding.
+        distance_bias: add ``-slope_h * |i - j|`` to the attention logits of head ``h``
+            (ALiBi's slopes ``2^(-8 (h + 1) / num_heads)``, symmetric for bidirectional
+            attention; Press et al. 2022) on top of the learned positions: every head starts
+            local, which a character model needs early.
         dropout: dropout rate on the residual branches (``train=True`` only).
         num_classes: classes of a conditional model (``None``: unconditional); label
             ``num_classes`` is the null label.
@@ -72,6 +76,7 @@ class TransformerConfig:
     num_heads: int = 4
     mlp_ratio: int = 4
     time_scale: float = 1000.0
+    distance_bias: bool = False
     dropout: float = 0.0
     num_classes: int | None = None
     dtype: Any = jnp.float32
@@ -115,6 +120,27 @@ def _modulate(x: Array, shift: Array, scale: Array) -> Array:
     return x * (1.0 + scale[:, None, :]) + shift[:, None, :]
 
 
+class _DistanceBiasedAttention(nn.Module):
+    """Bidirectional multi-head self-attention with ALiBi's symmetric distance penalty."""
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        cfg = self.config
+        b, n, _ = x.shape
+        heads, dh = cfg.num_heads, cfg.width // cfg.num_heads
+        qkv = nn.DenseGeneral((3, heads, dh), dtype=cfg.dtype, name="qkv")(x)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]            # [B, N, H, Dh]
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(jnp.asarray(dh, cfg.dtype))
+        slopes = 2.0 ** (-8.0 * jnp.arange(1, heads + 1) / heads)
+        dist = jnp.abs(jnp.arange(n)[:, None] - jnp.arange(n)[None, :])
+        logits = logits - (slopes[:, None, None] * dist[None]).astype(logits.dtype)[None]
+        weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(cfg.dtype)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+        return nn.DenseGeneral(cfg.width, axis=(-2, -1), dtype=cfg.dtype, name="out")(out)
+
+
 class _Block(nn.Module):
     config: TransformerConfig
 
@@ -127,8 +153,11 @@ class _Block(nn.Module):
         norm = lambda name: nn.LayerNorm(epsilon=1e-6, use_bias=False, use_scale=False,
                                          dtype=cfg.dtype, name=name)
         a = _modulate(norm("norm_attn")(h), sa, ca)
-        a = nn.MultiHeadDotProductAttention(num_heads=cfg.num_heads, dtype=cfg.dtype,
-                                            name="attn")(a, a)
+        if cfg.distance_bias:
+            a = _DistanceBiasedAttention(cfg, name="attn")(a)
+        else:
+            a = nn.MultiHeadDotProductAttention(num_heads=cfg.num_heads, dtype=cfg.dtype,
+                                                name="attn")(a, a)
         a = nn.Dropout(cfg.dropout, deterministic=not train)(a)
         h = h + ga[:, None, :] * a
         m = _modulate(norm("norm_mlp")(h), sm, cm)
@@ -246,7 +275,8 @@ VARIANTS: dict[str, TransformerConfig] = {
     # For tests: compiles in a second or two.
     "tiny": TransformerConfig(width=32, depth=2, num_heads=2, mlp_ratio=2),
     # Character-level models on 2 shared CPU cores (the text8_* configs).
-    "small": TransformerConfig(width=128, depth=4, num_heads=4, mlp_ratio=4),
+    "small": TransformerConfig(width=128, depth=4, num_heads=4, mlp_ratio=4,
+                               distance_bias=True),
     # DiT-S/2-like width for images or longer runs on an accelerator.
     "base": TransformerConfig(width=384, depth=12, num_heads=6, mlp_ratio=4),
 }

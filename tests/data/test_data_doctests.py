@@ -11,6 +11,7 @@ MODULES = [
     "diffax.data._digits",
     "diffax.data._image_folder",
     "diffax.data._pipeline",
+    "diffax.data._text",
     "diffax.data._toy2d",
 ]
 
