@@ -11,7 +11,7 @@ the NELBO (50 stratified step terms per sequence, an unbiased estimate of the su
 
 import ml_collections
 
-from diffax.cli import EVAL_DEFAULTS, SAMPLE_DEFAULTS
+from diffax.train.options import EVAL_DEFAULTS, SAMPLE_DEFAULTS
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:

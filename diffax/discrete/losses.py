@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from diffax.discrete.denoiser import as_denoiser
 from diffax.discrete.processes import D3PM, Masked, check_tokens
 
-__all__ = ["MaskedDiffusionLoss", "D3PMHybridLoss", "masked_nelbo_term", "d3pm_vb_term",
+__all__ = ["MaskedDiffusionLoss", "D3PMHybridLoss", "Logits", "masked_nelbo_term", "d3pm_vb_term",
            "d3pm_prior_term"]
 
 _TINY = 1e-30
@@ -77,6 +77,16 @@ def _net(apply_fn: Callable[..., jax.Array], params: Any, cond: dict[str, Any]):
     return lambda x, t: apply_fn(params, x, t, **cond)
 
 
+@dataclasses.dataclass(frozen=True)
+class Logits:
+    """The network -> denoiser map of the discrete losses: logits through
+    :func:`~diffax.discrete.as_denoiser` (what ``Experiment.denoiser`` calls)."""
+
+    def denoiser(self, apply_fn: Callable[..., jax.Array], params: Any, process: Any,
+                 **cond: Any):
+        return as_denoiser(_net(apply_fn, params, cond), process)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MaskedDiffusionLoss:
     """MDLM's continuous-time weighted cross-entropy for :class:`~diffax.discrete.Masked`.
@@ -102,6 +112,7 @@ class MaskedDiffusionLoss:
     process: Masked
     t_eps: float = 1e-3
     low_discrepancy: bool = True
+    parameterization: Logits = dataclasses.field(default_factory=Logits)
 
     def __post_init__(self):
         if not isinstance(self.process, Masked):
@@ -163,6 +174,7 @@ class D3PMHybridLoss:
 
     process: D3PM
     hybrid_coeff: float = 0.01
+    parameterization: Logits = dataclasses.field(default_factory=Logits)
 
     def __post_init__(self):
         if not isinstance(self.process, D3PM):
