@@ -63,6 +63,17 @@ from diffax.data._pipeline import (
     make_iterator,
     to_model_range,
 )
+from diffax.data._text import (
+    TEXT_ALPHABET,
+    TEXT_SEQ_LEN,
+    DigitsTokens,
+    PydocText,
+    corpus_splits,
+    decode_text,
+    encode_text,
+    normalize_text,
+    pydoc_corpus,
+)
 from diffax.data._toy2d import (
     EIGHT_GAUSSIANS_MEANS,
     EIGHT_GAUSSIANS_STD,
@@ -82,6 +93,15 @@ __all__ = [
     "DataInfo",
     "DatasetNotPreparedError",
     "Digits",
+    "DigitsTokens",
+    "PydocText",
+    "TEXT_ALPHABET",
+    "TEXT_SEQ_LEN",
+    "corpus_splits",
+    "decode_text",
+    "encode_text",
+    "normalize_text",
+    "pydoc_corpus",
     "EIGHT_GAUSSIANS_MEANS",
     "EIGHT_GAUSSIANS_STD",
     "IMAGE_EXTENSIONS",

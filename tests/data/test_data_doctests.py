@@ -12,6 +12,7 @@ MODULES = [
     "diffax.data._image_folder",
     "diffax.data._phantoms",
     "diffax.data._pipeline",
+    "diffax.data._text",
     "diffax.data._toy2d",
 ]
 
