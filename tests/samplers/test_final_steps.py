@@ -89,7 +89,7 @@ def test_multistep_beats_ddim_on_ddpm_grids(x64, problem, name, order):
 
 def test_old_rule_fails_where_step_ratio_does_not(x64, problem):
     """The issue's failure: UniPC(order=3) at full order on the 25-step linspace grid ending
-    at t_min (last log-SNR step 2.67, the one before 0.65) is worse than DDIM."""
+    at t_min (last step 2.67 in the half log-SNR, the one before 0.65) is worse than DDIM."""
     p, gm, x = problem["p"], problem["gm"], problem["x"]
     grids, refs, ddim = problem[25]
     old = _rms(_run(S.UniPC(order=3, lower_order_final=True), p, gm, x, grids[:1]), refs[:1])
@@ -101,11 +101,11 @@ def test_issue_grid_is_linspace_spacing(x64):
     k = np.linspace(0, 999, 26).round()[::-1][:-1]
     np.testing.assert_allclose(np.asarray(Spacing(spacing="linspace")(p, 25)),
                                np.append((k + 1) / 1000, p.t_min), rtol=0, atol=1e-15)
-    assert diffusers_timesteps("leading", 1000, 10).tolist() == list(range(990, 0, -90))
+    assert diffusers_timesteps("leading", 1000, 10).tolist() == list(range(900, 0, -90))
     assert diffusers_timesteps("leading", 1000, 4, ddim=True, steps_offset=1).tolist() == [
         751, 501, 251, 1]
     lam = 0.5 * np.asarray(p.log_snr(Spacing(spacing="linspace")(p, 25)))
-    np.testing.assert_allclose(np.diff(2 * lam)[-2:], [0.65, 2.67], atol=0.01)
+    np.testing.assert_allclose(np.diff(lam)[-2:], [0.65, 2.67], atol=0.01)  # the issue's
 
 
 def test_denoise_final_counted_equals_grid_to_zero(x64):
@@ -149,15 +149,17 @@ def test_orders_rule_sets_every_step(x64):
 
 def test_deis_variants_beat_ddim(x64):
     """DEIS-3 with the polynomial in time (tAB) and in the log-SNR (diffusers' logrho) are
-    different methods, and both beat DDIM on a 25-step trailing DDPM grid."""
+    different methods, and with the step-ratio rule both beat DDIM on a 25-step trailing DDPM
+    grid (without it the log-SNR variant does not: 0.14 against DDIM's 0.066)."""
     p = diffax.DiscreteVP.linear()
     gm = _mixture()
     x = p.prior_sample(jax.random.key(3), (64, 4))
     grid = Spacing(spacing="trailing")(p, 25)
     ref = log_snr_reference(p, gm.denoiser(p), x, t_start=1.0, t_end=p.t_min)
     errs = {}
-    for name, s in (("ddim", S.DDIM()), ("time", S.DEIS(order=3)),
-                    ("lam", S.DEIS(order=3, interpolation="log_snr"))):
+    rule = S.StepRatio()  # without a lower-order rule, order 3 into t_min loses to DDIM
+    for name, s in (("ddim", S.DDIM()), ("time", S.DEIS(order=3, lower_order_final=rule)),
+                    ("lam", S.DEIS(order=3, interpolation="log_snr", lower_order_final=rule))):
         out = diffax.sample(None, p, gm.denoiser(p), x, solver=s, schedule=grid).x
         errs[name] = float(jnp.sqrt(jnp.mean(jnp.square(out - ref))))
     assert errs["lam"] < errs["ddim"] and errs["time"] < errs["ddim"], errs
