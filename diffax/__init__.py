@@ -47,8 +47,8 @@ from diffax.samplers import SampleResult, sample
 __version__ = "0.1.0"
 
 # Subpackages with heavy dependencies (orbax, tensorflow-datasets, grain, matplotlib) load on
-# first use: ``diffax.train``, ``diffax.data``, ``diffax.evaluation``.
-_LAZY_SUBMODULES = ("train", "data", "evaluation", "tasks")
+# first use: ``diffax.train``, ``diffax.data``, ``diffax.evaluation``, ``diffax.interop``.
+_LAZY_SUBMODULES = ("train", "data", "evaluation", "tasks", "interop")
 
 
 def __getattr__(name):
@@ -80,6 +80,7 @@ __all__ = [
     "data",
     "evaluation",
     "tasks",
+    "interop",
     # processes
     "Process",
     "VP",

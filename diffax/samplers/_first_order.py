@@ -88,6 +88,7 @@ class DDIM(Solver):
     eta: Any = 0.0
     order = 1
     nfe_per_step = 1
+    reaches_clean_data = True
 
     def __post_init__(self):
         v = concrete_value(self.eta)
@@ -133,6 +134,7 @@ class DDPM(Solver):
     order = 1
     nfe_per_step = 1
     stochastic = True
+    reaches_clean_data = True
 
     def step(self, process, denoiser, x, state, ctx: StepContext):
         return ancestral_step(process, denoiser, x, ctx, ctx.key), state, jnp.int32(1)
