@@ -22,6 +22,7 @@ from diffax.samplers._exponential import History
 from diffax.samplers._first_order import DDIM, DDPM, Euler
 from diffax.samplers._multistep import DEIS, IPNDM, LMS
 from diffax.samplers._run import SampleResult, sample
+from diffax.samplers._sscs import SSCS
 from diffax.samplers._stochastic import (
     EulerMaruyama,
     Langevin,
@@ -53,6 +54,7 @@ __all__ = [
     "DEIS",
     "IPNDM",
     "LMS",
+    "SSCS",
     "History",
     # interface for new solvers
     "Solver",
