@@ -488,7 +488,7 @@ class HSMLoss:
         (``lambda = Gamma beta``).
       parameterization: a :class:`CLDPredict`.
       reduce_mean: average over coordinates instead of summing.
-      data_key, cond_keys: as in :class:`diffax.losses.DenoisingLoss`.
+      data_key, cond_keys, key_arg: as in :class:`diffax.losses.DenoisingLoss`.
 
     Example:
       >>> import jax, jax.numpy as jnp, diffax
@@ -505,6 +505,7 @@ class HSMLoss:
     reduce_mean: bool = static_field(default=True)
     data_key: str = static_field(default="x")
     cond_keys: tuple[str, ...] = static_field(default=("label",))
+    key_arg: str | None = static_field(default=None)
 
     def __post_init__(self):
         if not isinstance(self.process, CLD):
@@ -522,12 +523,15 @@ class HSMLoss:
         return self.parameterization.denoiser(apply_fn, params, self.process, **cond)
 
     def per_example(self, apply_fn: ApplyFn, params: PyTree, x0: Array, t: Array,
-                    eps_x: Array, eps_v: Array, *, cond: Mapping[str, Any] | None = None
-                    ) -> Array:
+                    eps_x: Array, eps_v: Array, *, cond: Mapping[str, Any] | None = None,
+                    key: PRNGKey | None = None) -> Array:
         """The weighted HSM loss ``[B]`` at given times and noise."""
         process, par = self.process, self.parameterization
         u, ell = process._perturb(x0, t, eps_x, eps_v)
-        out = par.network_output(apply_fn, params, u, t, **dict(cond or {}))
+        kwargs = dict(cond or {})
+        if self.key_arg is not None:
+            kwargs[self.key_arg] = key
+        out = par.network_output(apply_fn, params, u, t, **kwargs)
         if out.shape != x0.shape:
             raise ValueError(f"HSMLoss: the network returned shape {out.shape} for data of "
                              f"shape {x0.shape}; it must return the data's shape.")
@@ -557,13 +561,13 @@ class HSMLoss:
             raise ValueError(f"HSMLoss: the data must be a non-empty floating-point batch "
                              f"[B, ...], got shape {x0.shape} and dtype {x0.dtype}.")
         check_finite_examples(x0, name="batch", where="HSMLoss")
-        k_t, k_eps = jax.random.split(key)
+        k_t, k_eps, k_net = jax.random.split(key, 3)
         tdtype = jnp.promote_types(x0.dtype, jnp.float32)
         lo = jnp.asarray(self.process.t_min, tdtype)
         hi = jnp.asarray(self.process.t_max, tdtype)
         t = lo + jax.random.uniform(k_t, x0.shape[:1], tdtype) * (hi - lo)
         eps = jax.random.normal(k_eps, (2,) + x0.shape, x0.dtype)
-        per = self.per_example(apply_fn, params, x0, t, eps[0], eps[1], cond=cond)
+        per = self.per_example(apply_fn, params, x0, t, eps[0], eps[1], cond=cond, key=k_net)
         return jnp.mean(per), {"t": t, "per_example": per}
 
     def bind(self, apply_fn: ApplyFn):

@@ -564,7 +564,7 @@ def _generate(trained: _Trained, params: Any, *, num: int, batch_size: int, seed
         k_init, k_solve = jax.random.split(key)
         x_init = exp.process.prior_sample(k_init, shape)
         x_init = jax.lax.with_sharding_constraint(x_init, _batch_sharding(trained.mesh, batch))
-        cond = {}
+        cond = {}  # (for CLD, x_init is the state (x, v); the constraint applies per leaf)
         if num_classes:
             cond["label"] = (jnp.arange(batch) + jax.random.randint(key, (), 0, num_classes)
                              ) % num_classes
@@ -572,7 +572,8 @@ def _generate(trained: _Trained, params: Any, *, num: int, batch_size: int, seed
         res = samplers.sample(k_solve, exp.process, D, x_init, solver=exp.solver,
                               num_steps=exp.sample_steps, schedule=exp.sample_schedule,
                               denoise_final=denoise_final)
-        return res.x, res.nfe
+        x = res.x[0] if isinstance(res.x, tuple) else res.x  # CLD's (x, v): the data part
+        return x, res.nfe
 
     run = trained.sample_fns.setdefault(batch, jax.jit(run))
     base = jax.random.fold_in(jax.random.key(int(config.seed)), seed_tag)

@@ -113,11 +113,12 @@ def test_tiny_variant_traces_a_train_step_and_the_sampler(name):
     assert jax.tree.structure(new_state) == jax.tree.structure(state)
     assert metrics["loss"].shape == ()
     x_init = jax.ShapeDtypeStruct((4, *exp.data_info.shape), np.float32)
-    sample = lambda params, x: samplers.sample(
+    state_init = x_init if exp.process.scalar_coefficients else (x_init, x_init)  # CLD: (x, v)
+    sample = lambda params, x: jax.tree.leaves(samplers.sample(
         jax.random.key(0), exp.process, exp.loss.denoiser(exp.apply_fn, params), x,
         solver=exp.solver, num_steps=exp.sample_steps,
-        denoise_final=bool(cfg.sample.denoise_final)).x
-    assert jax.eval_shape(sample, state.params, x_init).shape == x_init.shape
+        denoise_final=bool(cfg.sample.denoise_final)).x)[0]
+    assert jax.eval_shape(sample, state.params, state_init).shape == x_init.shape
 
 
 # digits_demo is left out: tests/test_cli.py::test_demo_tiny_writes_everything trains the same

@@ -62,7 +62,8 @@ from typing import Any
 import numpy as np
 import optax
 
-from diffax import losses, processes, samplers, schedules
+from diffax import cld, losses, processes, samplers, schedules
+from diffax.cld import CLD
 from diffax.processes import Process
 from diffax.train import step as step_lib
 from diffax.typing import ApplyFn
@@ -220,6 +221,7 @@ _PROCESSES: dict[str, tuple[Callable[..., Process], tuple[str, ...]]] = {
     "edm": (processes.EDM, ("sigma_min", "sigma_max", "sigma_data")),
     "rectified_flow": (processes.RectifiedFlow, ("t_min", "t_max")),
     "ddpm": (lambda **kw: _ddpm(kw), ("num_steps", "schedule", "beta_start", "beta_end", "s")),
+    "cld": (CLD, ("beta", "m_inv", "gamma", "t_min", "t_max")),
 }
 
 
@@ -284,6 +286,8 @@ def build_loss(cfg: Mapping[str, Any], process: Process, *, conditional: bool = 
       null_label: the model's "no label" index, for ``loss.p_uncond``.
     """
     cfg = dict(cfg)
+    if not process.scalar_coefficients:
+        return _build_hsm_loss(cfg, process, conditional=conditional, dropout_key=dropout_key)
     _check_keys(cfg, "loss", _LOSS_KEYS)
     sd = cfg.get("sigma_data")
     weighting = _choice(cfg, "loss", "weighting", _WEIGHTINGS, "eps")(sd)
@@ -323,6 +327,26 @@ def build_loss(cfg: Mapping[str, Any], process: Process, *, conditional: bool = 
         p_uncond=p_uncond, null_label=null_label if p_uncond > 0 else None)
 
 
+_HSM_WEIGHTINGS = {"eps": cld.EpsWeighting, "likelihood": cld.LikelihoodWeighting}
+
+
+def _build_hsm_loss(cfg: dict[str, Any], process: Any, *, conditional: bool,
+                    dropout_key: bool) -> cld.HSMLoss:
+    """CLD's hybrid score matching (``config.loss``: ``weighting`` eps | likelihood,
+    ``prediction`` eps | x0, ``time_scale`` [999], ``reduce_mean`` [True])."""
+    _check_keys(cfg, "loss", {"weighting", "prediction", "time_scale", "reduce_mean"})
+    weighting = _choice(cfg, "loss", "weighting", _HSM_WEIGHTINGS, "eps")()
+    prediction = cfg.get("prediction", "eps")
+    if prediction not in ("eps", "x0"):
+        raise ValueError(f"config.loss.prediction={prediction!r} is not one of 'eps', 'x0' "
+                         f"(process.name='cld').")
+    par = cld.CLDPredict(prediction=prediction, time_scale=float(cfg.get("time_scale", 999.0)))
+    return cld.HSMLoss(process=process, weighting=weighting, parameterization=par,
+                       reduce_mean=bool(cfg.get("reduce_mean", True)),
+                       cond_keys=("label",) if conditional else (),
+                       key_arg="key" if dropout_key else None)
+
+
 # --------------------------------------------------------------------------------------------
 # model
 
@@ -332,8 +356,11 @@ def _model_overrides(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in dict(kwargs).items()}
 
 
-def build_model(cfg: Mapping[str, Any], info: Any) -> tuple[Any, bool]:
-    """The Flax model of ``config.model`` for data described by ``info`` (a ``DataInfo``).
+def build_model(cfg: Mapping[str, Any], info: Any, *, input_copies: int = 1
+                ) -> tuple[Any, bool]:
+    """The Flax model of ``config.model`` for data described by ``info`` (a ``DataInfo``);
+    ``input_copies`` data-shaped arrays enter concatenated on the channel axis (CLD's
+    ``(x, v)``: 2).
 
     Returns:
       ``(model, conditional)``.
@@ -357,11 +384,15 @@ def build_model(cfg: Mapping[str, Any], info: Any) -> tuple[Any, bool]:
                              f"{info.name!r} has examples of shape {info.shape}.")
         overrides.setdefault("image_size", info.shape[0])
         overrides.setdefault("num_channels", info.shape[-1])
+        if input_copies != 1:
+            overrides.setdefault("in_channels", input_copies * info.shape[-1])
     else:
         if len(info.shape) != 1:
             raise ValueError(f"config.model.name='mlp' needs vectors [D]; dataset "
                              f"{info.name!r} has examples of shape {info.shape}.")
         overrides.setdefault("dim", info.shape[0])
+        if input_copies != 1:
+            overrides.setdefault("in_dim", input_copies * info.shape[0])
     variant = cfg.get("variant", "tiny")
     try:
         model = cls.from_variant(variant, **overrides)
@@ -433,6 +464,7 @@ def _solvers(cfg: Mapping[str, Any]) -> dict[str, Callable[[], Any]]:
         "deis": lambda: samplers.DEIS(**order),
         "ipndm": lambda: samplers.IPNDM(**order),
         "lms": lambda: samplers.LMS(**order),
+        "sscs": lambda: samplers.SSCS(final_step=bool(cfg.get("final_step", False))),
     }
 
 
@@ -446,7 +478,7 @@ _SCHEDULES: dict[str, Callable[[Mapping[str, Any]], Any]] = {
 
 _SAMPLE_KEYS = {"solver", "num_steps", "num_samples", "use_ema", "order", "eta", "snr",
                 "churn", "rtol", "atol", "denoise_final", "schedule", "rho", "method",
-                "variant", "corrector", "sde", "lower_order_final"}
+                "variant", "corrector", "sde", "lower_order_final", "final_step"}
 
 
 def build_solver(cfg: Mapping[str, Any]) -> tuple[Any, int]:
@@ -580,7 +612,9 @@ def build_experiment(config: Any) -> Experiment:
             raise ValueError(f"config key `{key}` is required.")
     process = build_process(section(config, "process"))
     info = build_dataset_info(section(config, "data"))
-    model, conditional = build_model(section(config, "model"), info)
+    model, conditional = build_model(
+        section(config, "model"), info,
+        input_copies=1 if process.scalar_coefficients else process.state_size)
     dropout = float(getattr(model.config, "dropout", 0.0)) > 0
     loss = build_loss(section(config, "loss"), process, conditional=conditional,
                       dropout_key=dropout,
