@@ -39,7 +39,7 @@ def test_marginal_matches_expm_and_lyapunov_integral(x64, beta, m_inv, gamma):
     p = diffax.CLD(beta=beta, m_inv=m_inv, gamma=gamma)
     a, gg = _matrices(beta, m_inv)
     x0 = jnp.array([[0.7, -1.2]])
-    for t in (1e-4, 1e-3, 0.05, 0.3, 1.0):
+    for t in (1e-4, 0.05, 1.0):
         e = expm(a * t)
         integral, _ = quad_vec(lambda s: expm(a * s) @ gg @ expm(a * s).T, 0.0, t,
                                epsabs=1e-14, epsrel=1e-13)
@@ -134,13 +134,12 @@ def test_hsm_loss_runs_with_both_weightings_and_concatenated_inputs():
         seen["shape"] = xv.shape
         return params * xv[..., :2]
 
-    for w in (EpsWeighting(), LikelihoodWeighting()):
-        for pred in ("eps", "x0"):
-            loss = HSMLoss(process=diffax.CLD(), weighting=w,
-                           parameterization=CLDPredict(prediction=pred))
-            value, aux = jax.jit(loss.bind(apply_fn))(0.5, jax.random.key(0),
-                                                      {"x": jnp.ones((8, 2))})
-            assert np.isfinite(float(value)) and aux["per_example"].shape == (8,)
+    for w, pred in ((EpsWeighting(), "eps"), (LikelihoodWeighting(), "x0")):
+        loss = HSMLoss(process=diffax.CLD(), weighting=w,
+                       parameterization=CLDPredict(prediction=pred))
+        value, aux = jax.jit(loss.bind(apply_fn))(0.5, jax.random.key(0),
+                                                  {"x": jnp.ones((8, 2))})
+        assert np.isfinite(float(value)) and aux["per_example"].shape == (8,)
     assert seen["shape"] == (8, 4)
 
 

@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffax._pytree import concrete_value, pytree_dataclass
-from diffax.samplers._base import Solver, StepContext, call, first_order_update, scalars
 from diffax.samplers import _sscs
+from diffax.samplers._base import Solver, StepContext, call, first_order_update, scalars
 from diffax.schedules import Karras, TimeUniform
 
 __all__ = ["Heun", "EDMStochastic"]
