@@ -187,3 +187,14 @@ def test_bad_states():
     with pytest.raises(ValueError, match="SSCS.*VP"):
         diffax.sample(jax.random.key(0), diffax.VP(), lambda x, t: x, x, solver=solver,
                       num_steps=2)
+
+
+def test_docstring_examples():
+    import doctest
+
+    import diffax.cld
+    import diffax.samplers._sscs
+
+    for module in (diffax.cld, diffax.samplers._sscs):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, module.__name__
