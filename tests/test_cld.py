@@ -154,6 +154,29 @@ def test_pf_ode_likelihood_matches_the_oracle(x64):
     exact = jax.jit(lambda u: gm.log_prob(p, u, p.t_min))(u)
     np.testing.assert_allclose(np.asarray(ll.logp), np.asarray(exact), atol=5e-3)
 
+    # The paper's bound on log p(x): the same solve with v ~ N(0, gamma M), against the oracle
+    # evaluated at the same velocities, and below the exact marginal log p_{t_min}(x).
+    x = u[0]
+    bound = diffax.cld.data_log_likelihood_bound(jax.random.key(5), p, d, x,
+                                                 rtol=1e-6, atol=1e-6)
+    kv, _ = jax.random.split(jax.random.fold_in(jax.random.key(5), 0))
+    var = p.gamma / p.m_inv
+    v = np.sqrt(var) * jax.random.normal(kv, x.shape, x.dtype)
+    log_q = -0.5 * jnp.sum(v ** 2, -1) / var - jnp.log(2 * jnp.pi * var)
+    oracle_bound = jax.jit(lambda u: gm.log_prob(p, u, p.t_min))((x, v)) - log_q
+    np.testing.assert_allclose(np.asarray(bound), np.asarray(oracle_bound), atol=5e-3)
+    (mx, _), cov = p.marginal(jnp.ones((1, 2)), p.t_min)
+    marginal_x = GaussianMixture(means=gm.means * mx[0, 0],
+                                 stds=jnp.sqrt(gm.stds ** 2 * mx[0, 0] ** 2 + cov[0, 0, 0, 0]),
+                                 weights=gm.weights)
+    # One draw is not below log p(x); its expectation is (the gap is KL(q(v) || p(v | x))):
+    # the oracle's integrand averaged over 4000 draws, within 4 standard errors.
+    vs = np.sqrt(var) * jax.random.normal(jax.random.key(6), (4000,) + x.shape, x.dtype)
+    draws = jax.jit(jax.vmap(lambda v: gm.log_prob(p, (x, v), p.t_min) + 0.5 * jnp.sum(
+        v ** 2, -1) / var + jnp.log(2 * jnp.pi * var)))(vs)
+    se = np.asarray(draws.std(0)) / np.sqrt(4000)
+    assert np.all(np.asarray(draws.mean(0)) <= np.asarray(marginal_x.log_prob_data(x)) + 4 * se)
+
 
 @pytest.mark.parametrize("make,match", [
     (lambda: diffax.CLD(m_inv=0.0), "m_inv"),
