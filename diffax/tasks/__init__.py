@@ -12,16 +12,20 @@
   classifier.
 * :mod:`~diffax.tasks.inverse_problems`: inpainting (replacement, RePaint, DPS), deblurring
   and super-resolution with one unconditional denoiser, measured on digits.
+* :mod:`~diffax.tasks.medical`: sparse-view CT and undersampled MRI on procedural phantoms
+  (Song et al. 2022's consistency sampler and DPS vs FBP / zero-filling).
 
 :func:`fit` trains any ``loss_fn(params, key, batch)`` on in-memory arrays with diffax's train
 step. Each module's ``run(config, workdir)`` is its digits example; the configs are in
-``configs/tasks/`` and ``python -m diffax.tasks CONFIG --workdir DIR`` runs one.
+``configs/tasks/`` and ``diffax task CONFIG --workdir DIR`` (or ``python -m diffax.tasks CONFIG
+--workdir DIR``) runs one through :func:`run`.
 """
 
 from diffax.tasks import (
     anomaly,
     classifier,
     inverse_problems,
+    medical,
     purification,
     segmentation,
     super_resolution,
@@ -48,10 +52,13 @@ from diffax.tasks.segmentation import (
 from diffax.tasks.super_resolution import ConditionalUNet, psnr
 
 __all__ = [
+    "TASKS",
+    "run",
     # modules
     "anomaly",
     "classifier",
     "inverse_problems",
+    "medical",
     "purification",
     "segmentation",
     "super_resolution",
@@ -83,3 +90,19 @@ __all__ = [
     "PixelClassifier",
     "segmentation_metrics",
 ]
+
+TASKS = ("classifier", "super_resolution", "purification", "anomaly", "segmentation",
+         "inverse_problems", "medical")
+"""The task modules with a digits example, named by a task config's ``task`` key."""
+
+
+def run(config, workdir: str) -> dict:
+    """Runs the digits example ``config.task`` names (its module's ``run(config, workdir)``);
+    returns its metrics (also written to ``workdir/metrics.json``).
+
+    Raises:
+      ValueError: if ``config.task`` is not one of :data:`TASKS`.
+    """
+    if config.get("task") not in TASKS:
+        raise ValueError(f"config.task={config.get('task')!r} is not one of {TASKS}.")
+    return globals()[config.task].run(config, workdir)

@@ -10,6 +10,7 @@ MODULES = [
     "diffax.data._datasets",
     "diffax.data._digits",
     "diffax.data._image_folder",
+    "diffax.data._phantoms",
     "diffax.data._pipeline",
     "diffax.data._toy2d",
 ]
