@@ -7,6 +7,7 @@ explicitly. See README.md for a tour.
 import importlib as _importlib
 
 from diffax import (
+    cld,
     discrete,
     guidance,
     inverse,
@@ -21,6 +22,7 @@ from diffax import (
     typing,
 )
 from diffax._pytree import pytree_dataclass, static_field
+from diffax.cld import CLD
 from diffax.inverse import inpaint
 from diffax.likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from diffax.parameterization import (
@@ -40,6 +42,7 @@ from diffax.processes import (
     DiscreteVP,
     Process,
     RectifiedFlow,
+    StateProcess,
     SubVP,
 )
 from diffax.samplers import SampleResult, sample
@@ -64,6 +67,7 @@ def __dir__():
 
 __all__ = [
     # modules
+    "cld",
     "parameterization",
     "processes",
     "samplers",
@@ -90,6 +94,8 @@ __all__ = [
     "EDM",
     "RectifiedFlow",
     "DiscreteVP",
+    "CLD",
+    "StateProcess",
     # parameterizations
     "PREDICTIONS",
     "as_denoiser",

@@ -51,21 +51,32 @@ def check_finite_examples(x: Any, *, name: str, where: str = "") -> None:
 def check_denoiser_accepts(denoiser: Any, x: Any, *, name: str, where: str = "") -> None:
     """Evaluates ``denoiser(x, t)`` abstractly (``jax.eval_shape``: no compilation, no FLOPs)
     with ``t`` ``[B]`` and raises a ValueError naming ``name`` if it fails or does not return
-    an array shaped like ``x``."""
-    x_spec = jax.ShapeDtypeStruct(x.shape, x.dtype)
-    t_spec = jax.ShapeDtypeStruct(x.shape[:1], x.dtype)
+    an array shaped like ``x``.
+
+    ``x`` may be a pytree state (a tuple ``(x, v)`` for CLD, batch axis leading on every
+    leaf): the denoiser then returns ``E[x0 | u_t]``, shaped like the first leaf (the data).
+    """
+    if hasattr(x, "shape"):
+        x_spec = jax.ShapeDtypeStruct(x.shape, x.dtype)
+        lead = x
+    else:
+        x_spec = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), x)
+        lead = jax.tree_util.tree_leaves(x)[0]
+    t_spec = jax.ShapeDtypeStruct(lead.shape[:1], lead.dtype)
+    shapes = jax.tree_util.tree_map(lambda a: tuple(a.shape), x)
     try:
         out = jax.eval_shape(denoiser, x_spec, t_spec)
     except Exception as e:  # noqa: BLE001 - re-raised with the argument named
         raise ValueError(
-            f"{_prefix(where)}the denoiser rejected `{name}` of shape {tuple(x.shape)} (dtype "
-            f"{x.dtype}; called as denoiser(x, t) with t of shape {tuple(x.shape[:1])}): "
+            f"{_prefix(where)}the denoiser rejected `{name}` of shape {shapes} (dtype "
+            f"{lead.dtype}; called as denoiser(x, t) with t of shape {tuple(lead.shape[:1])}): "
             f"{type(e).__name__}: {e}") from e
-    if not hasattr(out, "shape") or tuple(out.shape) != tuple(x.shape):
+    if not hasattr(out, "shape") or tuple(out.shape) != tuple(lead.shape):
         got = tuple(out.shape) if hasattr(out, "shape") else type(out).__name__
+        what = "input x" if lead is x else "data (the first part of the state)"
         raise ValueError(f"{_prefix(where)}the denoiser returned {got} for `{name}` of shape "
-                         f"{tuple(x.shape)}; a denoiser must return an array shaped like its "
-                         f"input x.")
+                         f"{shapes}; a denoiser must return an array shaped like its "
+                         f"{what}.")
 
 
 def check_positive(name: str, value: Any, where: str) -> None:

@@ -33,6 +33,7 @@ from diffax.typing import Array, ArrayLike, PRNGKey
 
 __all__ = [
     "Process",
+    "StateProcess",
     "VP",
     "CosineVP",
     "SubVP",
@@ -150,6 +151,9 @@ class Process(abc.ABC):
     t_min: Any
     t_max: Any
     _domain: ClassVar[tuple[float, float]] = (-math.inf, math.inf)
+    scalar_coefficients: ClassVar[bool] = True
+    """The state is the data array and ``x_t | x0`` has scalar coefficients ``alpha``,
+    ``sigma`` (see :class:`StateProcess` for the other kind)."""
 
     # ---- to be provided by subclasses ------------------------------------------------------
 
@@ -347,6 +351,46 @@ class Process(abc.ABC):
             if v is not None and lo is not None and not bool(np.all((v >= lo) & (v <= hi))):
                 raise ValueError(f"{name}: `{tname}`={_short(v)} is outside the domain "
                                  f"[{lo:g}, {hi:g}] of this process.")
+
+
+class StateProcess(abc.ABC):
+    """A linear Gaussian process whose state is a tuple of ``k`` arrays shaped like the data.
+
+    The state ``u = (u_1, ..., u_k)`` (each ``[B, ...]``, batch axis leading on every leaf)
+    follows a linear SDE acting the same way on every data coordinate, so that, per coordinate,
+    ``u_t | x0 ~ N(m(t) x0, Sigma(t))`` with a vector ``m(t)`` in ``R^k`` and a ``k x k``
+    covariance ``Sigma(t)``: there are no scalar ``alpha``/``sigma``. The denoiser contract is
+    unchanged in meaning: ``D(u, t) = E[x0 | u_t = u]``, shaped like the data, and the score
+    follows by generalised Tweedie, ``Sigma(t)^-1 (m(t) D - u)``.
+    :class:`diffax.CLD` (critically-damped Langevin diffusion, ``k = 2``) is one.
+
+    Solvers declare whether they run on such processes (``Solver.scalar_coefficients_only``);
+    those that need scalar coefficients refuse them with an error naming the process.
+
+    Subclasses provide ``t_min``, ``t_max``, ``state_size`` (``k``),
+    ``marginal_coefficients(t) -> (m [*t.shape, k], Sigma [*t.shape, k, k])``,
+    ``check_state(u, name=..., where=...)``, ``prior_sample``, ``prior_logp``,
+    ``probability_flow(u, d, t)`` and ``reverse_sde(u, d, t)`` (see :class:`diffax.CLD`).
+    """
+
+    scalar_coefficients: ClassVar[bool] = False
+    state_size: ClassVar[int] = 2
+
+    @abc.abstractmethod
+    def marginal_coefficients(self, t: ArrayLike) -> tuple[Array, Array]:
+        """``(m(t) [*t.shape, k], Sigma(t) [*t.shape, k, k])`` of ``u_t | x0``, per coordinate."""
+
+    @abc.abstractmethod
+    def check_state(self, u: Any, *, name: str = "u", where: str = "") -> tuple[Array, ...]:
+        """Returns ``u`` as a tuple of ``k`` arrays, or raises a ValueError naming ``name``."""
+
+    @abc.abstractmethod
+    def probability_flow(self, u: Any, d: Array, t: Array) -> tuple[Array, ...]:
+        """``du/dt`` of the probability-flow ODE at ``u``, given ``d = D(u, t)``."""
+
+    @abc.abstractmethod
+    def reverse_sde(self, u: Any, d: Array, t: Array) -> tuple[tuple[Array, ...], Any]:
+        """``(drift, diffusion)`` of the reverse-time SDE (integrated with ``dt < 0``)."""
 
 
 def _short(v: Any) -> str:

@@ -116,7 +116,10 @@ class GaussianMixture:
     # ---- exact quantities ------------------------------------------------------------------
 
     def log_prob(self, process: Process, x: Array, t: ArrayLike) -> Array:
-        """Exact ``log p_t(x)`` per example, ``[B]``."""
+        """Exact ``log p_t(x)`` per example, ``[B]`` (for a :class:`diffax.CLD`-like process,
+        ``x`` is the state ``(x, v)`` and this is the joint density)."""
+        if not process.scalar_coefficients:
+            return jax.nn.logsumexp(self._state_parts(process, x, t)[0], axis=-1)
         _, xf, _, _, _, _, w, mean_t, var_t = self._prepare(process, x, t)
         return jax.nn.logsumexp(self._component_logp(xf, mean_t, var_t, w), axis=-1)
 
@@ -134,7 +137,13 @@ class GaussianMixture:
         return jax.nn.softmax(self._component_logp(xf, mean_t, var_t, w), axis=-1)
 
     def score(self, process: Process, x: Array, t: ArrayLike) -> Array:
-        """Exact ``grad_x log p_t(x)``, shaped like ``x``."""
+        """Exact ``grad_x log p_t(x)``, shaped like ``x`` (for a state process, a tuple
+        ``(score_x, score_v)``)."""
+        if not process.scalar_coefficients:
+            ll, _, _, prec_r, shape = self._state_parts(process, x, t)
+            r = jax.nn.softmax(ll, axis=-1)[..., None, None]
+            s = -jnp.sum(r * prec_r, axis=1)  # [B, D, k]
+            return tuple(s[..., i].reshape(shape) for i in range(s.shape[-1]))
         x, xf, _, _, _, _, w, mean_t, var_t = self._prepare(process, x, t)
         r = jax.nn.softmax(self._component_logp(xf, mean_t, var_t, w), axis=-1)[..., None]
         return jnp.sum(r * (mean_t - xf) / var_t, axis=1).reshape(x.shape)
@@ -143,8 +152,17 @@ class GaussianMixture:
         """Exact ``E[x0 | x_t = x]``, shaped like ``x``.
 
         Per component, ``E[x0 | x_t, k] = mu_k + alpha s_k^2 / (alpha^2 s_k^2 + sigma^2)
-        (x - alpha mu_k)``; the mixture weights are the responsibilities.
+        (x - alpha mu_k)``; the mixture weights are the responsibilities. For a state process
+        (``u_t | x0 ~ N(m x0, Sigma)`` per coordinate), ``E[x0 | u, k] = mu_k + s_k^2 m^T
+        C_k^-1 (u - m mu_k)`` with ``C_k = s_k^2 m m^T + Sigma``.
         """
+        if not process.scalar_coefficients:
+            ll, m, stds, prec_r, shape = self._state_parts(process, x, t)
+            means = self._flat(m.dtype)[0]
+            r = jax.nn.softmax(ll, axis=-1)[..., None]
+            comp = means[None] + jnp.square(stds)[None] * jnp.sum(m[:, None, None] * prec_r,
+                                                                  axis=-1)
+            return jnp.sum(r * comp, axis=1).reshape(shape)
         x, xf, a, _, means, stds, w, mean_t, var_t = self._prepare(process, x, t)
         r = jax.nn.softmax(self._component_logp(xf, mean_t, var_t, w), axis=-1)[..., None]
         gain = a * jnp.square(stds)[None] / var_t
@@ -213,6 +231,29 @@ class GaussianMixture:
         return GaussianMixture(means=means[:, miss], stds=stds[:, miss],
                                weights=jax.nn.softmax(ll))
 
+    def _state_parts(self, process: Any, u: Any, t: ArrayLike):
+        """For a state process: ``(log w_k + log N(u; m mu_k, C_k)) [B, K]``, ``m [B, k]``, the
+        stds ``[K, D]``, ``C_k^-1 (u - m mu_k)`` ``[B, K, D, k]`` and the data shape."""
+        parts = process.check_state(u, name="u", where="GaussianMixture")
+        x = parts[0]
+        if tuple(x.shape[1:]) != self.event_shape:
+            raise ValueError(f"GaussianMixture: the state's parts must be [B, "
+                             f"*{self.event_shape}], got {tuple(x.shape)}.")
+        t = check_time_shape(x, jnp.asarray(t, x.dtype), where="GaussianMixture")
+        means, stds, weights = self._flat(x.dtype)
+        m, sigma = process.marginal_coefficients(t)  # [B, k], [B, k, k]
+        k = m.shape[-1]
+        uf = jnp.stack([p.reshape(x.shape[0], -1) for p in parts], -1)  # [B, D, k]
+        mean = m[:, None, None, :] * means[None, :, :, None]  # [B, K, D, k]
+        cov = (jnp.square(stds)[None, :, :, None, None] * (m[:, :, None] * m[:, None, :])
+               [:, None, None] + sigma[:, None, None])  # [B, K, D, k, k]
+        resid = uf[:, None] - mean
+        prec_r = jnp.linalg.solve(cov, resid[..., None])[..., 0]
+        _, logdet = jnp.linalg.slogdet(cov)
+        ll = -0.5 * jnp.sum(jnp.sum(resid * prec_r, -1) + logdet + k * math.log(2 * math.pi),
+                            axis=-1)
+        return ll + jnp.log(weights)[None], m, stds, prec_r, x.shape
+
     # ---- sampling ----------------------------------------------------------------------------
 
     def sample_data(self, key: PRNGKey, num: int, dtype: Any = None) -> Array:
@@ -231,6 +272,8 @@ class GaussianMixture:
         k0, ke = jax.random.split(key)
         x0 = self.sample_data(k0, num, dtype)
         t = jnp.broadcast_to(jnp.asarray(t, dtype), (num,))
+        if not process.scalar_coefficients:
+            return process.marginal_sample(ke, x0, t)
         eps = jax.random.normal(ke, x0.shape, dtype)
         return expand(process.alpha(t), x0) * x0 + expand(process.sigma(t), x0) * eps
 

@@ -74,11 +74,16 @@ class MLPConfig:
     init_scale: float = 0.0
     num_classes: int | None = None
     dtype: Any = jnp.float32
+    in_dim: int | None = None
+    """Input width when it differs from the output's ``dim`` (``None``: ``dim``); CLD feeds
+    ``(x, v)`` with the channels concatenated, ``in_dim = 2 dim``."""
 
     def __post_init__(self):
         setf = lambda name, value: object.__setattr__(self, name, value)
         for field in ("dim", "width", "depth", "emb_dim"):
             setf(field, positive_int(getattr(self, field), field))
+        if self.in_dim is not None:
+            setf("in_dim", positive_int(self.in_dim, "in_dim"))
         setf("embedding_type", parse_enum(Embedding, self.embedding_type, "embedding_type"))
         if not float(self.fourier_scale) > 0:
             raise ValueError(f"fourier_scale must be > 0; got {self.fourier_scale!r}")
@@ -137,7 +142,7 @@ class MLP(nn.Module):
             [(3, 2), (3,)]
         """
         return (
-            jnp.zeros((batch_size, self.config.dim), jnp.float32),
+            jnp.zeros((batch_size, self.config.in_dim or self.config.dim), jnp.float32),
             jnp.zeros((batch_size,), jnp.float32),
         )
 
@@ -177,8 +182,9 @@ class MLP(nn.Module):
         """
         cfg = self.config
         t = jnp.asarray(t)
-        if x.ndim != 2 or x.shape[1] != cfg.dim:
-            raise ValueError(f"x must have shape [B, {cfg.dim}] (config dim); got {x.shape}")
+        if x.ndim != 2 or x.shape[1] != (cfg.in_dim or cfg.dim):
+            raise ValueError(f"x must have shape [B, {cfg.in_dim or cfg.dim}] (config "
+                             f"{'in_dim' if cfg.in_dim else 'dim'}); got {x.shape}")
         if t.ndim not in (0, 1) or (t.ndim == 1 and t.shape[0] != x.shape[0]):
             raise ValueError(f"t must have shape [B] = [{x.shape[0]}]; got {tuple(t.shape)}")
         if label is not None:

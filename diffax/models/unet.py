@@ -112,9 +112,14 @@ class UNetConfig:
     init_scale: float = 0.0
     num_classes: int | None = None
     dtype: Any = jnp.float32
+    in_channels: int | None = None
+    """Input channels when they differ from the output's ``num_channels`` (``None``:
+    ``num_channels``); CLD feeds ``(x, v)`` with the channels concatenated, ``2 C``."""
 
     def __post_init__(self):
         setf = lambda name, value: object.__setattr__(self, name, value)
+        if self.in_channels is not None:
+            setf("in_channels", positive_int(self.in_channels, "in_channels"))
         setf("image_size", positive_int(self.image_size, "image_size"))
         setf("num_channels", positive_int(self.num_channels, "num_channels"))
         setf("nf", positive_int(self.nf, "nf"))
@@ -173,7 +178,7 @@ class UNetConfig:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """``(H, W, C)`` of one input."""
-        return (self.image_size, self.image_size, self.num_channels)
+        return (self.image_size, self.image_size, self.in_channels or self.num_channels)
 
 
 class UNet(nn.Module):
@@ -239,8 +244,8 @@ class UNet(nn.Module):
         cfg = self.config
         if x.ndim != 4 or tuple(x.shape[1:]) != cfg.input_shape:
             raise ValueError(
-                f"x must have shape [B, {cfg.image_size}, {cfg.image_size}, {cfg.num_channels}] "
-                f"(config image_size, num_channels); got {tuple(x.shape)}"
+                f"x must have shape [B, {', '.join(map(str, cfg.input_shape))}] "
+                f"(config image_size, num_channels or in_channels); got {tuple(x.shape)}"
             )
         if t.ndim not in (0, 1) or (t.ndim == 1 and t.shape[0] != x.shape[0]):
             raise ValueError(f"t must have shape [B] = [{x.shape[0]}]; got {tuple(t.shape)}")

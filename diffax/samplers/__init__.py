@@ -40,6 +40,7 @@ from diffax.samplers._final_steps import FinalOrder, Orders, StepCount, StepRati
 from diffax.samplers._first_order import DDIM, DDPM, Euler
 from diffax.samplers._multistep import DEIS, IPNDM, LMS
 from diffax.samplers._run import SampleResult, sample
+from diffax.samplers._sscs import SSCS
 from diffax.samplers._stochastic import (
     EulerMaruyama,
     Langevin,
@@ -72,6 +73,7 @@ __all__ = [
     "DEIS",
     "IPNDM",
     "LMS",
+    "SSCS",
     "History",
     # order rules near the data end (lower_order_final=...)
     "FinalOrder",

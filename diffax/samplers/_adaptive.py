@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -83,6 +84,7 @@ class Adaptive(Solver):
     nfe_per_step = 6  # per step attempt (7 stages, first-same-as-last)
     stochastic = False
     fixed_grid = False
+    scalar_coefficients_only = False  # on a StateProcess (CLD): process.probability_flow
 
     def __post_init__(self):
         if self.method not in _ode.METHODS:
@@ -103,7 +105,7 @@ class Adaptive(Solver):
 
     def check(self, process, times):
         v = concrete_value(times)
-        if v is None:
+        if v is None or not process.scalar_coefficients:
             return
         try:
             s = concrete_value(process.sigma(v[-1]))
@@ -115,11 +117,16 @@ class Adaptive(Solver):
                              f"sigma > 0 (e.g. the process's default t_min).")
 
     def init(self, process, denoiser, x, times):
-        zeros = jnp.zeros(x.shape[:1], jnp.int32)
+        lead = jax.tree_util.tree_leaves(x)[0]
+        zeros = jnp.zeros(lead.shape[:1], jnp.int32)
         return AdaptiveState(nfe=zeros, num_steps=zeros, status=zeros)
 
     def step(self, process, denoiser, x, state: AdaptiveState, ctx: StepContext):
-        velocity = velocity_from_denoiser(process, denoiser)
+        if process.scalar_coefficients:
+            velocity = velocity_from_denoiser(process, denoiser)
+        else:
+            def velocity(u, t):
+                return process.probability_flow(u, denoiser(u, t), t)
         dt0 = None
         if ctx.requested_steps is not None:
             dt0 = (ctx.times[0] - ctx.times[-1]) / ctx.requested_steps

@@ -108,6 +108,13 @@ class Solver(abc.ABC):
     ``t_min``: e.g. ``t = 0`` of :class:`diffax.DiscreteVP`) is exact in the data-prediction
     frame (``x_s = alpha_s D``); only they accept a grid ending there. (:class:`Euler` takes
     the same step but keeps refusing such grids, as before; use :class:`DDIM`.)"""
+    scalar_coefficients_only: ClassVar[bool] = True
+    """True for solvers written with a process's scalar ``alpha(t)``/``sigma(t)``; False for
+    those that also run on a :class:`diffax.processes.StateProcess` (CLD's ``(x, v)``), through
+    its ``probability_flow``/``reverse_sde``. :func:`diffax.sample` refuses the combination
+    a solver cannot run, naming both."""
+    state_process_only: ClassVar[bool] = False
+    """True for solvers that run only on a :class:`diffax.processes.StateProcess` (SSCS)."""
 
     def default_schedule(self, process: Process) -> Schedule:
         """The grid used when ``diffax.sample`` is given no ``schedule``."""
@@ -132,16 +139,34 @@ class Solver(abc.ABC):
     def status(self, state: Any, x: Array) -> tuple[Array, dict[str, Array]]:
         """Per-example solver status ``[B]`` (0 ok) and extra statistics, from the final state."""
         del state
-        return jnp.zeros(x.shape[:1], jnp.int32), {}
+        lead = jax.tree_util.tree_leaves(x)[0]
+        return jnp.zeros(lead.shape[:1], jnp.int32), {}
 
 
 # --------------------------------------------------------------------------------------------
 # Helpers shared by the solver families.
 
 
-def call(denoiser: Denoiser, x: Array, t: Array) -> Array:
-    """Calls the denoiser with per-example times ``[B]``, returning the state's dtype."""
-    return denoiser(x, jnp.broadcast_to(t, x.shape[:1])).astype(x.dtype)
+def call(denoiser: Denoiser, x: Any, t: Array) -> Array:
+    """Calls the denoiser with per-example times ``[B]``, returning the state's dtype (for a
+    pytree state, its first leaf's)."""
+    lead = jax.tree_util.tree_leaves(x)[0]
+    return denoiser(x, jnp.broadcast_to(t, lead.shape[:1])).astype(lead.dtype)
+
+
+def check_capability(solver: Solver, process: Any) -> None:
+    """Raises a ValueError naming the solver and the process when the solver cannot run on
+    the process (a declared capability, see :class:`Solver`)."""
+    name, pname = type(solver).__name__, type(process).__name__
+    if solver.scalar_coefficients_only and not process.scalar_coefficients:
+        raise ValueError(
+            f"`solver`: {name} is written with scalar alpha(t)/sigma(t) coefficients, which "
+            f"the process {pname} does not have (its state is a tuple like (x, v) with matrix "
+            f"coefficients); use one of SSCS(), EulerMaruyama(), Euler(), Heun() or "
+            f"Adaptive().")
+    if solver.state_process_only and process.scalar_coefficients:
+        raise ValueError(f"`solver`: {name} runs only on a process with a (x, v) state such as "
+                         f"diffax.CLD, got the process {pname}.")
 
 
 def scalars(process: Process, t: Array) -> tuple[Array, Array, Array]:

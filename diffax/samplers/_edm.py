@@ -28,8 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffax._pytree import concrete_value, pytree_dataclass
+from diffax.samplers import _sscs
 from diffax.samplers._base import Solver, StepContext, call, first_order_update, scalars
-from diffax.schedules import Karras
+from diffax.schedules import Karras, TimeUniform
 
 __all__ = ["Heun", "EDMStochastic"]
 
@@ -89,11 +90,17 @@ class Heun(Solver):
     order = 2
     nfe_per_step = 2
     stochastic = False
+    scalar_coefficients_only = False  # on a StateProcess (CLD): trapezoidal Heun in t
 
     def default_schedule(self, process):
+        if not process.scalar_coefficients:
+            return TimeUniform()
         return Karras(rho=7.0)
 
     def step(self, process, denoiser, x, state, ctx: StepContext):
+        if not process.scalar_coefficients:
+            x_next, nfe = _sscs.heun_step(process, denoiser, x, ctx)
+            return x_next, state, nfe
         x_next, nfe = heun_step(process, denoiser, x, ctx.t, ctx.t_next)
         return x_next, state, nfe
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffax._pytree import concrete_value, pytree_dataclass
+from diffax.samplers import _sscs
 from diffax.samplers._base import (
     Solver,
     StepContext,
@@ -56,8 +57,12 @@ class Euler(Solver):
     order = 1
     nfe_per_step = 1
     stochastic = False
+    scalar_coefficients_only = False  # on a StateProcess (CLD): Euler in t, in (x, v) space
 
     def step(self, process, denoiser, x, state, ctx: StepContext):
+        if not process.scalar_coefficients:
+            x_next, nfe = _sscs.euler_step(process, denoiser, x, ctx)
+            return x_next, state, nfe
         a_t, s_t, _ = scalars(process, ctx.t)
         a_s, s_s, _ = scalars(process, ctx.t_next)
         d = call(denoiser, x, ctx.t)

@@ -15,8 +15,15 @@ import numpy as np
 
 from diffax._checks import check_denoiser_accepts, check_finite_examples, check_key
 from diffax._pytree import concrete_value
-from diffax.processes import Process
-from diffax.samplers._base import NoiseFn, Solver, StepContext, call, default_noise
+from diffax.processes import Process, StateProcess
+from diffax.samplers._base import (
+    NoiseFn,
+    Solver,
+    StepContext,
+    call,
+    check_capability,
+    default_noise,
+)
 from diffax.schedules import Schedule, check_num_steps, resolve
 from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
 
@@ -57,19 +64,29 @@ def check_inputs(key, process, denoiser, x_init, solver, noise_fn):
     if not isinstance(solver, Solver):
         raise ValueError(f"`solver` must be a diffax.samplers solver (e.g. "
                          f"diffax.samplers.Euler()), got {solver!r}.")
-    if not isinstance(process, Process):
+    if not isinstance(process, (Process, StateProcess)):
         raise ValueError(f"`process` must be a diffax.Process, got {type(process).__name__}.")
     if not callable(denoiser):
         raise ValueError(f"`denoiser` must be a function D(x, t), got {denoiser!r}.")
-    if not hasattr(x_init, "shape") or not hasattr(x_init, "dtype"):
-        raise ValueError(f"`x_init` must be an array [B, ...], got {type(x_init).__name__}.")
-    if len(x_init.shape) < 1 or x_init.shape[0] < 1:
-        raise ValueError(f"`x_init` must have a non-empty batch axis [B, ...], got shape "
-                         f"{tuple(x_init.shape)}.")
-    if not jnp.issubdtype(x_init.dtype, jnp.floating):
-        raise ValueError(f"`x_init` must be a floating-point array, got dtype {x_init.dtype}.")
-    check_key(key)
-    check_finite_examples(x_init, name="x_init")
+    check_capability(solver, process)
+    if not process.scalar_coefficients:
+        # A pytree state (e.g. CLD's (x, v)): the process checks its own structure.
+        leaves = process.check_state(x_init, name="x_init")
+        check_key(key)
+        for i, leaf in enumerate(leaves):
+            check_finite_examples(leaf, name=f"x_init[{i}]")
+    else:
+        if not hasattr(x_init, "shape") or not hasattr(x_init, "dtype"):
+            raise ValueError(f"`x_init` must be an array [B, ...], got "
+                             f"{type(x_init).__name__}.")
+        if len(x_init.shape) < 1 or x_init.shape[0] < 1:
+            raise ValueError(f"`x_init` must have a non-empty batch axis [B, ...], got shape "
+                             f"{tuple(x_init.shape)}.")
+        if not jnp.issubdtype(x_init.dtype, jnp.floating):
+            raise ValueError(f"`x_init` must be a floating-point array, got dtype "
+                             f"{x_init.dtype}.")
+        check_key(key)
+        check_finite_examples(x_init, name="x_init")
     if solver.stochastic and key is None:
         raise ValueError(f"`key` is None, but {type(solver).__name__} is stochastic: pass a "
                          f"PRNG key (jax.random.key(seed)).")
@@ -114,7 +131,10 @@ def sample(
       denoiser: ``D(x, t) -> E[x0 | x_t = x]`` with ``x`` ``[B, ...]`` and ``t`` ``[B]``
         (see :func:`diffax.as_denoiser`).
       x_init: the state at the first grid time, ``[B, ...]`` (e.g.
-        ``process.prior_sample(key, shape)``).
+        ``process.prior_sample(key, shape)``); for a :class:`diffax.processes.StateProcess`
+        such as :class:`diffax.CLD` the process's state, a tuple ``(x, v)`` of arrays
+        ``[B, ...]`` (the batch axis leads on every leaf), and ``SampleResult.x`` is then such a
+        tuple too (or ``D(u, t_min)``, shaped like ``x``, with ``denoise_final=True``).
       solver: a solver object from :mod:`diffax.samplers`.
       num_steps: the number of steps (a Python int >= 1). Optional when ``schedule`` is an
         explicit array. Adaptive solvers choose their own steps and use it only for the first
@@ -159,8 +179,11 @@ def sample(
                                                           return_trajectory)):
         if not isinstance(flag, bool | np.bool_):
             raise ValueError(f"`{name}` must be True or False, got {flag!r}.")
-    x_init = jnp.asarray(x_init)
-    dtype = x_init.dtype
+    if process.scalar_coefficients:
+        x_init = jnp.asarray(x_init)
+    else:
+        x_init = tuple(process.check_state(x_init, name="x_init"))
+    dtype = jax.tree_util.tree_leaves(x_init)[0].dtype
     if num_steps is not None:
         num_steps = check_num_steps(num_steps)
     if schedule is None:
@@ -182,6 +205,7 @@ def sample(
         rule.check(int(times.shape[0]) - 1)
     grid_steps = int(times.shape[0]) - 1
     check_denoiser_accepts(denoiser, x_init, name="x_init")
+    cast = lambda tree: jax.tree_util.tree_map(lambda a: a.astype(dtype), tree)  # noqa: E731
 
     draw = noise_fn if noise_fn is not None else default_noise
 
@@ -199,13 +223,14 @@ def sample(
                           requested_steps=num_steps,
                           noise_fn=noise, denoise_final=bool(denoise_final))
         x_next, state, n = solver.step(process, denoiser, x, state, ctx)
-        x_next = x_next.astype(dtype)
+        x_next = cast(x_next)
         return (x_next, state, nfe + jnp.asarray(n, jnp.int32)), (
             x_next if return_trajectory else None)
 
     xs = (jnp.arange(grid_steps, dtype=jnp.int32), times[:-1], times[1:])
     (x, state, nfe), ys = jax.lax.scan(body, (x_init, state, jnp.int32(0)), xs)
-    trajectory = jnp.concatenate([x_init[None], ys], axis=0) if return_trajectory else None
+    trajectory = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b], axis=0),
+                                        x_init, ys) if return_trajectory else None
     if denoise_final:
         x = call(denoiser, x, times[-1])
         nfe = nfe + 1

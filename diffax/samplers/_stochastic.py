@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffax._pytree import concrete_value, pytree_dataclass, static_field
+from diffax.samplers import _sscs
 from diffax.samplers._base import Solver, StepContext, call, one_minus_snr_ratio, scalars
 from diffax.samplers._first_order import DDPM
 
@@ -56,8 +57,12 @@ class EulerMaruyama(Solver):
     order = 1
     nfe_per_step = 1
     stochastic = True
+    scalar_coefficients_only = False  # on a StateProcess (CLD): process.reverse_sde
 
     def step(self, process, denoiser, x, state, ctx: StepContext):
+        if not process.scalar_coefficients:
+            x_next, nfe = _sscs.euler_maruyama_step(process, denoiser, x, ctx, ctx.key)
+            return x_next, state, nfe
         t, t_next = ctx.t, ctx.t_next
         a_t, s_t, _ = scalars(process, t)
         z = ctx.noise(ctx.key, x.shape)

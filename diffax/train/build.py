@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import optax
 
-from diffax import losses, parameterization, processes, samplers, schedules
+from diffax import cld, losses, parameterization, processes, samplers, schedules
 from diffax.processes import Process
 from diffax.train import options as opts_lib
 from diffax.train import step as step_lib
@@ -143,6 +143,7 @@ _PROCESSES: dict[str, tuple[Callable[..., Process], tuple[str, ...]]] = {
     "edm": (processes.EDM, ("sigma_min", "sigma_max", "sigma_data")),
     "rectified_flow": (processes.RectifiedFlow, ("t_min", "t_max")),
     "ddpm": (_ddpm, ("num_steps", "schedule", "beta_start", "beta_end", "s")),
+    "cld": (cld.CLD, ("beta", "m_inv", "gamma", "t_min", "t_max")),
 }
 """``process.name`` -> (factory, the keys it takes): one entry per process family."""
 
@@ -249,6 +250,8 @@ def build_loss(cfg: Mapping[str, Any] | LossOptions, process: Process, *,
             return discrete.MaskedDiffusionLoss(process=process, t_eps=o.t_eps,
                                                 low_discrepancy=o.low_discrepancy)
         return discrete.D3PMHybridLoss(process=process, hybrid_coeff=o.hybrid_coeff)
+    if not getattr(process, "scalar_coefficients", True):  # a StateProcess (CLD)
+        return _build_hsm_loss(o, process, conditional=conditional, dropout_key=dropout_key)
     weighting = _WEIGHTINGS[o.weighting](o.sigma_data)
     sampler_cls = _SAMPLERS[o.time_sampler]
     variates = _VARIATES[o.variates]
@@ -268,6 +271,26 @@ def build_loss(cfg: Mapping[str, Any] | LossOptions, process: Process, *,
         p_uncond=o.p_uncond, null_label=null_label if o.p_uncond > 0 else None)
 
 
+_HSM_WEIGHTINGS = {"eps": cld.EpsWeighting, "likelihood": cld.LikelihoodWeighting}
+
+
+def _build_hsm_loss(o: LossOptions, process: Any, *, conditional: bool,
+                    dropout_key: bool) -> cld.HSMLoss:
+    """CLD's hybrid score matching (``config.loss``: ``weighting`` eps | likelihood,
+    ``prediction`` eps | x0, ``time_scale``, ``reduce_mean``)."""
+    if o.weighting not in _HSM_WEIGHTINGS:
+        raise ValueError(f"config.loss.weighting={o.weighting!r} is not one of 'eps', "
+                         f"'likelihood' (process.name='cld').")
+    if o.prediction not in ("eps", "x0"):
+        raise ValueError(f"config.loss.prediction={o.prediction!r} is not one of 'eps', 'x0' "
+                         f"(process.name='cld').")
+    par = cld.CLDPredict(prediction=o.prediction, time_scale=float(o.time_scale))
+    return cld.HSMLoss(process=process, weighting=_HSM_WEIGHTINGS[o.weighting](),
+                       parameterization=par, reduce_mean=o.reduce_mean,
+                       cond_keys=("label",) if conditional else (),
+                       key_arg="key" if dropout_key else None)
+
+
 # --------------------------------------------------------------------------------------------
 # model
 
@@ -277,10 +300,12 @@ def _model_overrides(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in dict(kwargs).items()}
 
 
-def build_model(cfg: Mapping[str, Any] | ModelOptions, info: Any, process: Any = None
-                ) -> tuple[Any, bool]:
+def build_model(cfg: Mapping[str, Any] | ModelOptions, info: Any, process: Any = None, *,
+                input_copies: int = 1) -> tuple[Any, bool]:
     """The Flax model of ``config.model`` for data described by ``info`` (a ``DataInfo``);
-    ``transformer`` (tokens) takes its vocabulary from the discrete ``process``.
+    ``transformer`` (tokens) takes its vocabulary from the discrete ``process``;
+    ``input_copies`` data-shaped arrays enter concatenated on the channel axis (CLD's
+    ``(x, v)``: 2).
 
     Returns:
       ``(model, conditional)``.
@@ -318,11 +343,15 @@ def build_model(cfg: Mapping[str, Any] | ModelOptions, info: Any, process: Any =
                              f"{info.name!r} has examples of shape {info.shape}.")
         overrides.setdefault("image_size", info.shape[0])
         overrides.setdefault("num_channels", info.shape[-1])
+        if input_copies != 1:
+            overrides.setdefault("in_channels", input_copies * info.shape[-1])
     else:
         if len(info.shape) != 1:
             raise ValueError(f"config.model.name='mlp' needs vectors [D]; dataset "
                              f"{info.name!r} has examples of shape {info.shape}.")
         overrides.setdefault("dim", info.shape[0])
+        if input_copies != 1:
+            overrides.setdefault("in_dim", input_copies * info.shape[0])
     variant = o.variant
     try:
         model = cls.from_variant(variant, **overrides)
@@ -387,6 +416,7 @@ def _solvers(o: SampleOptions) -> dict[str, Callable[[], Any]]:
         "lms": lambda: samplers.LMS(**order),
         # discrete processes: the `method` of diffax.discrete.sample
         **{name: (lambda name=name: name) for name in DISCRETE_SAMPLERS},
+        "sscs": samplers.SSCS,
     }
 
 
@@ -600,7 +630,9 @@ def build_experiment(config: Any) -> Experiment:
     o = config if isinstance(config, Options) else parse_config(config, num_devices=1)
     cheap = _build_cheap(o)
     info = build_dataset_info(o.data)
-    model, conditional = build_model(o.model, info, cheap.process)
+    model, conditional = build_model(
+        o.model, info, cheap.process,
+        input_copies=getattr(cheap.process, "state_size", 1))
     dropout = float(getattr(model.config, "dropout", 0.0)) > 0
     loss = _wrap("loss", lambda: build_loss(
         o.loss, cheap.process, conditional=conditional, dropout_key=dropout,

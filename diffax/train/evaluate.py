@@ -188,7 +188,8 @@ def generate(trained: Trained, params: Any, *, num: int, batch_size: int, seed_t
         res = samplers.sample(k_solve, exp.process, D, x_init, solver=exp.solver,
                               num_steps=exp.sample_steps, schedule=exp.sample_schedule,
                               denoise_final=denoise_final)
-        return res.x, res.nfe
+        x = res.x[0] if isinstance(res.x, tuple) else res.x  # CLD's (x, v): the data part
+        return x, res.nfe
 
     run = trained.sample_fns.setdefault(batch, jax.jit(run))
     base = jax.random.fold_in(jax.random.key(trained.options.seed), seed_tag)

@@ -211,9 +211,10 @@ def make_sample_fn(exp: build.Experiment, *, key: jax.Array, num_samples: int,
         if exp.conditional:
             cond["label"] = jnp.arange(num_samples) % exp.data_info.num_classes
         D = exp.loss.denoiser(exp.apply_fn, params, **cond)
-        return samplers.sample(k_solver, exp.process, D, x_init, solver=exp.solver,
-                               num_steps=num_steps, schedule=exp.sample_schedule,
-                               denoise_final=denoise_final).x
+        x = samplers.sample(k_solver, exp.process, D, x_init, solver=exp.solver,
+                            num_steps=num_steps, schedule=exp.sample_schedule,
+                            denoise_final=denoise_final).x
+        return x[0] if isinstance(x, tuple) else x  # CLD's state (x, v): the data part
 
     return sample
 

@@ -211,7 +211,7 @@ class _Section:
 
 
 PROCESS_NAMES = ("vp", "subvp", "cosine", "ve", "edm", "rectified_flow", "ddpm", "masked",
-                 "d3pm_uniform", "d3pm_absorbing", "d3pm_gaussian")
+                 "d3pm_uniform", "d3pm_absorbing", "d3pm_gaussian", "cld")
 """``process.name`` values: each is one branch of :func:`diffax.train.build.build_process`."""
 
 _PROCESS_NUMBERS = ("beta_min", "beta_max", "sigma_min", "sigma_max", "sigma_data", "s",
@@ -609,7 +609,7 @@ def data_options(cfg: Mapping[str, Any]) -> DataOptions:
 
 SOLVERS = ("euler", "heun", "ddim", "ddpm", "euler_maruyama", "reverse_diffusion", "pc",
            "edm_stochastic", "adaptive", "dpm_solver", "dpm_solver_pp", "unipc", "deis",
-           "ipndm", "lms", "ancestral", "tau_leaping")
+           "ipndm", "lms", "ancestral", "tau_leaping", "sscs")
 """``sample.solver`` values: each is one branch of :func:`diffax.train.build.build_solver`."""
 
 SCHEDULES = ("default", "time_uniform", "quadratic", "log_snr", "karras")
