@@ -301,6 +301,17 @@ def _explicit_batch_sharding(x: Array) -> tuple[Any, Any]:
     return sharding.mesh, spec[0]
 
 
+def _reshard_batch(a: Array, mesh: Any, batch_axes: Any) -> Array:
+    """``a`` with its batch axis sharded over the explicit mesh axes ``batch_axes``.
+
+    A compatibility helper: jax 0.10 carries ``x``'s batch sharding through the broadcast
+    ``draw(...) + zeros_like(x)[:, None]`` that lays the probes out like ``x``; jax 0.12 types
+    the sum as replicated, which ``shard_map``'s ``in_specs`` then reject. An explicit reshard
+    gives the same layout on both (a no-op where it already holds); values are unchanged.
+    """
+    return jax.sharding.reshard(a, jax.sharding.NamedSharding(mesh, P(batch_axes)))
+
+
 def _group_shape(b: int, batch_chunk: int, devices: int) -> tuple[int, int]:
     """``(groups, examples per group)`` for a batch of ``b``, at most ``batch_chunk`` per group.
 
@@ -373,6 +384,7 @@ def _log_likelihood_impl(key, process, x, t_start, rtol, atol, *, denoiser, dive
         # slowest example is done (no collective per step). This is also required: diffrax's
         # vmapped loop does not accept explicitly sharded operands.
         b = P(batch_axes)
+        probes = None if probes is None else _reshard_batch(probes, mesh, batch_axes)
         solve = jax.shard_map(solve, mesh=mesh, in_specs=(P(), b, b, P(), P(), P()),
                               out_specs=b, check_vma=False)
     return solve(process, x, probes, t_start, rtol, atol)
