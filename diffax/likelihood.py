@@ -237,8 +237,16 @@ def _error_norm(scaled_error: Any) -> Array:
     return jnp.maximum(jnp.sqrt(jnp.mean(jnp.square(ex))), jnp.abs(el))
 
 
+def _joint_error_norm(scaled_error: Any) -> Array:
+    """The RMS over the batch of :func:`_error_norm`: one norm for a batch solved together."""
+    ex, el = scaled_error
+    per_example = jnp.maximum(jnp.sqrt(jnp.mean(jnp.square(ex.reshape(el.shape[0], -1)),
+                                                axis=-1)), jnp.abs(el))
+    return jnp.sqrt(jnp.mean(jnp.square(per_example)))
+
+
 def _solve(process, x, probes, t_start, rtol, atol, *, denoiser, n_dims, max_steps, method,
-           chunk_size):
+           chunk_size, error_control="per_example"):
     """The per-example solve on a (possibly device-local) batch; see the module docstring."""
     dtype = x.dtype
     t_lo = jnp.asarray(t_start, dtype)
@@ -271,11 +279,13 @@ def _solve(process, x, probes, t_start, rtol, atol, *, denoiser, n_dims, max_ste
         dlogp = (n_dims * c - scale * tr) / s
         return dx, dlogp
 
+    joint = error_control == "joint"
     # The zeros are derived from `x` so that they share its batch layout.
     y0 = (x / n0, jnp.zeros_like(x[(slice(None),) + (0,) * (x.ndim - 1)]))
     sol = _ode.integrate(vector_field, y0, t0=phi0, t1=phi1, rtol=rtol, atol=atol,
-                         method=method, max_steps=max_steps, per_example=True, args=probes,
-                         norm=_error_norm, where="log_likelihood")
+                         method=method, max_steps=max_steps, per_example=not joint,
+                         args=probes, norm=_joint_error_norm if joint else _error_norm,
+                         where="log_likelihood")
     x_hat1, integral = sol.y
     prior = process.prior_logp(n1 * x_hat1)
     delta = integral + n_dims * (jnp.log(n1) - jnp.log(n0))
@@ -366,7 +376,8 @@ def _in_groups(solve: Callable[..., LikelihoodResult], batch_chunk: int | None
 
 
 def _log_likelihood_impl(key, process, x, t_start, rtol, atol, *, denoiser, divergence,
-                         num_probes, probe, max_steps, method, chunk_size, batch_chunk):
+                         num_probes, probe, max_steps, method, chunk_size, batch_chunk,
+                         error_control="per_example"):
     # Probes are drawn for the whole batch (so a sharded batch sees the same draws as an
     # unsharded one) and laid out like `x`.
     if divergence == "hutchinson":
@@ -377,7 +388,8 @@ def _log_likelihood_impl(key, process, x, t_start, rtol, atol, *, denoiser, dive
         probes = None
     solve = _in_groups(functools.partial(_solve, denoiser=denoiser, n_dims=_event_size(x),
                                          max_steps=max_steps, method=method,
-                                         chunk_size=chunk_size), batch_chunk)
+                                         chunk_size=chunk_size, error_control=error_control),
+                        batch_chunk)
     mesh, batch_axes = _explicit_batch_sharding(x)
     if mesh is not None:
         # Examples are independent: each device solves its own shard, stopping when its own
@@ -391,7 +403,8 @@ def _log_likelihood_impl(key, process, x, t_start, rtol, atol, *, denoiser, dive
 
 
 _STATIC = ("denoiser", "divergence", "num_probes", "probe", "max_steps", "method", "chunk_size",
-           "batch_chunk")
+           "batch_chunk", "error_control")
+_ERROR_CONTROLS = ("per_example", "joint")
 _log_likelihood_jit = jax.jit(_log_likelihood_impl, static_argnames=_STATIC)
 
 
@@ -438,6 +451,9 @@ def _check_x(where: str, process: Process, denoiser: Denoiser, x: Array) -> None
 
 
 def _check_t_start(where: str, process: Process, t_start: Any) -> None:
+    if jnp.ndim(t_start) != 0:
+        raise ValueError(f"{where}: `t_start` must be a scalar time (one for the whole batch), "
+                         f"got shape {tuple(jnp.shape(t_start))}.")
     v, hi = concrete_value(t_start), concrete_value(process.t_max)
     if v is None:
         return
@@ -475,6 +491,7 @@ def log_likelihood(
     method: Literal["tsit5", "dopri5"] = "tsit5",
     chunk_size: int | None = None,
     batch_chunk: int | None = 256,
+    error_control: Literal["per_example", "joint"] = "per_example",
 ) -> LikelihoodResult:
     """Log-density of ``x`` at ``t_start`` under the probability-flow ODE, in nats per example.
 
@@ -508,6 +525,14 @@ def log_likelihood(
         that of one group. Results agree for any value up to floating-point rounding. ``None``
         solves the whole batch at once (fewer sequential steps, e.g. on an accelerator with
         memory to spare).
+      error_control: ``"per_example"`` (default): every example has its own step sizes and
+        meets the tolerance on its own. ``"joint"``: the examples solved together (a group of
+        ``batch_chunk``, per device on an explicitly sharded batch; pass ``batch_chunk=None``
+        for the whole batch) share one step size, controlled by the RMS over the group of the
+        per-example error norms, as score_sde's host loop does with one norm over the whole
+        flattened batch: fewer evaluations on a large batch, but an example's error is then
+        only bounded on average (``tools/bench_likelihood.py`` measures both). ``nfe`` and
+        ``status`` are the group's.
 
     Returns:
       A :class:`LikelihoodResult`.
@@ -534,6 +559,9 @@ def log_likelihood(
                                     or isinstance(batch_chunk, bool) or batch_chunk < 1):
         raise ValueError(f"{where}: `batch_chunk` must be a positive integer or None, got "
                          f"{batch_chunk!r}.")
+    if not isinstance(error_control, str) or error_control not in _ERROR_CONTROLS:
+        raise ValueError(f"{where}: `error_control` must be one of {_ERROR_CONTROLS}, got "
+                         f"{error_control!r}.")
     x = jnp.asarray(x)
     if not isinstance(process, Process):
         raise TypeError(f"{where}: `process` must be a diffax Process, got "
@@ -553,7 +581,8 @@ def log_likelihood(
     static = dict(denoiser=denoiser, divergence=divergence, num_probes=int(num_probes),
                   probe=probe, max_steps=int(max_steps), method=method,
                   chunk_size=None if chunk_size is None else int(chunk_size),
-                  batch_chunk=None if batch_chunk is None else int(batch_chunk))
+                  batch_chunk=None if batch_chunk is None else int(batch_chunk),
+                  error_control=error_control)
     args = (key, process, x, jnp.asarray(t_start, dtype), jnp.asarray(rtol, dtype),
             jnp.asarray(atol, dtype))
     if _hashable(denoiser):
