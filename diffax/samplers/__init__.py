@@ -21,7 +21,7 @@ from diffax.samplers._edm import EDMStochastic, Heun
 from diffax.samplers._exponential import History
 from diffax.samplers._first_order import DDIM, DDPM, Euler
 from diffax.samplers._multistep import DEIS, IPNDM, LMS
-from diffax.samplers._run import SampleResult, sample
+from diffax.samplers._run import STATUS_NONFINITE, SampleResult, sample
 from diffax.samplers._stochastic import (
     EulerMaruyama,
     Langevin,
@@ -33,6 +33,7 @@ from diffax.samplers._unipc import UniPC, UniPCState
 __all__ = [
     "sample",
     "SampleResult",
+    "STATUS_NONFINITE",
     # solvers
     "Euler",
     "Heun",

@@ -22,6 +22,10 @@ from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
 __all__ = ["sample", "SampleResult"]
 
 
+STATUS_NONFINITE = 3
+"""``SampleResult.status`` of an example whose final state has a NaN or infinite entry."""
+
+
 class SampleResult(NamedTuple):
     """What :func:`sample` returns.
 
@@ -34,8 +38,10 @@ class SampleResult(NamedTuple):
       times: the grid ``[num_steps + 1]`` the loop ran over.
       trajectory: with ``return_trajectory=True``, the states at ``times``,
         ``[num_steps + 1, B, ...]`` (``trajectory[0]`` is ``x_init``); otherwise ``None``.
-      status: int32 ``[B]``, 0 where the solver succeeded (only adaptive solvers report
-        failures: 1 = ``max_steps`` reached, 2 = another failure).
+      status: int32 ``[B]``, 0 where the solver succeeded; adaptive solvers report 1 =
+        ``max_steps`` reached and 2 = another failure; any solver reports
+        :data:`STATUS_NONFINITE` (3) where the final state has a NaN or infinite entry (e.g.
+        the denoiser returned NaN) and no other failure was reported.
       stats: solver-specific per-example statistics (``Adaptive``: ``"nfe"`` and
         ``"num_steps"``, each ``[B]``).
     """
@@ -46,6 +52,13 @@ class SampleResult(NamedTuple):
     trajectory: Array | None = None
     status: Array | None = None
     stats: dict[str, Array] | None = None
+
+
+def mark_nonfinite(status: Array, x: Array) -> Array:
+    """``status`` with :data:`STATUS_NONFINITE` where it is 0 and ``x`` ``[B, ...]`` has a NaN
+    or infinite entry."""
+    finite = jnp.all(jnp.isfinite(x).reshape(x.shape[0], -1), axis=-1)
+    return jnp.where((status == 0) & ~finite, STATUS_NONFINITE, status).astype(jnp.int32)
 
 
 def _check_inputs(key, process, denoiser, x_init, solver, noise_fn):
@@ -188,5 +201,6 @@ def sample(
         x = call(denoiser, x, times[-1])
         nfe = nfe + 1
     status, stats = solver.status(state, x)
+    status = mark_nonfinite(status, x)
     return SampleResult(x=x, nfe=nfe, times=times, trajectory=trajectory, status=status,
                         stats=stats)
