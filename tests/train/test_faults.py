@@ -417,6 +417,19 @@ def test_training_refuses_a_corrupt_or_incompatible_checkpoint_and_falls_back_on
     with pytest.raises(CorruptCheckpointError, match=r"incompatible config: model.variant "
                        r"\(stored 'tiny', now 'toy2d'\)"):
         loop.train_and_evaluate(other, tmp_path / "other")
+    # And for each other section the README names: process, loss, data.name. Nothing is
+    # written or moved (the refusal comes before any training).
+    for key, value, stored in [("process.t_max", 0.99, None), ("loss.variates", "iid",
+                                                               "'low_discrepancy'"),
+                               ("data.name", "toy2d/two_moons", "'toy2d/eight_gaussians'")]:
+        other = toy_config(train_data_dir, sample_every=0, num_steps=30)
+        section, name = key.split(".")
+        other[section][name] = value
+        match = re.escape(f"checkpoints/10 was written by an incompatible config: {key} "
+                          f"(stored {stored}, now {value!r})")
+        with pytest.raises(CorruptCheckpointError, match=match):
+            loop.train_and_evaluate(other, tmp_path / "other")
+    assert sorted(os.listdir(tmp_path / "other" / "checkpoints")) == ["10"]
     # Asked to fall back: the corrupt checkpoint is set aside and training resumes from the
     # previous one, ending exactly where the uninterrupted run ended.
     cfg = toy_config(train_data_dir, sample_every=0, restore_fallback=True)
