@@ -14,7 +14,8 @@ import numpy as np
 
 from diffax._pytree import concrete_value
 
-__all__ = ["check_key", "check_finite_examples", "check_denoiser_accepts", "check_number"]
+__all__ = ["check_key", "check_finite_examples", "check_denoiser_accepts", "check_positive",
+           "check_number"]
 
 
 def _prefix(where: str) -> str:
@@ -88,3 +89,11 @@ def check_number(value: Any, *, name: str, where: str = "", nonnegative: bool = 
         raise ValueError(f"{_prefix(where)}`{name}` must be finite, got {value!r}.")
     if nonnegative and not np.all(v >= 0):
         raise ValueError(f"{_prefix(where)}`{name}` must be >= 0, got {value!r}.")
+
+
+def check_positive(name: str, value: Any, where: str) -> None:
+    """Raises a ValueError naming ``name`` unless ``value`` (where concrete) is finite and
+    positive everywhere (tolerances, step sizes)."""
+    v = concrete_value(value)
+    if v is not None and not (np.all(np.isfinite(v)) and np.all(v > 0)):
+        raise ValueError(f"{where}: `{name}` must be a positive number, got {value!r}.")
