@@ -7,6 +7,7 @@ gradient is NaN is skipped. (The incompatible-checkpoint refusal for ``process``
 import errno
 import os
 import types
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +62,8 @@ def test_unreachable_coordinator_gives_up_within_distributed_timeout(
         raise _Exited(code)
 
     monkeypatch.setattr(os, "_exit", exit_)
-    with pytest.raises(_Exited) as exited:
+    # (catch_warnings: the CLI's warning filters must not outlive the test.)
+    with pytest.raises(_Exited) as exited, warnings.catch_warnings():
         cli.main(["train", f"--config={TOY_VP}:tiny", f"--workdir={tmp_path / 'run'}",
                   "--coordinator_address=localhost:1", "--num_processes=2",
                   "--process_id=1", f"--distributed_timeout={timeout}"])
@@ -91,10 +93,11 @@ def test_disk_full_during_a_save_is_one_line_and_exit_1_from_diffax_train(
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(path_cls, "write_text", full)
-    code = cli.main(["train", f"--config={TOY_VP}:tiny", f"--workdir={workdir}",
-                     "--config.train.num_steps=2", "--config.train.batch_size=16",
-                     "--config.train.checkpoint_every=1", "--config.train.log_every=100",
-                     "--config.train.sample_every=0"])
+    with warnings.catch_warnings():  # the CLI's warning filters must not outlive the test
+        code = cli.main(["train", f"--config={TOY_VP}:tiny", f"--workdir={workdir}",
+                         "--config.train.num_steps=2", "--config.train.batch_size=16",
+                         "--config.train.checkpoint_every=1", "--config.train.log_every=100",
+                         "--config.train.sample_every=0"])
     out, err = capsys.readouterr()
     assert code == 1, (out[-2000:], err[-2000:])
     (line,) = err.strip().splitlines()
