@@ -14,7 +14,8 @@ import numpy as np
 
 from diffax._pytree import concrete_value
 
-__all__ = ["check_key", "check_finite_examples", "check_denoiser_accepts", "check_positive"]
+__all__ = ["check_key", "check_finite_examples", "check_denoiser_accepts", "check_positive",
+           "check_number"]
 
 
 def _prefix(where: str) -> str:
@@ -77,6 +78,28 @@ def check_denoiser_accepts(denoiser: Any, x: Any, *, name: str, where: str = "")
         raise ValueError(f"{_prefix(where)}the denoiser returned {got} for `{name}` of shape "
                          f"{shapes}; a denoiser must return an array shaped like its "
                          f"{what}.")
+
+
+def check_number(value: Any, *, name: str, where: str = "", nonnegative: bool = False) -> None:
+    """Raises a TypeError naming ``name`` unless ``value`` is a real number or a real array
+    (or a tracer: traced values are checked by type only), and a ValueError if a concrete
+    ``value`` has a NaN or infinite entry, or (``nonnegative``) a negative entry."""
+    if isinstance(value, jax.core.Tracer):
+        if not jnp.issubdtype(value.dtype, jnp.number) or jnp.iscomplexobj(value):
+            raise TypeError(f"{_prefix(where)}`{name}` must be a real number, got a traced "
+                            f"{value.dtype} value.")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number, np.ndarray,
+                                                         jax.Array)) \
+            or not np.issubdtype(np.asarray(value).dtype, np.number) \
+            or np.iscomplexobj(value):
+        raise TypeError(f"{_prefix(where)}`{name}` must be a real number, got "
+                        f"{type(value).__name__} {value!r}.")
+    v = np.asarray(value)
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{_prefix(where)}`{name}` must be finite, got {value!r}.")
+    if nonnegative and not np.all(v >= 0):
+        raise ValueError(f"{_prefix(where)}`{name}` must be >= 0, got {value!r}.")
 
 
 def check_positive(name: str, value: Any, where: str) -> None:

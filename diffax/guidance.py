@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffax._checks import check_number
 from diffax._pytree import concrete_value
 from diffax.parameterization import check_time_shape
 from diffax.processes import Process, expand
@@ -105,6 +106,7 @@ def classifier_free(D_cond: Denoiser, D_uncond: Denoiser, *, scale: ArrayLike,
     """
     _check_denoiser("D_cond", D_cond)
     _check_denoiser("D_uncond", D_uncond)
+    check_number(scale, name="scale", where="classifier_free")
     if interval is not None:
         if len(interval) != 2:
             raise ValueError(f"`interval` must be a pair (t_lo, t_hi), got {interval!r}.")
@@ -168,6 +170,7 @@ def classifier(process: Process, denoiser: Denoiser, log_prob_fn: LogProbFn, *,
     if not isinstance(process, Process):
         raise ValueError(f"`process` must be a diffax.Process, got {type(process).__name__}.")
     _check_denoiser("denoiser", denoiser)
+    check_number(scale, name="scale", where="classifier")
     if not callable(log_prob_fn):
         raise ValueError(f"`log_prob_fn` must be a function log_prob_fn(x, t) -> [B], got "
                          f"{log_prob_fn!r}.")

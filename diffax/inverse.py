@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffax._checks import check_denoiser_accepts
+from diffax._checks import check_denoiser_accepts, check_number
 from diffax._pytree import concrete_value, pytree_dataclass, static_field
 from diffax.processes import Process, expand
 from diffax.samplers._base import (
@@ -51,7 +51,7 @@ from diffax.samplers._base import (
     one_minus_snr_ratio,
 )
 from diffax.samplers._first_order import DDPM
-from diffax.samplers._run import SampleResult, check_inputs, sample
+from diffax.samplers._run import SampleResult, check_inputs, mark_nonfinite, sample
 from diffax.schedules import Schedule, check_num_steps, resolve
 from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
 
@@ -187,6 +187,13 @@ def _broadcast_arg(name: str, value: ArrayLike, x: Array) -> Array:
     return jnp.broadcast_to(value, x.shape).astype(x.dtype)
 
 
+def _blend(mask: Array, known: Array, x: Array) -> Array:
+    """``mask * known + (1 - mask) * x``, with ``where`` so that a value the mask excludes
+    (``known`` where ``mask == 0``, ``x`` where ``mask == 1``) never enters the result, even
+    if it is NaN or infinite; the same numbers as the arithmetic form for finite inputs."""
+    return jnp.where(mask == 0, x, jnp.where(mask == 1, known, mask * known + (1 - mask) * x))
+
+
 def _check_one_step(solver: Solver, process: Process, denoiser: Denoiser, x: Array,
                     times: Array, where: str) -> None:
     """``where`` reuses the solver's ``step`` outside :func:`diffax.sample`'s loop, which is
@@ -271,6 +278,10 @@ def inpaint(
     if m is not None and not np.all((m >= 0) & (m <= 1)):
         raise ValueError("`mask` must hold values in [0, 1] (1 where observed).")
     mask = _broadcast_arg("mask", mask, x_init)
+    k, m = concrete_value(x_known), concrete_value(mask)
+    if k is not None and m is not None and not np.all(np.isfinite(k[m > 0])):
+        raise ValueError(f"`x_known` has NaN or infinite entries where `mask` > 0 (observed): "
+                         f"{int(np.sum(~np.isfinite(k[m > 0])))} of them.")
     dtype = x_init.dtype
     if schedule is None:
         schedule = solver.default_schedule(process)
@@ -295,7 +306,7 @@ def inpaint(
             x_next, _, n = solver.step(process, denoiser, x, EmptyState(), ctx)
             known = process.alpha(s) * x_known + process.sigma(s) * noise(k_known, s, s,
                                                                            x.shape)
-            return (mask * known + (1 - mask) * x_next).astype(dtype), jnp.asarray(n, jnp.int32)
+            return _blend(mask, known, x_next).astype(dtype), jnp.asarray(n, jnp.int32)
 
         def renoise(x):
             z = noise(k_step, t, s, x.shape)
@@ -306,9 +317,9 @@ def inpaint(
 
     xs = (jnp.arange(k_from.shape[0], dtype=jnp.int32), k_from, k_to)
     (x, nfe), _ = jax.lax.scan(body, (x_init, jnp.int32(0)), xs)
-    x = mask * x_known + (1 - mask) * x
-    return SampleResult(x=x, nfe=nfe, times=times, status=jnp.zeros(x.shape[:1], jnp.int32),
-                        stats={})
+    x = _blend(mask, x_known, x)
+    return SampleResult(x=x, nfe=nfe, times=times,
+                        status=mark_nonfinite(jnp.zeros(x.shape[:1], jnp.int32), x), stats={})
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,6 +442,7 @@ def dps(
     if tuple(y.shape) != tuple(y_spec.shape):
         raise ValueError(f"`y` has shape {tuple(y.shape)}, but forward_fn(x) has shape "
                          f"{tuple(y_spec.shape)}.")
+    check_number(step_size, name="step_size", where="dps", nonnegative=True)
     n = concrete_value(noise_std)
     if noise_std is not None and n is not None and not np.all(n > 0):
         raise ValueError(f"`noise_std` must be positive (or None), got {noise_std!r}.")

@@ -242,8 +242,16 @@ def _error_norm(scaled_error: Any) -> Array:
     return jnp.maximum(jnp.sqrt(jnp.mean(jnp.square(ex))), jnp.abs(el))
 
 
+def _joint_error_norm(scaled_error: Any) -> Array:
+    """The RMS over the batch of :func:`_error_norm`: one norm for a batch solved together."""
+    ex, el = scaled_error
+    per_example = jnp.maximum(jnp.sqrt(jnp.mean(jnp.square(ex.reshape(el.shape[0], -1)),
+                                                axis=-1)), jnp.abs(el))
+    return jnp.sqrt(jnp.mean(jnp.square(per_example)))
+
+
 def _solve(process, x, probes, t_start, rtol, atol, *, denoiser, n_dims, max_steps, method,
-           chunk_size):
+           chunk_size, error_control="per_example"):
     """The per-example solve on a (possibly device-local) batch; see the module docstring."""
     dtype = x.dtype
     t_lo = jnp.asarray(t_start, dtype)
@@ -276,11 +284,13 @@ def _solve(process, x, probes, t_start, rtol, atol, *, denoiser, n_dims, max_ste
         dlogp = (n_dims * c - scale * tr) / s
         return dx, dlogp
 
+    joint = error_control == "joint"
     # The zeros are derived from `x` so that they share its batch layout.
     y0 = (x / n0, jnp.zeros_like(x[(slice(None),) + (0,) * (x.ndim - 1)]))
     sol = _ode.integrate(vector_field, y0, t0=phi0, t1=phi1, rtol=rtol, atol=atol,
-                         method=method, max_steps=max_steps, per_example=True, args=probes,
-                         norm=_error_norm, where="log_likelihood")
+                         method=method, max_steps=max_steps, per_example=not joint,
+                         args=probes, norm=_joint_error_norm if joint else _error_norm,
+                         where="log_likelihood")
     x_hat1, integral = sol.y
     prior = process.prior_logp(n1 * x_hat1)
     delta = integral + n_dims * (jnp.log(n1) - jnp.log(n0))
@@ -304,6 +314,17 @@ def _explicit_batch_sharding(x: Array) -> tuple[Any, Any]:
     if sharding is None or not spec or spec[0] is None:
         return None, None
     return sharding.mesh, spec[0]
+
+
+def _reshard_batch(a: Array, mesh: Any, batch_axes: Any) -> Array:
+    """``a`` with its batch axis sharded over the explicit mesh axes ``batch_axes``.
+
+    A compatibility helper: jax 0.10 carries ``x``'s batch sharding through the broadcast
+    ``draw(...) + zeros_like(x)[:, None]`` that lays the probes out like ``x``; jax 0.12 types
+    the sum as replicated, which ``shard_map``'s ``in_specs`` then reject. An explicit reshard
+    gives the same layout on both (a no-op where it already holds); values are unchanged.
+    """
+    return jax.sharding.reshard(a, jax.sharding.NamedSharding(mesh, P(batch_axes)))
 
 
 def _group_shape(b: int, batch_chunk: int, devices: int) -> tuple[int, int]:
@@ -360,7 +381,8 @@ def _in_groups(solve: Callable[..., LikelihoodResult], batch_chunk: int | None
 
 
 def _log_likelihood_impl(key, process, x, t_start, rtol, atol, *, denoiser, divergence,
-                         num_probes, probe, max_steps, method, chunk_size, batch_chunk):
+                         num_probes, probe, max_steps, method, chunk_size, batch_chunk,
+                         error_control="per_example"):
     # Probes are drawn for the whole batch (so a sharded batch sees the same draws as an
     # unsharded one) and laid out like `x`.
     if divergence == "hutchinson":
@@ -371,20 +393,23 @@ def _log_likelihood_impl(key, process, x, t_start, rtol, atol, *, denoiser, dive
         probes = None
     solve = _in_groups(functools.partial(_solve, denoiser=denoiser, n_dims=_event_size(x),
                                          max_steps=max_steps, method=method,
-                                         chunk_size=chunk_size), batch_chunk)
+                                         chunk_size=chunk_size, error_control=error_control),
+                        batch_chunk)
     mesh, batch_axes = _explicit_batch_sharding(x)
     if mesh is not None:
         # Examples are independent: each device solves its own shard, stopping when its own
         # slowest example is done (no collective per step). This is also required: diffrax's
         # vmapped loop does not accept explicitly sharded operands.
         b = P(batch_axes)
+        probes = None if probes is None else _reshard_batch(probes, mesh, batch_axes)
         solve = jax.shard_map(solve, mesh=mesh, in_specs=(P(), b, b, P(), P(), P()),
                               out_specs=b, check_vma=False)
     return solve(process, x, probes, t_start, rtol, atol)
 
 
 _STATIC = ("denoiser", "divergence", "num_probes", "probe", "max_steps", "method", "chunk_size",
-           "batch_chunk")
+           "batch_chunk", "error_control")
+_ERROR_CONTROLS = ("per_example", "joint")
 _log_likelihood_jit = jax.jit(_log_likelihood_impl, static_argnames=_STATIC)
 
 
@@ -425,6 +450,9 @@ def _check_x(where: str, process: Process, denoiser: Denoiser, x: Array) -> None
 
 
 def _check_t_start(where: str, process: Process, t_start: Any) -> None:
+    if jnp.ndim(t_start) != 0:
+        raise ValueError(f"{where}: `t_start` must be a scalar time (one for the whole batch), "
+                         f"got shape {tuple(jnp.shape(t_start))}.")
     v, hi = concrete_value(t_start), concrete_value(process.t_max)
     if v is None:
         return
@@ -521,6 +549,7 @@ def log_likelihood(
     method: Literal["tsit5", "dopri5"] = "tsit5",
     chunk_size: int | None = None,
     batch_chunk: int | None = 256,
+    error_control: Literal["per_example", "joint"] = "per_example",
 ) -> LikelihoodResult:
     """Log-density of ``x`` at ``t_start`` under the probability-flow ODE, in nats per example.
 
@@ -556,6 +585,14 @@ def log_likelihood(
         that of one group. Results agree for any value up to floating-point rounding. ``None``
         solves the whole batch at once (fewer sequential steps, e.g. on an accelerator with
         memory to spare).
+      error_control: ``"per_example"`` (default): every example has its own step sizes and
+        meets the tolerance on its own. ``"joint"``: the examples solved together (a group of
+        ``batch_chunk``, per device on an explicitly sharded batch; pass ``batch_chunk=None``
+        for the whole batch) share one step size, controlled by the RMS over the group of the
+        per-example error norms, as score_sde's host loop does with one norm over the whole
+        flattened batch: fewer evaluations on a large batch, but an example's error is then
+        only bounded on average (``tools/bench_likelihood.py`` measures both). ``nfe`` and
+        ``status`` are the group's.
 
     Returns:
       A :class:`LikelihoodResult`.
@@ -582,7 +619,13 @@ def log_likelihood(
                                     or isinstance(batch_chunk, bool) or batch_chunk < 1):
         raise ValueError(f"{where}: `batch_chunk` must be a positive integer or None, got "
                          f"{batch_chunk!r}.")
+    if not isinstance(error_control, str) or error_control not in _ERROR_CONTROLS:
+        raise ValueError(f"{where}: `error_control` must be one of {_ERROR_CONTROLS}, got "
+                         f"{error_control!r}.")
     if isinstance(process, StateProcess):
+        if error_control != "per_example":
+            raise ValueError(f"{where}: `error_control={error_control!r}` is for Gaussian "
+                             f"processes; {type(process).__name__} solves per example.")
         return _state_log_likelihood(key, process, denoiser, x, divergence=divergence,
                                      num_probes=num_probes, probe=probe, rtol=rtol, atol=atol,
                                      max_steps=max_steps, t_start=t_start, method=method,
@@ -606,7 +649,8 @@ def log_likelihood(
     static = dict(denoiser=denoiser, divergence=divergence, num_probes=int(num_probes),
                   probe=probe, max_steps=int(max_steps), method=method,
                   chunk_size=None if chunk_size is None else int(chunk_size),
-                  batch_chunk=None if batch_chunk is None else int(batch_chunk))
+                  batch_chunk=None if batch_chunk is None else int(batch_chunk),
+                  error_control=error_control)
     args = (key, process, x, jnp.asarray(t_start, dtype), jnp.asarray(rtol, dtype),
             jnp.asarray(atol, dtype))
     if _hashable(denoiser):

@@ -67,6 +67,17 @@ def _exact_fn(gm):
 
 LL = {dim: _exact_fn(gm) for dim, gm in MIXTURES.items()}
 
+# Mean absolute error (nats) of the exact-divergence likelihood at rtol = atol = 1e-5, measured
+# on 32 points (key 1) with jax 0.10 / Python 3.11 and jax 0.12 / Python 3.12 (the same to 3
+# digits); the tests allow MARGIN times the measured value. The computation is deterministic,
+# so the margin only has to absorb rounding differences between XLA versions and builds.
+MARGIN = 2.0
+MEASURED_MEAN_ERROR = {
+    ("VP", 2): 8.1e-6, ("SubVP", 2): 1.1e-5, ("VE", 2): 6.3e-5, ("EDM", 2): 2.9e-5,
+    ("RectifiedFlow", 2): 9.2e-6, ("VP", 16): 6.0e-5, ("SubVP", 16): 6.8e-5,
+    ("VE", 16): 3.1e-4, ("EDM", 16): 1.4e-4, ("RectifiedFlow", 16): 4.4e-5,
+}
+
 
 @pytest.mark.parametrize("dim", [2, 16])
 @pytest.mark.parametrize("name", list(PROCESSES))
@@ -77,8 +88,8 @@ def test_exact_divergence_matches_oracle(x64, name, dim):
     exact = gm.log_prob(p, x, p.t_min)
     err = np.abs(np.asarray(res.logp - exact))
     assert res.status.tolist() == [STATUS_OK] * 32
-    # Issue bound: 5e-3 nats (mean). Measured mean 8e-6 .. 2e-4, max < 1e-3.
-    assert err.mean() < 1e-3, (name, dim, err.mean())
+    # Issue bound: 5e-3 nats (mean). Measured: MEASURED_MEAN_ERROR (8e-6 .. 3e-4).
+    assert err.mean() < MARGIN * MEASURED_MEAN_ERROR[name, dim], (name, dim, err.mean())
     np.testing.assert_allclose(res.prior_logp + res.delta_logp, res.logp, rtol=1e-12)
     assert np.all(np.asarray(res.nfe) >= 7)
 
@@ -135,8 +146,11 @@ def test_other_start_times_and_processes(x64, case):
     x = gm.sample(jax.random.key(3), p, t_start, 32)  # 32 like the tests above: no recompiling
     res = LL[2](p, x, 1e-5, t_start)
     exact = gm.log_prob(p, x, t_start)
-    # Measured: 1e-5 (VP), 2e-4 (custom: sigma_max = 20 leaves a 1e-4 prior mismatch), 1e-5.
-    assert float(jnp.mean(jnp.abs(res.logp - exact))) < 1e-3
+    # Measured: 5.8e-6 (VP), 3.4e-4 (custom: sigma_max = 20 leaves a 1e-4 prior mismatch),
+    # 9.2e-6 (DiscreteVP); allowed MARGIN times that.
+    measured = {"VP t_start=0.2": 5.8e-6, "custom process, t_start < t_min": 3.4e-4,
+                "DiscreteVP": 9.2e-6}[case]
+    assert float(jnp.mean(jnp.abs(res.logp - exact))) < MARGIN * measured
     assert res.status.tolist() == [STATUS_OK] * 32
 
 
@@ -222,7 +236,33 @@ def test_sharded_batch_under_jit_matches_unsharded(x64, axis_type, batch_chunk):
     if axis_type == "explicit":  # and the exact divergence, against the oracle
         exact = LL[2](p, xs)
         assert exact.logp.sharding.spec == P("data")
-        assert float(jnp.mean(jnp.abs(exact.logp - gm.log_prob(p, x, p.t_min)))) < 1e-3
+        # Measured 3.4e-5 (the same as the unsharded solve of these points).
+        err = float(jnp.mean(jnp.abs(exact.logp - gm.log_prob(p, x, p.t_min))))
+        assert err < MARGIN * 3.4e-5, err
+
+
+def test_joint_error_control_shares_one_step_size(x64):
+    # error_control="joint": one step size for the batch, controlled by the RMS over the batch
+    # of the per-example error norms (the host loop's kind of control). Measured on these 32
+    # points: mean error 7.5e-6 (per-example 8.1e-6), NFE 91 for every example (per-example
+    # 55 to 109). For one example the two norms coincide, so the solves are the same.
+    p, gm = diffax.VP(), MIX2
+    joint = fast_jit(lambda p, x: log_likelihood(None, p, gm.denoiser(p), x, batch_chunk=None,
+                                                 error_control="joint"))
+    x = gm.sample(jax.random.key(1), p, p.t_min, 32)
+    res = joint(p, x)
+    assert res.status.tolist() == [STATUS_OK] * 32
+    nfe = np.asarray(res.nfe)
+    assert np.all(nfe == nfe[0]), nfe
+    err = float(jnp.mean(jnp.abs(res.logp - gm.log_prob(p, x, p.t_min))))
+    assert err < MARGIN * JOINT_MEAN_ERROR, err
+    one = joint(p, x[:1])
+    ref = log_likelihood(None, p, gm.denoiser(p), x[:1])
+    np.testing.assert_allclose(one.logp, ref.logp, rtol=1e-12)
+    assert one.nfe.tolist() == ref.nfe.tolist()
+
+
+JOINT_MEAN_ERROR = 7.5e-6
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,6 +282,8 @@ def test_bad_input_raises_clear_errors(x64):
                           (dict(num_probes=0), "num_probes"), (dict(max_steps=0), "max_steps"),
                           (dict(method="rk4"), "method"), (dict(t_start=1.0), "t_start"),
                           (dict(t_start=-1.0), "outside"),
+                          (dict(t_start=jnp.full((4,), 0.01)), "`t_start` must be a scalar"),
+                          (dict(error_control="batch"), "error_control"),
                           (dict(divergence="hutchinson"), "key")]:
         with pytest.raises(ValueError, match=match):
             log_likelihood(None, p, D, x, **kwargs)
@@ -258,9 +300,10 @@ def test_failures_are_reported_in_status_not_hidden(x64):
     others = np.arange(32) != 1
     assert res.status[1] == STATUS_NONFINITE_INPUT and np.isnan(res.logp[1])
     assert np.all(np.asarray(res.status)[others] == STATUS_OK)
-    exact = gm.log_prob(p, x, p.t_min)
-    np.testing.assert_allclose(np.asarray(res.logp)[others], np.asarray(exact)[others],
-                               atol=1e-3)
+    # Every example has its own step sizes: the others are those of a batch without the inf.
+    clean = LL[2](p, x)
+    np.testing.assert_allclose(np.asarray(res.logp)[others], np.asarray(clean.logp)[others],
+                               rtol=1e-12)
     res = fast_jit(lambda p, x: log_likelihood(None, p, gm.denoiser(p), x, max_steps=3))(p, x)
     assert res.status.tolist() == [STATUS_MAX_STEPS] * 32
     assert np.all(np.isnan(res.logp)) and np.all(np.isnan(res.delta_logp))

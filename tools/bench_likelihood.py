@@ -1,6 +1,6 @@
 """Probability-flow ODE likelihood: diffax in-graph versus score_sde's host loop.
 
-    python tools/bench_likelihood.py --out bench_likelihood.md
+    python tools/bench_likelihood.py --out tools/bench_likelihood.md
     python tools/bench_likelihood.py --ddpm   # bits/dim: ODE likelihood vs DDPM's bound
 
 Both methods compute log p_{t_min}(x) with the exact divergence, for the same denoiser (the exact
@@ -21,16 +21,29 @@ denoiser of a 16-D Gaussian mixture from ``diffax.testing``), the same process a
   call. The divergence is score_sde's ``div_fn`` (``grad(sum(drift * eps)) . eps``, a
   reverse-mode VJP) summed over the ``N`` basis vectors ``eps = e_i``, the ``N`` VJPs batched
   with ``vmap`` in that one call. **host loop, fused call**: the same, but one jitted call
-  returns both (a leaner baseline than score_sde's own code).
+  returns both (a leaner baseline than score_sde's own code). Both host loops use score_sde's
+  reverse-mode divergence (N VJPs); diffax uses forward-mode JVPs.
+* **diffax, joint error control**: ``error_control="joint", batch_chunk=None``: the whole batch
+  advances with one step size under one error norm (the RMS over the batch of the
+  per-example norms), the host loop's kind of step control, in-graph.
+* **diffax, Hutchinson**: ``divergence="hutchinson"`` with one Rademacher probe per example
+  (one JVP per evaluation instead of N): its error against the oracle includes the estimator's
+  noise, which is not a solver error.
+
+``--tolerances`` adds a work-precision table: for each tolerance ``rtol = atol`` in the list,
+the wall time, NFE and error against the exact log-density of diffax (per-example and joint
+control) and both host loops at batch ``--wp_batch``, so that the methods can be compared at
+equal accuracy rather than at equal tolerance.
 
 ``--ddpm`` instead compares, on 8-bit binary toy data of known entropy, the ODE likelihood in
 bits/dim (``bits_per_dim``) with DDPM's variational bound (``ddpm_bound_bpd``) for DDPM's
 linear 1000-step schedule, both with the exact denoiser.
 
-Wall times exclude compilation (each function is called once first) and are the best of
+Wall times exclude compilation (each function is called once first) and are the median of
 ``--repeats`` rounds (5 times as many for batches up to 64), run in alternating order; the
-speed-up is the median over rounds of the score_sde time divided by the method's time in the
-same round, which is robust to a machine whose load drifts. NFE is the number of
+speed-up is the score_sde median divided by the method's median, so the time columns and the
+speed-up come from one estimator (the median: robust to a machine whose load drifts). The
+interquartile range of the per-round ratios is shown next to the speed-up. NFE is the number of
 drift-and-divergence evaluations (diffax: per example, mean and max over the batch; a group's
 cost follows its max). The error is the mean (and max) absolute difference from the oracle's
 ``log p_{t_min}(x)`` in nats per example.
@@ -125,7 +138,11 @@ def main(argv=None) -> int:
     parser.add_argument("--rtol", type=float, default=1e-5)
     parser.add_argument("--atol", type=float, default=1e-5)
     parser.add_argument("--repeats", type=int, default=6)
-    parser.add_argument("--out", default=None, help="also write the table to this file")
+    parser.add_argument("--tolerances", default="",
+                        help="comma-separated rtol = atol values for a work-precision table")
+    parser.add_argument("--wp_batch", type=int, default=1024)
+    parser.add_argument("--wp_repeats", type=int, default=3)
+    parser.add_argument("--out", default=None, help="also write the tables to this file")
     parser.add_argument("--ddpm", action="store_true",
                         help="bits/dim of the ODE likelihood vs DDPM's bound on toy data")
     args = parser.parse_args(argv)
@@ -142,73 +159,119 @@ def main(argv=None) -> int:
     process = getattr(diffax, args.process)()
     gm = _mixture(args.dim)
     denoiser = gm.denoiser(process)
+    load_start = os.getloadavg()[0]
 
-    def ours(batch_chunk=256):
-        return jax.jit(lambda p, x: log_likelihood(None, p, gm.denoiser(p), x, rtol=args.rtol,
-                                                   atol=args.atol, batch_chunk=batch_chunk))
+    def ours(rtol, atol, **kw):
+        f = jax.jit(lambda p, x, key: log_likelihood(key, p, gm.denoiser(p), x, rtol=rtol,
+                                                     atol=atol, **kw))
 
-    host = {"score_sde": _host_loop(process, denoiser, args.dim, fused=False),
-            "fused": _host_loop(process, denoiser, args.dim, fused=True)}
+        def run(x):
+            res = jax.block_until_ready(f(process, x, jax.random.key(0)))
+            assert np.all(np.asarray(res.status) == 0)
+            nfe = np.asarray(res.nfe)
+            return np.asarray(res.logp), f"{nfe.mean():.0f} / {nfe.max()}"
+        return run
+
+    def host(fused):
+        loop = _host_loop(process, denoiser, args.dim, fused=fused)
+
+        def bind(rtol, atol):
+            def run(x):
+                logp, nfe, status = loop(x, rtol, atol)
+                assert status == 0
+                return logp, f"{nfe} / {nfe}"
+            return run
+        return bind
+
+    hosts = {"score_sde": host(False), "fused": host(True)}
     names = {"diffax": "diffax (in-graph)", "diffax_whole": "diffax, batch_chunk=None",
-             "score_sde": "host loop (score_sde)", "fused": "host loop, fused call"}
+             "joint": "diffax, joint error control", "hutchinson": "diffax, Hutchinson (1 probe)",
+             "score_sde": "host loop (score_sde, reverse-mode div)",
+             "fused": "host loop, fused call (reverse-mode div)"}
 
-    rows = []
-    for batch in [int(b) for b in args.batches.split(",")]:
+    def methods(batch, rtol, atol, *, extras):
+        runs = {"diffax": ours(rtol, atol)}
+        if extras and batch > 256:
+            runs["diffax_whole"] = ours(rtol, atol, batch_chunk=None)
+        if batch > 1:
+            runs["joint"] = ours(rtol, atol, batch_chunk=None, error_control="joint")
+        if extras:
+            runs["hutchinson"] = ours(rtol, atol, divergence="hutchinson")
+        runs.update({k: bind(rtol, atol) for k, bind in hosts.items()})
+        return runs
+
+    def measure(batch, runs, repeats):
+        """Median wall time, NFE and errors per method; the speed-up from the same medians."""
         x = gm.sample(jax.random.key(batch), process, process.t_min, batch)
         exact = np.asarray(gm.log_prob(process, x, process.t_min))
-        runs = {"diffax": ours()}
-        if batch > 256:
-            runs["diffax_whole"] = ours(None)
-        results, times = {}, {k: [] for k in (*runs, *host)}
-        for f in runs.values():  # compile
-            jax.block_until_ready(f(process, x))
-        for f in host.values():  # compile the jitted calls
-            f(x, args.rtol, args.atol)
-
-        # Rounds in alternating order (ABBA); small batches take milliseconds: more rounds.
-        order = [*runs, *host]
-        for r in range(args.repeats if batch > 64 else 5 * args.repeats):
+        results, times = {}, {k: [] for k in runs}
+        for f in runs.values():  # compile (and warm the host loops' jitted calls)
+            f(x)
+        order = list(runs)
+        for r in range(repeats):  # alternating order (ABBA)
             for k in (order if r % 2 == 0 else order[::-1]):
                 t0 = time.perf_counter()
-                if k in runs:
-                    res = jax.block_until_ready(runs[k](process, x))
-                    times[k].append(time.perf_counter() - t0)
-                    assert np.all(np.asarray(res.status) == 0)
-                    nfe = np.asarray(res.nfe)
-                    results[k] = (np.asarray(res.logp), f"{nfe.mean():.0f} / {nfe.max()}")
-                else:
-                    logp, nfe, status = host[k](x, args.rtol, args.atol)
-                    times[k].append(time.perf_counter() - t0)
-                    assert status == 0
-                    results[k] = (logp, f"{nfe} / {nfe}")
+                results[k] = runs[k](x)
+                times[k].append(time.perf_counter() - t0)
         base = np.asarray(times["score_sde"])
+        rows = []
         for k in order:
+            t = np.asarray(times[k])
             err = np.abs(results[k][0] - exact)
-            # Speed-up: median over rounds of the ratio of the two times within the round
-            # (robust to a machine whose load drifts); times: best round.
-            ratio = float(np.median(base / np.asarray(times[k])))
-            rows.append((batch, names[k], min(times[k]), results[k][1], err.mean(), err.max(),
-                         ratio))
-        print(f"batch {batch}: " + ", ".join(f"{k} {min(v) * 1e3:.1f} ms"
+            q1, q3 = np.percentile(base / t, [25, 75])
+            rows.append((batch, names[k], float(np.median(t)), results[k][1], err.mean(),
+                         err.max(), float(np.median(base) / np.median(t)), q1, q3))
+        print(f"batch {batch}: " + ", ".join(f"{k} {np.median(v) * 1e3:.1f} ms"
                                              for k, v in times.items()),
               file=sys.stderr, flush=True)
+        return rows
 
+    rows = []
+    for batch in [int(b) for b in args.batches.split(",") if b]:
+        reps = args.repeats if batch > 64 else 5 * args.repeats
+        rows += measure(batch, methods(batch, args.rtol, args.atol, extras=True), reps)
+    wp_rows = []
+    for tol in [float(v) for v in args.tolerances.split(",") if v]:
+        wp_rows += [(tol, *r) for r in measure(
+            args.wp_batch, methods(args.wp_batch, tol, tol, extras=False), args.wp_repeats)]
+    load_end = os.getloadavg()[0]
+
+    header = (f"({platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__}, "
+              f"load average {load_start:.1f} at the start, {load_end:.1f} at the end; "
+              "times: median of the rounds; speed-up: ratio of the medians, with the "
+              "interquartile range of the per-round ratios)")
     lines = [
-        f"Probability-flow likelihood, exact divergence, {args.process} process, "
-        f"{args.dim}-D Gaussian mixture (exact denoiser), float64, "
-        f"rtol = atol = {args.rtol:g}" + ("" if args.rtol == args.atol else f"/{args.atol:g}"),
-        f"({platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__}, "
-        f"load average {os.getloadavg()[0]:.1f}; best of {args.repeats} rounds, "
-        f"{5 * args.repeats} for batches <= 64; speed-up: median of per-round ratios)",
-        "",
-        "| batch | method | wall time | NFE (mean / max) | mean abs error (nats) "
-        "| max abs error | speed-up vs score_sde |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        f"Probability-flow likelihood, exact divergence (Hutchinson where named), "
+        f"{args.process} process, {args.dim}-D Gaussian mixture (exact denoiser), float64",
+        header, "",
     ]
-    for batch, name, t, nfe, e_mean, e_max, speedup in rows:
-        lines.append(f"| {batch} | {name} | {_ms(t)} | {nfe} | {e_mean:.1e} | {e_max:.1e} "
-                     f"| {speedup:.1f}x |")
-    table = "\n".join(lines)
+    if rows:
+        lines += [
+            f"rtol = atol = {args.rtol:g}" + ("" if args.rtol == args.atol
+                                               else f"/{args.atol:g}") +
+            f"; median of {args.repeats} rounds, {5 * args.repeats} for batches <= 64",
+            "",
+            "| batch | method | wall time | NFE (mean / max) | mean abs error (nats) "
+            "| max abs error | speed-up vs score_sde (IQR) |",
+            "|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for batch, name, t, nfe, e_mean, e_max, speedup, q1, q3 in rows:
+            lines.append(f"| {batch} | {name} | {_ms(t)} | {nfe} | {e_mean:.1e} | {e_max:.1e} "
+                         f"| {speedup:.2f}x ({q1:.2f}-{q3:.2f}) |")
+        lines.append("")
+    if wp_rows:
+        lines += [
+            f"Work-precision at batch {args.wp_batch}: rtol = atol = tol, median of "
+            f"{args.wp_repeats} rounds; error against the exact log-density",
+            "",
+            "| tol | method | wall time | NFE (mean / max) | mean abs error (nats) "
+            "| max abs error |",
+            "|---:|---|---:|---:|---:|---:|",
+        ]
+        for tol, _, name, t, nfe, e_mean, e_max, *_ in wp_rows:
+            lines.append(f"| {tol:g} | {name} | {_ms(t)} | {nfe} | {e_mean:.1e} "
+                         f"| {e_max:.1e} |")
+    table = "\n".join(lines).rstrip()
     print(table)
     if args.out:
         with open(args.out, "w") as f:

@@ -14,7 +14,9 @@ Usage::
   python tools/bench_train.py                      # tiny and mid UNet, table to stdout
   python tools/bench_train.py --variants tiny --rounds 5 --out bench_train.md
 
-Not a test: nothing is asserted; the target is an overhead of at most 5%.
+Before timing, one step of each from the same state and batch must give the same loss and the
+same parameter update (to float32 rounding: ``check_same_update``), so that the two time the
+same computation. Otherwise not a test; the target is an overhead of at most 5%.
 """
 
 from __future__ import annotations
@@ -123,6 +125,36 @@ def make_steps(variant: str, batch_size: int, *, lr: float = 2e-4, ema: float = 
     return d_step, d_state, b_step, b_state, d_batch["x"]
 
 
+def check_same_update(d_step, d_state, b_step, b_state, x, d_wrap, b_wrap, *,
+                      rtol: float = 1e-3) -> dict[str, float]:
+    """One step of each from copies of the initial states: the losses, the gradient norms,
+    the optimizer states (Adam's moments hold the gradient itself; its first update is only
+    ``lr * sign(g)``) and the parameters must agree to ``rtol`` (relative to the size of each
+    quantity), else ValueError."""
+    copy = lambda tree: jax.tree.map(jnp.array, tree)  # noqa: E731 - the steps donate
+    d_new, d_metrics = d_step(copy(d_state), d_wrap(x))
+    b_new, (b_loss, b_gnorm) = b_step(copy(b_state), b_wrap(x))
+
+    def rel(a, b):  # max |a - b| / max |b| over a tree's float leaves
+        pairs = [(np.asarray(u, np.float64), np.asarray(v, np.float64))
+                 for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+                 if jnp.issubdtype(jnp.asarray(v).dtype, jnp.floating)]
+        diff = max(float(np.max(np.abs(u - v))) for u, v in pairs)
+        return diff / max(max(float(np.max(np.abs(v))) for _, v in pairs), 1e-30)
+
+    before = d_state.params
+    upd = lambda new: jax.tree.map(lambda a, p: np.asarray(a) - np.asarray(p), new, before)  # noqa: E731
+    out = {"loss": rel(np.mean(d_metrics["loss"]), np.mean(b_loss)),
+           "grad_norm": rel(np.mean(d_metrics["grad_norm"]), np.mean(b_gnorm)),
+           "optimizer_state": rel(d_new.opt_state, b_new[1]),
+           "update": rel(upd(d_new.params), upd(b_new[0]))}
+    if not all(v <= rtol for v in out.values()):
+        raise ValueError(f"bench_train: diffax's step and the bare step compute different "
+                         f"updates (relative differences {out}): the timing would compare "
+                         f"different computations.")
+    return out
+
+
 def _time(step, state, batch, n: int, wrap):
     t = time.perf_counter()
     for _ in range(n):
@@ -139,6 +171,7 @@ def bench(variant: str, *, batch_size: int, steps: int, rounds: int, n_jitted_st
     # Compile once (ahead of time, which also gives XLA's FLOP count) and warm up.
     d_step = d_step.lower(d_state, d_wrap(x)).compile()
     b_step = b_step.lower(b_state, x).compile()
+    same = check_same_update(d_step, d_state, b_step, b_state, x, d_wrap, b_wrap)
     flops = _flops(d_step) / n_jitted_steps
     bare_flops = _flops(b_step) / n_jitted_steps
     count = lambda c: sum(1 for line in c.as_text().splitlines() if " = " in line)
@@ -171,7 +204,7 @@ def bench(variant: str, *, batch_size: int, steps: int, rounds: int, n_jitted_st
         "overhead_median_pct": 100 * (statistics.median(ratios) - 1),
         "gflop_step": flops / 1e9, "bare_gflop_step": bare_flops / 1e9,
         "gflops": flops / d_med / 1e9,
-        "structure": structure,
+        "structure": structure, "same": same,
     }
 
 
@@ -217,7 +250,9 @@ def main(argv=None) -> None:
     extra = [f"{r['variant']}: compiled programs, diffax vs bare: FLOPs per step "
              f"{r['gflop_step']:.3f} G vs {r['bare_gflop_step']:.3f} G, HLO instructions "
              f"{r['structure'][0]} vs {r['structure'][1]}, temp memory "
-             f"{r['structure'][2] / 2**20:.1f} MiB vs {r['structure'][3] / 2**20:.1f} MiB"
+             f"{r['structure'][2] / 2**20:.1f} MiB vs {r['structure'][3] / 2**20:.1f} MiB; "
+             "first step, relative difference diffax vs bare: "
+             + ", ".join(f"{k} {v:.1e}" for k, v in r["same"].items())
              for r in rows]
     print("\n".join(extra))
 

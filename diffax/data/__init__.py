@@ -43,6 +43,7 @@ from diffax.data._digits import (
 )
 from diffax.data._image_folder import (
     IMAGE_EXTENSIONS,
+    ImageDecodeError,
     ImageFolder,
     ImageFolderConfig,
     resize_image,
@@ -106,6 +107,7 @@ __all__ = [
     "EIGHT_GAUSSIANS_STD",
     "IMAGE_EXTENSIONS",
     "ImageFolder",
+    "ImageDecodeError",
     "ImageFolderConfig",
     "TOY2D_DISTRIBUTIONS",
     "TOY2D_NUM_TEST",

@@ -124,12 +124,35 @@ def _fingerprint(folder: str, files: list[str], options: tuple) -> str:
     return h.hexdigest()[:12]
 
 
-def _load_image(path: str, channels: int, size: tuple[int, int] | None, center_crop: bool):
+class ImageDecodeError(ValueError):
+    """An image of the folder could not be read: names the file and the folder."""
+
+
+# What PIL raises on a file it cannot read: UnidentifiedImageError (an OSError) for an empty or
+# unknown file, OSError for a truncated one, SyntaxError for a broken PNG chunk, and
+# ValueError/EOFError from some plugins.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+
+
+def _decode_error(folder: str, file: str, error: BaseException) -> ImageDecodeError:
+    return ImageDecodeError(
+        f"Image folder {folder!r} (argument `folder`): cannot read image file {file!r}: "
+        f"{type(error).__name__}: {error}. Remove or replace the file."
+    )
+
+
+def _load_image(folder: str, file: str, channels: int, size: tuple[int, int] | None,
+                center_crop: bool):
+    """Decodes ``folder/file`` fully (a truncated file fails here, not later inside TFDS)."""
     from PIL import Image
 
-    with Image.open(path) as pil:
-        pil = pil.convert("L" if channels == 1 else "RGB")
-        image = np.asarray(pil, dtype=np.uint8).reshape(pil.size[1], pil.size[0], channels)
+    try:
+        with Image.open(os.path.join(folder, file)) as pil:
+            pil.load()
+            pil = pil.convert("L" if channels == 1 else "RGB")
+            image = np.asarray(pil, dtype=np.uint8).reshape(pil.size[1], pil.size[0], channels)
+    except _DECODE_ERRORS as e:
+        raise _decode_error(folder, file, e) from e
     return image if size is None else resize_image(image, size, center_crop=center_crop)
 
 
@@ -208,8 +231,11 @@ def _common_size(folder: str, files: list[str]) -> tuple[int, int]:
 
     sizes = set()
     for f in files:
-        with Image.open(os.path.join(folder, f)) as pil:
-            sizes.add((pil.size[1], pil.size[0]))
+        try:
+            with Image.open(os.path.join(folder, f)) as pil:
+                sizes.add((pil.size[1], pil.size[0]))
+        except _DECODE_ERRORS as e:
+            raise _decode_error(folder, f, e) from e
         if len(sizes) > 1:
             raise ValueError(
                 f"Images of {folder!r} have different sizes {sorted(sizes)}: pass image_size."
@@ -254,8 +280,7 @@ class ImageFolder(LocalBuilder, skip_registration=True):
         config = self.builder_config
         files = list(config.files)
         load = lambda f: _load_image(  # noqa: E731
-            os.path.join(config.folder, f), config.channels, config.image_size,
-            config.center_crop,
+            config.folder, f, config.channels, config.image_size, config.center_crop,
         )
         # PIL releases the GIL while decoding and resizing: a few threads, in chunks.
         with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:

@@ -39,7 +39,7 @@ from diffax.samplers._exponential import History
 from diffax.samplers._final_steps import FinalOrder, Orders, StepCount, StepRatio, diffusers_rule
 from diffax.samplers._first_order import DDIM, DDPM, Euler
 from diffax.samplers._multistep import DEIS, IPNDM, LMS
-from diffax.samplers._run import SampleResult, sample
+from diffax.samplers._run import STATUS_NONFINITE, SampleResult, sample
 from diffax.samplers._sscs import SSCS
 from diffax.samplers._stochastic import (
     EulerMaruyama,
@@ -53,6 +53,7 @@ __all__ = [
     "sample",
     "grid_search",
     "SampleResult",
+    "STATUS_NONFINITE",
     # solvers
     "Euler",
     "Heun",

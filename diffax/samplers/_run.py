@@ -7,6 +7,7 @@ numbers do not recompile), and compile time does not depend on ``num_steps``.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -30,6 +31,10 @@ from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
 __all__ = ["sample", "SampleResult", "check_inputs"]
 
 
+STATUS_NONFINITE = 3
+"""``SampleResult.status`` of an example whose final state has a NaN or infinite entry."""
+
+
 class SampleResult(NamedTuple):
     """What :func:`sample` returns.
 
@@ -42,8 +47,10 @@ class SampleResult(NamedTuple):
       times: the grid ``[num_steps + 1]`` the loop ran over.
       trajectory: with ``return_trajectory=True``, the states at ``times``,
         ``[num_steps + 1, B, ...]`` (``trajectory[0]`` is ``x_init``); otherwise ``None``.
-      status: int32 ``[B]``, 0 where the solver succeeded (only adaptive solvers report
-        failures: 1 = ``max_steps`` reached, 2 = another failure).
+      status: int32 ``[B]``, 0 where the solver succeeded; adaptive solvers report 1 =
+        ``max_steps`` reached and 2 = another failure; any solver reports
+        :data:`STATUS_NONFINITE` (3) where the final state has a NaN or infinite entry (e.g.
+        the denoiser returned NaN) and no other failure was reported.
       stats: solver-specific per-example statistics (``Adaptive``: ``"nfe"`` and
         ``"num_steps"``, each ``[B]``).
     """
@@ -54,6 +61,15 @@ class SampleResult(NamedTuple):
     trajectory: Array | None = None
     status: Array | None = None
     stats: dict[str, Array] | None = None
+
+
+def mark_nonfinite(status: Array, x: Array) -> Array:
+    """``status`` with :data:`STATUS_NONFINITE` where it is 0 and ``x`` ``[B, ...]`` (or a
+    pytree of such leaves, e.g. CLD's ``(x, v)``) has a NaN or infinite entry."""
+    finite = functools.reduce(jnp.logical_and, [
+        jnp.all(jnp.isfinite(leaf).reshape(leaf.shape[0], -1), axis=-1)
+        for leaf in jax.tree_util.tree_leaves(x)])
+    return jnp.where((status == 0) & ~finite, STATUS_NONFINITE, status).astype(jnp.int32)
 
 
 def check_inputs(key, process, denoiser, x_init, solver, noise_fn):
@@ -235,5 +251,6 @@ def sample(
         x = call(denoiser, x, times[-1])
         nfe = nfe + 1
     status, stats = solver.status(state, x)
+    status = mark_nonfinite(status, x)
     return SampleResult(x=x, nfe=nfe, times=times, trajectory=trajectory, status=status,
                         stats=stats)

@@ -230,17 +230,23 @@ def _wait_for_coordinator(address: str, timeout: float, who: str) -> None:
     host, _, port = address.rpartition(":")
     deadline = time.monotonic() + timeout
     while True:
+        # Each attempt and each pause is cut to what is left, so the wait ends by the deadline.
+        left = deadline - time.monotonic()
         try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=2.0):
+            if left <= 0:
+                raise TimeoutError("timed out")
+            with socket.create_connection((host.strip("[]"), int(port)),
+                                          timeout=min(2.0, left)):
                 return
         except OSError as e:
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise DistributedInitError(
                     f"could not join the multi-process job ({who}): nothing answered at the "
                     f"coordinator address {address} for {timeout} s ({e}). Start process 0 "
                     "(it serves the coordinator) and check the address and that its port is "
                     "reachable from this host.") from None
-            time.sleep(0.5)
+            time.sleep(min(0.5, left))
 
 
 def initialize_distributed(*, heartbeat_timeout: int | None = None, force: bool = False,

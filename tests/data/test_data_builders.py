@@ -192,6 +192,34 @@ def test_image_folder_errors(tmp_path):
         data.prepare("digits", folder=mixed, data_dir=tmp_path)
 
 
+def _png_bytes(array):
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["header-corrupt", "truncated", "zero-byte"])
+@pytest.mark.parametrize("image_size", [8, None])
+def test_image_folder_corrupt_file_is_named(tmp_path, kind, image_size):
+    # A corrupt file fails the preparation with one error naming the file and the folder (it
+    # used to be PIL's own error, deep inside TFDS, without the file name). With image_size
+    # None the sizes are read first, where the header-corrupt and empty files already fail.
+    root = tmp_path / "imgs"
+    rng = np.random.default_rng(1)
+    _write_png(str(root / "good.png"), rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    good = _png_bytes(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    bad = {"header-corrupt": b"\x89PNG\r\n\x1a\n" + bytes(40) + good[48:],
+           "truncated": good[:len(good) // 2], "zero-byte": b""}[kind]
+    (root / "bad.png").write_bytes(bad)
+    with pytest.raises(ValueError, match=r"Image folder .*imgs.*cannot read image file "
+                                         r"'bad\.png'") as excinfo:
+        data.prepare("image_folder", folder=root, image_size=image_size,
+                     data_dir=tmp_path / "d")
+    assert isinstance(excinfo.value, data.ImageDecodeError)
+
+
 # --- TFDS datasets by name ----------------------------------------------------------------------
 
 

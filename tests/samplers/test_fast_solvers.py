@@ -170,19 +170,24 @@ MIXTURE_SOLVERS = {
     "iPNDM": samplers.IPNDM(),
     "LMS": samplers.LMS(),
 }
-# Final-state RMS error against the tight reference at 10 NFE (9 for the singlestep solver).
-# Each bound is 1.5x the value measured when the test was written (the number written out), so
-# that a regression fails.
-BOUND_10 = {
+# Final-state RMS error against the tight reference at 10 NFE (9 for the singlestep solver),
+# divided by the error of a first-order run (DPM-Solver-1 = DDIM) on the same grid with the
+# same NFE, as measured when the bound was set. Each test allows 1.25x the measured ratio; every
+# such bound is below 1, so a solver that degrades to first order fails.
+RATIO_10 = {
     ("2d", "RectifiedFlow"): {
-        "DPM-Solver-3 (singlestep)": 1.5 * 0.576, "DPM-Solver++(2M)": 1.5 * 0.245,
-        "DPM-Solver++(3M)": 1.5 * 0.254, "UniPC-3": 1.5 * 0.186, "DEIS-3": 1.5 * 0.130,
-        "iPNDM": 1.5 * 0.0588, "LMS": 1.5 * 0.355},
+        "DPM-Solver++(2M)": 0.638, "DPM-Solver++(3M)": 0.661, "UniPC-3": 0.484,
+        "DEIS-3": 0.519, "iPNDM": 0.235, "LMS": 0.787},
     ("64d", "EDM"): {
-        "DPM-Solver-3 (singlestep)": 1.5 * 0.231, "DPM-Solver++(2M)": 1.5 * 0.0777,
-        "DPM-Solver++(3M)": 1.5 * 0.120, "UniPC-3": 1.5 * 0.110, "DEIS-3": 1.5 * 0.237,
-        "iPNDM": 1.5 * 0.149, "LMS": 1.5 * 0.109},
+        "DPM-Solver++(2M)": 0.402, "DPM-Solver++(3M)": 0.622, "UniPC-3": 0.571,
+        "DEIS-3": 0.743, "iPNDM": 0.466, "LMS": 0.580},
 }
+RATIO_MARGIN = 1.25
+# DPM-Solver-3 (singlestep) at this budget (4 steps of orders 3, 3, 2, 1) is less accurate than
+# first order at 9 steps (ratios 1.30 and 1.07): its error is held within 10% of the measured
+# value both ways (the computation is deterministic; 10% absorbs rounding across XLA builds),
+# which a first-order run (0.442, 0.216) is not.
+SINGLESTEP_10 = {("2d", "RectifiedFlow"): 0.576, ("64d", "EDM"): 0.231}
 # (On rectified flow the first step, from alpha = 0 where the log-SNR is infinite, is first
 # order for every solver here, which costs most at so few steps.)
 MIXTURES = {"2d": mixture_2d, "64d": mixture_64d}
@@ -192,25 +197,35 @@ MIXTURES = {"2d": mixture_2d, "64d": mixture_64d}
 def _mixture_runs(process, x_init, mixture):
     denoiser = mixture.denoiser(process)
     ref = _reference(process, x_init, jnp.stack([process.t_max, process.t_min]), mixture)[-1]
-    out = {}
+    out, first_order = {}, {}
     for name, solver in MIXTURE_SOLVERS.items():
         # The singlestep solver: 4 steps of orders 3, 3, 2, 1 (9 NFE), DPM-Solver-fast's split.
         num_steps = 4 if solver.nfe_per_step == 3 else 10
         res = samplers.sample(None, process, denoiser, x_init, solver=solver,
                               num_steps=num_steps)
-        out[name] = (rms(res.x, ref), res.nfe)
+        # First order on the solver's own grid with the budget's NFE (one run per grid).
+        grid, budget = solver.default_schedule(process), 9 if num_steps == 4 else 10
+        if (repr(grid), budget) not in first_order:
+            first_order[repr(grid), budget] = rms(samplers.sample(
+                None, process, denoiser, x_init, solver=samplers.DPMSolver(order=1),
+                schedule=grid, num_steps=budget).x, ref)
+        out[name] = (rms(res.x, ref), res.nfe, first_order[repr(grid), budget])
     return out
 
 
-@pytest.mark.parametrize("mname,pname", list(BOUND_10))
+@pytest.mark.parametrize("mname,pname", list(RATIO_10))
 def test_mixture_accuracy_at_10_nfe(x64, mname, pname):
     p, gm = PROCESSES[pname](), MIXTURES[mname]()
     x_init = p.prior_sample(jax.random.key(0), (64, gm.dim))
     out = _mixture_runs(p, x_init, gm)
-    measured = {name: float(err) for name, (err, _) in out.items()}
-    for name, (err, nfe) in out.items():
+    measured = {name: (float(err), float(err / first)) for name, (err, _, first) in out.items()}
+    for name, (err, nfe, first) in out.items():
         assert int(nfe) <= 10, (name, int(nfe))
-        assert float(err) < BOUND_10[(mname, pname)][name], (name, measured)
+        if name == "DPM-Solver-3 (singlestep)":
+            assert abs(float(err) / SINGLESTEP_10[mname, pname] - 1.0) < 0.1, measured[name]
+        else:
+            bound = RATIO_MARGIN * RATIO_10[mname, pname][name]
+            assert bound < 1.0 and float(err) < bound * float(first), (name, measured)
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,16 +46,40 @@ TOY_VP = os.path.join(ROOT, "configs", "toy2d_vp.py")
 
 
 def _tree_equal(a, b):
-    """Bitwise equality of two trees of (replicated) arrays; PRNG keys compared as data."""
-    def host(x):
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x = jax.random.key_data(x)
-        return np.asarray(x.addressable_data(0) if isinstance(x, jax.Array) else x)
+    """Bitwise equality of two trees of arrays: the raw bytes of every shard of every leaf
+    (so NaN payloads and the sign of zero count, and no shard goes unchecked), with equal
+    dtypes, shapes and shard placement; PRNG keys compared as their key data."""
+    def shards(x):
+        if isinstance(x, jax.Array):
+            if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+                x = jax.random.key_data(x)
+            return [(str(s.device), str(s.index), np.asarray(s.data))
+                    for s in sorted(x.addressable_shards, key=lambda s: s.device.id)]
+        return [("host", "", np.asarray(x))]
 
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    for x, y in zip(la, lb, strict=True):
-        np.testing.assert_array_equal(host(x), host(y))
+    la, lb = jax.tree.leaves_with_path(a), jax.tree.leaves_with_path(b)
+    assert [p for p, _ in la] == [p for p, _ in lb]
+    for (path, x), (_, y) in zip(la, lb, strict=True):
+        sx, sy = shards(x), shards(y)
+        assert [(d, i, v.dtype, v.shape) for d, i, v in sx] == \
+            [(d, i, v.dtype, v.shape) for d, i, v in sy], jax.tree_util.keystr(path)
+        for (device, index, u), (_, _, v) in zip(sx, sy, strict=True):
+            assert u.tobytes() == v.tobytes(), (jax.tree_util.keystr(path), device, index)
+
+
+def test_tree_equal_compares_raw_bytes_of_every_shard():
+    # Value equality (the helper's old form) passes each of these pairs; bytes do not.
+    nan2 = np.frombuffer(np.array(0x7FC00001, np.uint32).tobytes(), np.float32)[0]
+    pairs = [(jnp.array([0.0, 1.0]), jnp.array([-0.0, 1.0])),
+             (jnp.array([np.nan], jnp.float32), jnp.array([nan2], jnp.float32))]
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    x = jnp.arange(16.0)
+    pairs.append((jax.device_put(x, sharded), jax.device_put(x.at[13].set(-1.0), sharded)))
+    for u, v in pairs:
+        _tree_equal({"w": u}, {"w": u})
+        with pytest.raises(AssertionError):
+            _tree_equal({"w": u}, {"w": v})
 
 
 def _small_state(ema=(0.9,), width=4):
@@ -393,6 +417,19 @@ def test_training_refuses_a_corrupt_or_incompatible_checkpoint_and_falls_back_on
     with pytest.raises(CorruptCheckpointError, match=r"incompatible config: model.variant "
                        r"\(stored 'tiny', now 'toy2d'\)"):
         loop.train_and_evaluate(other, tmp_path / "other")
+    # And for each other section the README names: process, loss, data.name. Nothing is
+    # written or moved (the refusal comes before any training).
+    for key, value, stored in [("process.t_max", 0.99, None), ("loss.variates", "iid",
+                                                               "'low_discrepancy'"),
+                               ("data.name", "toy2d/two_moons", "'toy2d/eight_gaussians'")]:
+        other = toy_config(train_data_dir, sample_every=0, num_steps=30)
+        section, name = key.split(".")
+        other[section][name] = value
+        match = re.escape(f"checkpoints/10 was written by an incompatible config: {key} "
+                          f"(stored {stored}, now {value!r})")
+        with pytest.raises(CorruptCheckpointError, match=match):
+            loop.train_and_evaluate(other, tmp_path / "other")
+    assert sorted(os.listdir(tmp_path / "other" / "checkpoints")) == ["10"]
     # Asked to fall back: the corrupt checkpoint is set aside and training resumes from the
     # previous one, ending exactly where the uninterrupted run ended.
     cfg = toy_config(train_data_dir, sample_every=0, restore_fallback=True)

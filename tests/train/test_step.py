@@ -87,8 +87,14 @@ def test_batch_not_divisible_by_devices_is_a_clear_error():
     assert parallel.check_batch_size(16, make_mesh(8)) == 16
 
 
-# Measured ratios (loss on a fixed evaluation batch after 200 steps / before): ddpm 0.30,
-# eps_vp 0.30, likelihood 0.44, flow 0.64, x0_vp 0.65, score_ve 0.69, edm 0.77, v_cosine 0.80.
+# Measured ratios (loss on a fixed evaluation batch after 200 steps / before), the same to 4
+# digits with jax 0.10 (Python 3.11) and jax 0.12 (Python 3.12). Each test allows 1.1x its
+# measured ratio: the run is deterministic, the margin absorbs float32 rounding across XLA
+# builds; every bound is far below 1 - a loss that fails to fall fails.
+MEASURED_RATIO = {"ddpm": 0.295, "eps_vp": 0.303, "likelihood": 0.443, "flow": 0.636,
+                  "x0_vp": 0.653, "score_ve": 0.685, "edm": 0.769, "v_cosine": 0.795}
+
+
 @pytest.mark.parametrize("name", sorted(toy.NAMED_LOSSES))
 def test_loss_decreases_on_a_toy_mixture(name):
     loss = toy.NAMED_LOSSES[name]
@@ -101,7 +107,7 @@ def test_loss_decreases_on_a_toy_mixture(name):
     for _ in range(4):
         state, _ = f(state, next(it))
     after = float(eval_loss(state.params))
-    assert after < 0.9 * before, (before, after)
+    assert after < 1.1 * MEASURED_RATIO[name] * before, (name, before, after, after / before)
 
 
 def test_trained_mlp_samples_move_toward_the_mixture():
