@@ -47,7 +47,7 @@ __version__ = "0.1.0"
 
 # Subpackages with heavy dependencies (orbax, tensorflow-datasets, grain, matplotlib) load on
 # first use: ``diffax.train``, ``diffax.data``, ``diffax.evaluation``.
-_LAZY_SUBMODULES = ("train", "data", "evaluation", "tasks")
+_LAZY_SUBMODULES = ("train", "data", "evaluation", "tasks", "interop")
 
 
 def __getattr__(name):
@@ -78,6 +78,7 @@ __all__ = [
     "data",
     "evaluation",
     "tasks",
+    "interop",
     # processes
     "Process",
     "VP",
