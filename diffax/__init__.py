@@ -46,7 +46,7 @@ from diffax.samplers import SampleResult, sample
 __version__ = "0.1.0"
 
 # Subpackages with heavy dependencies (orbax, tensorflow-datasets, grain, matplotlib) load on
-# first use: ``diffax.train``, ``diffax.data``, ``diffax.evaluation``.
+# first use: ``diffax.train``, ``diffax.data``, ``diffax.evaluation``, ``diffax.interop``.
 _LAZY_SUBMODULES = ("train", "data", "evaluation", "tasks", "interop")
 
 

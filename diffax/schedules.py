@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffax._pytree import concrete_value, pytree_dataclass
+from diffax._pytree import concrete_value, pytree_dataclass, static_field
 from diffax.processes import Process
 from diffax.typing import Array, ArrayLike
 
@@ -43,6 +43,8 @@ __all__ = [
     "LogSNRUniform",
     "Karras",
     "Shift",
+    "Spacing",
+    "diffusers_timesteps",
     "time_uniform",
     "quadratic",
     "log_snr_uniform",
@@ -264,6 +266,137 @@ class Shift(Schedule):
         return process.t_from_log_snr(-2.0 * jnp.log(level))
 
 
+# --------------------------------------------------------------------------------------------
+# diffusers' integer timestep spacings for discrete processes (Lin et al. 2024, Table 2).
+
+_SPACINGS = ("leading", "trailing", "linspace")
+
+
+def diffusers_timesteps(spacing: str, num_train_steps: int, num_steps: int, *,
+                        steps_offset: int = 0, ddim: bool = False) -> np.ndarray:
+    """diffusers' 0-based integer timesteps (``num_steps`` of them, decreasing) of a scheduler
+    with ``timestep_spacing=spacing`` over ``num_train_steps`` training steps.
+
+    ``ddim=True`` gives :code:`DDIMScheduler`'s variant (``leading``: ratio ``T // N`` and
+    the timesteps ``0, r, .., (N-1) r``; ``linspace``: ``N`` points from 0 to ``T - 1``); the
+    multistep schedulers (DPM-Solver, UniPC, DEIS) use ``T // (N + 1)`` and ``N + 1`` points
+    without the last. ``trailing`` is the same for both.
+
+    Example:
+      >>> diffusers_timesteps("trailing", 1000, 4).tolist()
+      [999, 749, 499, 249]
+    """
+    if spacing not in _SPACINGS:
+        raise ValueError(f"`spacing` must be one of {', '.join(map(repr, _SPACINGS))}; got "
+                         f"{spacing!r}.")
+    big_t, n = int(num_train_steps), check_num_steps(num_steps)
+    if n > big_t:
+        raise ValueError(f"`num_steps` = {n} exceeds the process's {big_t} discrete steps.")
+    if spacing == "linspace":
+        ks = np.linspace(0, big_t - 1, n if ddim else n + 1).round()[::-1]
+        ks = ks if ddim else ks[:-1]
+    elif spacing == "leading":
+        if ddim:
+            ks = (np.arange(0, n) * (big_t // n)).round()[::-1]
+        else:
+            ks = (np.arange(0, n + 1) * (big_t // (n + 1))).round()[::-1][:-1]
+        ks = ks + int(steps_offset)
+    else:
+        ks = np.round(np.arange(big_t, 0, -big_t / n)) - 1
+    return ks.astype(np.int64)
+
+
+@pytree_dataclass
+class Spacing(Schedule):
+    """diffusers' timestep spacings on a :class:`diffax.DiscreteVP` (``leading``,
+    ``trailing``, ``linspace``, with ``steps_offset``): the grid equals a diffusers
+    scheduler's without hand-built arrays.
+
+    diffusers' integer timestep ``k`` (``0..T-1``) is diffax's time ``(k + 1) / T``; the grid
+    is the ``num_steps`` timesteps of :func:`diffusers_timesteps` followed by the final point:
+    ``p.t_min`` (diffusers' ``final_sigmas_type="sigma_min"``, DDIM's
+    ``set_alpha_to_one=False``) or, with ``clean_end=True``, ``t = 0`` where ``sigma = 0``
+    (``final_sigmas_type="zero"``, ``set_alpha_to_one=True``; only solvers with
+    ``reaches_clean_data`` accept it). Unlike the other schedules the grid need not start at
+    ``t_max`` (``leading`` starts below it) and, for DDIM's grids whose last timestep is
+    already ``t_min``, the final no-op step is left out (``num_steps`` times then).
+
+    Args:
+      spacing: ``"leading"``, ``"trailing"`` or ``"linspace"``.
+      steps_offset: added to the ``leading`` timesteps (Stable Diffusion's 1).
+      clean_end: end at ``t = 0`` instead of ``p.t_min``.
+      ddim: ``DDIMScheduler``'s spacing (see :func:`diffusers_timesteps`). DDIM steps from
+        ``k`` to ``k - T // N``, which is the next timestep only when the spacing is
+        consistent (always for ``leading``, for ``trailing`` when ``N`` divides ``T``); other
+        grids raise a ValueError, since diffusers' DDIM is then not a sampler on one grid.
+
+    Example:
+      >>> import diffax
+      >>> p = diffax.DiscreteVP.linear()
+      >>> [round(float(t), 3) for t in Spacing(spacing="trailing")(p, 4)]
+      [1.0, 0.75, 0.5, 0.25, 0.001]
+    """
+
+    spacing: str = static_field(default="leading")
+    steps_offset: int = static_field(default=0)
+    clean_end: bool = static_field(default=False)
+    ddim: bool = static_field(default=False)
+
+    def __post_init__(self):
+        if self.spacing not in _SPACINGS:
+            raise ValueError(f"Spacing: `spacing` must be one of "
+                             f"{', '.join(map(repr, _SPACINGS))}; got {self.spacing!r}.")
+        if isinstance(self.steps_offset, bool) or not isinstance(
+                self.steps_offset, (int, np.integer)) or self.steps_offset < 0:
+            raise ValueError(f"Spacing: `steps_offset` must be an int >= 0, got "
+                             f"{self.steps_offset!r}.")
+        for name in ("clean_end", "ddim"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"Spacing: `{name}` must be a bool, got "
+                                 f"{getattr(self, name)!r}.")
+
+    def timesteps(self, process: Process, num_steps: int) -> np.ndarray:
+        """diffusers' integer timesteps of this grid (without the final point)."""
+        big_t = _discrete_steps(process)
+        ks = diffusers_timesteps(self.spacing, big_t, num_steps, steps_offset=self.steps_offset,
+                                 ddim=self.ddim)
+        if ks.max() > big_t - 1 or ks.min() < 0:
+            raise ValueError(f"Spacing: timesteps {ks.tolist()} leave [0, {big_t - 1}] "
+                             f"(steps_offset={self.steps_offset}).")
+        if self.ddim and len(ks) > 1 and not np.all(-np.diff(ks) == big_t // len(ks)):
+            raise ValueError(
+                f"Spacing: diffusers' DDIM steps from timestep k to k - T // N = k - "
+                f"{big_t // len(ks)}, but the {self.spacing!r} timesteps {ks.tolist()[:6]}... "
+                f"are not spaced by that, so it is not a sampler on one grid; use 'leading', or "
+                f"'trailing' with num_steps dividing {big_t}.")
+        return ks
+
+    def __call__(self, process: Process, num_steps: int, *, dtype: Any = None) -> Array:
+        dtype = dtype or _float_dtype()
+        ks = self.timesteps(process, num_steps)
+        big_t = _discrete_steps(process)
+        ts = (ks.astype(np.float64) + 1.0) / big_t
+        prev = ks[-1] - big_t // len(ks) if self.ddim else -1  # DDIM steps to k - T // N
+        if prev >= 0:
+            ts = np.append(ts, (prev + 1.0) / big_t)
+        elif self.clean_end:
+            ts = np.append(ts, 0.0)
+        elif ks[-1] > 0:
+            ts = np.append(ts, 1.0 / big_t)
+        return jnp.asarray(ts, dtype)
+
+    def _times(self, process, num_steps, dtype):  # pragma: no cover - __call__ is overridden
+        raise NotImplementedError
+
+
+def _discrete_steps(process: Process) -> int:
+    steps = getattr(process, "num_steps", None)
+    if not isinstance(steps, (int, np.integer)):
+        raise ValueError(f"Spacing: diffusers' timestep spacings need a discrete process "
+                         f"(diffax.DiscreteVP) with integer steps, got {type(process).__name__}.")
+    return int(steps)
+
+
 def time_uniform() -> TimeUniform:
     """:class:`TimeUniform`."""
     return TimeUniform()
@@ -291,7 +424,7 @@ def shift(shift: float = 3.0, *, base: Schedule | None = None) -> Shift:
 
 
 def resolve(schedule: Schedule | ArrayLike, process: Process, num_steps: int | None, *,
-            dtype: Any = None) -> Array:
+            dtype: Any = None, clean_end: bool = False) -> Array:
     """The time grid ``[num_steps + 1]`` described by ``schedule``, validated.
 
     Args:
@@ -302,6 +435,8 @@ def resolve(schedule: Schedule | ArrayLike, process: Process, num_steps: int | N
       num_steps: the number of steps; for an explicit array it may be ``None`` (taken from
         the array) and must otherwise equal ``len(schedule) - 1``.
       dtype: the dtype of the result (default: the default float dtype).
+      clean_end: also accept an explicit array whose last time lies below ``t_min`` where
+        ``sigma = 0`` (clean data, e.g. ``t = 0``), for solvers that take that step exactly.
 
     Raises:
       ValueError: naming ``num_steps`` or ``schedule``, for a bad step count, a wrong length,
@@ -346,14 +481,29 @@ def resolve(schedule: Schedule | ArrayLike, process: Process, num_steps: int | N
         lo, hi = concrete_value(process.t_min), concrete_value(process.t_max)
         if lo is not None and hi is not None:
             tol = 1e-6 * max(1.0, float(abs(hi)))
-            if v[0] > float(hi) + tol or v[-1] < float(lo) - tol:
+            last = v[-1]
+            if clean_end and last < float(lo) - tol and is_clean(process, last):
+                last = float(lo)  # the clean end point is kept as given below
+            if v[0] > float(hi) + tol or last < float(lo) - tol:
                 raise ValueError(
                     f"`schedule` runs from {v[0]:g} to {v[-1]:g}, outside the time range "
                     f"[t_min, t_max] = [{float(lo):g}, {float(hi):g}] of "
                     f"{type(process).__name__}.")
+            end = v[-1]
             v = np.clip(v, float(lo), float(hi))
+            if end < float(lo) - tol:
+                v[-1] = end
             return jnp.asarray(v, dtype)
     return ts.astype(dtype)
+
+
+def is_clean(process: Process, t: float) -> bool:
+    """Whether the concrete time ``t`` is in the process's domain with ``sigma(t) = 0``."""
+    try:
+        s = concrete_value(process.sigma(jnp.asarray(t, jnp.result_type(float))))
+    except ValueError:
+        return False
+    return s is not None and float(s) == 0.0
 
 
 # --------------------------------------------------------------------------------------------

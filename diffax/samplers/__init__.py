@@ -19,6 +19,7 @@ from diffax.samplers._base import EmptyState, NoiseFn, Solver, StepContext, defa
 from diffax.samplers._dpm_solver import DPMSolver, DPMSolverAdaptiveState, DPMSolverPP
 from diffax.samplers._edm import EDMStochastic, Heun
 from diffax.samplers._exponential import History
+from diffax.samplers._final_steps import FinalOrder, Orders, StepCount, StepRatio, diffusers_rule
 from diffax.samplers._first_order import DDIM, DDPM, Euler
 from diffax.samplers._multistep import DEIS, IPNDM, LMS
 from diffax.samplers._run import SampleResult, sample
@@ -54,6 +55,12 @@ __all__ = [
     "IPNDM",
     "LMS",
     "History",
+    # order rules near the data end (lower_order_final=...)
+    "FinalOrder",
+    "StepCount",
+    "StepRatio",
+    "Orders",
+    "diffusers_rule",
     # interface for new solvers
     "Solver",
     "StepContext",

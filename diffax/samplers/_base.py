@@ -71,6 +71,8 @@ class StepContext(NamedTuple):
         that choose their own steps.
       noise_fn: draws the noise, ``noise_fn(key, t, t_next, shape)``; already casts to the
         state's dtype.
+      denoise_final: whether :func:`diffax.sample` evaluates the denoiser once more after the
+        last step (a Python bool; lower-order rules may count it as a step).
     """
 
     index: Array
@@ -81,6 +83,7 @@ class StepContext(NamedTuple):
     num_steps: int
     requested_steps: int | None
     noise_fn: NoiseFn
+    denoise_final: bool = False
 
     def noise(self, key: PRNGKey | None, shape: tuple[int, ...], *,
               t: Array | None = None, t_next: Array | None = None) -> Array:
@@ -100,6 +103,10 @@ class Solver(abc.ABC):
     fixed_grid: ClassVar[bool] = True
     """False for solvers that choose their own steps inside each interval of the grid
     (``Adaptive``): the grid then only says where to report the state."""
+    reaches_clean_data: ClassVar[bool] = False
+    """True for solvers whose step to a time where ``sigma = 0`` (clean data, below
+    ``t_min``: e.g. ``t = 0`` of :class:`diffax.DiscreteVP`) is exact in the data-prediction
+    frame (``x_s = alpha_s D``); only they accept a grid ending there."""
 
     def default_schedule(self, process: Process) -> Schedule:
         """The grid used when ``diffax.sample`` is given no ``schedule``."""

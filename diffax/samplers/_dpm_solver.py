@@ -26,7 +26,9 @@ coefficients ``C_k`` (data: ``alpha_s h phi_{k+1}(-h)``, noise: ``-sigma_s h phi
 
 ``lower_order_final`` (on by default): on grids with fewer than 15 steps the last steps use
 order ``min(order, steps left)`` (the multistep solvers' usual stabilization; for singlestep it
-is DPM-Solver-fast's order pattern ``[3, ..., 3, 2, 1]``).
+is DPM-Solver-fast's order pattern ``[3, ..., 3, 2, 1]``); it also takes a rule object from
+:mod:`diffax.samplers._final_steps` (``StepRatio``: by step sizes, for every ``N``;
+``StepCount``; ``Orders``: per-step orders).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from diffax.samplers._exponential import (
     t_from_half_log_snr,
     taylor_weights,
 )
+from diffax.samplers._final_steps import as_rule
 from diffax.schedules import LogSNRUniform
 from diffax.typing import Array
 
@@ -117,6 +120,10 @@ class _DPMBase(Solver):
     def stochastic(self) -> bool:  # type: ignore[override]
         return self._sde
 
+    @property
+    def reaches_clean_data(self) -> bool:  # type: ignore[override]
+        return self.method != "adaptive"
+
     def default_schedule(self, process):
         return LogSNRUniform()
 
@@ -150,7 +157,8 @@ class _DPMBase(Solver):
         d = call(denoiser, x, ctx.t)
         m0 = self._model(x, d, a_t, s_t)
         q = effective_order(self.order, hist.count + 1, ctx, h,
-                            lower_order_final=self.lower_order_final)
+                            lower_order_final=self.lower_order_final,
+                            lam_grid=lambda: half_log_snr(process, ctx.times))
         size = hist.values.shape[0]
         lam_w, h_w = safe_step(lam_t, h)
         rho = (hist.lam - lam_w) / h_w  # past nodes, negative
@@ -179,7 +187,8 @@ class _DPMBase(Solver):
         h = lam_s - lam_t
         d = call(denoiser, x, ctx.t)
         q = effective_order(self.order, jnp.int32(self.order), ctx, h,
-                            lower_order_final=self.lower_order_final)
+                            lower_order_final=self.lower_order_final,
+                            lam_grid=lambda: half_log_snr(process, ctx.times))
         x_next, extra = singlestep_update(self, process, denoiser, x, d, ctx.t, ctx.t_next, q)
         return x_next, 1 + extra
 
@@ -248,7 +257,10 @@ class DPMSolver(_DPMBase):
         ``"adaptive"`` (Alg. 4: DPM-Solver-12 for ``order=2``, -23 for ``order=3``; step sizes in
         ``lam`` from an error estimate, inside every interval of the grid; by default one
         interval from ``t_max`` to ``t_min``).
-      lower_order_final: lower orders on the last steps of grids with fewer than 15 steps.
+      lower_order_final: lower orders on the last steps of grids with fewer than 15 steps
+        (``True``), never (``False``), or by a rule of :mod:`diffax.samplers`
+        (:class:`~diffax.samplers.StepRatio`, :class:`~diffax.samplers.StepCount`,
+        :class:`~diffax.samplers.Orders` for per-step orders).
       rtol, atol, theta, max_steps: the adaptive method's tolerances (Alg. 4's defaults, set
         for data in [-1, 1]), safety factor and most step attempts per interval.
 
@@ -266,7 +278,7 @@ class DPMSolver(_DPMBase):
 
     order: int = static_field(default=2)
     method: str = static_field(default="multistep")
-    lower_order_final: bool = static_field(default=True)
+    lower_order_final: Any = static_field(default=True)
     rtol: Any = 0.05
     atol: Any = 0.0078
     theta: Any = 0.9
@@ -279,7 +291,7 @@ class DPMSolver(_DPMBase):
             raise ValueError(f"DPMSolver: `method` must be one of {', '.join(map(repr, _METHODS))}"
                              f"; got {self.method!r}.")
         check_order("DPMSolver", self.order, (2, 3) if self.method == "adaptive" else (1, 2, 3))
-        check_flags("DPMSolver", self, ("lower_order_final",))
+        as_rule(self.lower_order_final, "DPMSolver")
         for name in ("rtol", "atol", "theta"):
             v = concrete_value(getattr(self, name))
             if v is not None and not (np.all(np.isfinite(v)) and np.all(v > 0)):
@@ -408,7 +420,10 @@ class DPMSolverPP(_DPMBase):
       order: 1, 2 or 3 (order 1 is DDIM = :class:`~diffax.samplers.Euler`; with ``sde=True``
         it is :class:`~diffax.samplers.DDPM`'s posterior step).
       method: ``"singlestep"`` (2S/3S) or ``"multistep"`` (2M/3M).
-      lower_order_final: lower orders on the last steps of grids with fewer than 15 steps.
+      lower_order_final: lower orders on the last steps of grids with fewer than 15 steps
+        (``True``), never (``False``), or by a rule of :mod:`diffax.samplers`
+        (:class:`~diffax.samplers.StepRatio`, :class:`~diffax.samplers.StepCount`,
+        :class:`~diffax.samplers.Orders` for per-step orders).
       sde: integrate the reverse SDE instead of the probability-flow ODE (multistep only);
         needs a PRNG key.
 
@@ -425,7 +440,7 @@ class DPMSolverPP(_DPMBase):
 
     order: int = static_field(default=2)
     method: str = static_field(default="multistep")
-    lower_order_final: bool = static_field(default=True)
+    lower_order_final: Any = static_field(default=True)
     sde: bool = static_field(default=False)
 
     def __post_init__(self):
@@ -433,7 +448,8 @@ class DPMSolverPP(_DPMBase):
             raise ValueError(f"DPMSolverPP: `method` must be 'singlestep' or 'multistep'; got "
                              f"{self.method!r}.")
         check_order("DPMSolverPP", self.order, (1, 2, 3))
-        check_flags("DPMSolverPP", self, ("sde", "lower_order_final"))
+        check_flags("DPMSolverPP", self, ("sde",))
+        as_rule(self.lower_order_final, "DPMSolverPP")
         if self.sde and self.method != "multistep":
             raise ValueError("DPMSolverPP: `sde=True` needs method='multistep' (SDE-DPM-Solver++ "
                              "2M/3M).")

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -152,12 +152,18 @@ def safe_step(lam_t: Array, h: Array) -> tuple[Array, Array]:
 
 
 def effective_order(order: int, available: Array, ctx: StepContext, h: Array, *,
-                    lower_order_final: bool) -> Array:
-    """The order a step can use: at most ``order`` and ``available`` (history + 1), lower on
-    the last steps of short grids with ``lower_order_final``, and 1 where ``h`` is infinite."""
+                    lower_order_final: Any, lam_grid: Callable[[], Array] | None = None
+                    ) -> Array:
+    """The order a step can use: at most ``order`` and ``available`` (history + 1), at most
+    the bound of the ``lower_order_final`` rule (``True``: the last steps of grids with fewer
+    than 15 steps; a :mod:`~diffax.samplers._final_steps` rule, which may read the grid's half
+    log-SNRs from ``lam_grid()``), and 1 where ``h`` is infinite."""
     q = jnp.minimum(jnp.int32(order), available.astype(jnp.int32))
-    if lower_order_final and ctx.num_steps < LOWER_ORDER_FINAL_BELOW:
-        q = jnp.minimum(q, jnp.int32(ctx.num_steps) - ctx.index)
+    if lower_order_final is True:
+        if ctx.num_steps < LOWER_ORDER_FINAL_BELOW:
+            q = jnp.minimum(q, jnp.int32(ctx.num_steps) - ctx.index)
+    elif lower_order_final not in (None, False):
+        q = jnp.minimum(q, lower_order_final.cap(ctx, lam_grid() if lam_grid else None))
     q = jnp.maximum(q, 1)
     return jnp.where(jnp.isfinite(h), q, 1).astype(jnp.int32)
 

@@ -56,6 +56,7 @@ class Euler(Solver):
     order = 1
     nfe_per_step = 1
     stochastic = False
+    reaches_clean_data = True
 
     def step(self, process, denoiser, x, state, ctx: StepContext):
         a_t, s_t, _ = scalars(process, ctx.t)
@@ -88,6 +89,7 @@ class DDIM(Solver):
     eta: Any = 0.0
     order = 1
     nfe_per_step = 1
+    reaches_clean_data = True
 
     def __post_init__(self):
         v = concrete_value(self.eta)
@@ -133,6 +135,7 @@ class DDPM(Solver):
     order = 1
     nfe_per_step = 1
     stochastic = True
+    reaches_clean_data = True
 
     def step(self, process, denoiser, x, state, ctx: StepContext):
         return ancestral_step(process, denoiser, x, ctx, ctx.key), state, jnp.int32(1)

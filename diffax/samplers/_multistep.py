@@ -5,7 +5,8 @@ All three take the first-order (DDIM) step and add ``sum_j g_j (eps_j - eps_t)``
 noise predictions (:mod:`diffax.samplers._exponential`); they differ in the weights:
 
 * :class:`DEIS` (tAB-DEIS, Zhang & Chen 2022, eq. 14-15): ``eps`` is interpolated by the
-  Lagrange polynomial in *time* through the current and ``order - 1`` past nodes, and the
+  Lagrange polynomial in *time* (or, with ``interpolation="log_snr"``, in the log-SNR)
+  through the current and ``order - 1`` past nodes, and the
   exponential integrator's integral ``-alpha_s int e^-lam eps dlam`` is computed for each
   basis polynomial (16-point Gauss-Legendre in ``lam``; the paper integrates numerically too).
 * :class:`IPNDM` (the DEIS paper's improved PNDM): the DDIM step with ``eps`` replaced by the
@@ -17,6 +18,8 @@ noise predictions (:mod:`diffax.samplers._exponential`); they differ in the weig
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import jax.numpy as jnp
 
@@ -39,6 +42,7 @@ from diffax.samplers._exponential import (
     select_weights,
     t_from_half_log_snr,
 )
+from diffax.samplers._final_steps import as_rule
 from diffax.schedules import Karras, Quadratic
 
 __all__ = ["DEIS", "IPNDM", "LMS"]
@@ -56,10 +60,12 @@ class _NoiseMultistep(Solver):
     order: int
     nfe_per_step = 1
     stochastic = False
+    reaches_clean_data = True  # the step to sigma = 0 is first order: x_s = alpha_s D
     max_order = 3
 
     def __post_init__(self):
         check_order(type(self).__name__, self.order, range(1, self.max_order + 1))
+        as_rule(self.lower_order_final, type(self).__name__)
 
     def default_schedule(self, process):
         return Quadratic()
@@ -82,7 +88,9 @@ class _NoiseMultistep(Solver):
         h = half_log_snr(process, ctx.t_next) - lam_t
         d = call(denoiser, x, ctx.t)
         eps = model_output(x, d, a_t, s_t, noise=True)
-        q = effective_order(self.order, hist.count + 1, ctx, h, lower_order_final=False)
+        q = effective_order(self.order, hist.count + 1, ctx, h,
+                            lower_order_final=self.lower_order_final,
+                            lam_grid=lambda: half_log_snr(process, ctx.times))
         size = hist.values.shape[0]
 
         def branch(n_past):
@@ -107,6 +115,12 @@ class DEIS(_NoiseMultistep):
 
     Args:
       order: 1 to 3 (the number of ``eps`` values in the polynomial; 1 is DDIM).
+      lower_order_final: ``False`` (default, the paper's DEIS), ``True`` (lower orders on the
+        last steps of grids with fewer than 15 steps, diffusers' DEIS rule) or a rule of
+        :mod:`diffax.samplers` (:class:`~diffax.samplers.StepRatio`,
+        :class:`~diffax.samplers.Orders`, ...).
+      interpolation: ``"time"`` (tAB-DEIS: the polynomial in ``t``) or ``"log_snr"`` (the
+        polynomial in the log-SNR, as diffusers' ``DEISMultistepScheduler``'s ``logrho``).
 
     The default grid is :class:`~diffax.schedules.Quadratic` (the paper's quadratic time
     steps).
@@ -121,12 +135,29 @@ class DEIS(_NoiseMultistep):
     """
 
     order: int = static_field(default=3)
+    lower_order_final: Any = static_field(default=False)
+    interpolation: str = static_field(default="time")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.interpolation not in ("time", "log_snr"):
+            raise ValueError(f"DEIS: `interpolation` must be 'time' or 'log_snr'; got "
+                             f"{self.interpolation!r}.")
+
+    def _valid(self, lam):
+        if self.interpolation == "log_snr":
+            return jnp.isfinite(lam)  # a node needs a finite log-SNR
+        return super()._valid(lam)
 
     def _weights(self, process, n_past, hist, t, lam_t, h, a_s, s_s):
-        nodes = jnp.concatenate([jnp.asarray(t, hist.t.dtype)[None], hist.t[:n_past]])
         tau, gw = gauss_legendre(jnp.zeros_like(h), h)
+        quad = -s_s * jnp.exp(h - tau) * gw
+        if self.interpolation == "log_snr":
+            nodes = jnp.concatenate([lam_t[None], hist.lam[:n_past]])
+            return lagrange_weights(nodes, lam_t + tau, quad)
+        nodes = jnp.concatenate([jnp.asarray(t, hist.t.dtype)[None], hist.t[:n_past]])
         at = t_from_half_log_snr(process, lam_t + tau)
-        return lagrange_weights(nodes, at, -s_s * jnp.exp(h - tau) * gw)
+        return lagrange_weights(nodes, at, quad)
 
 
 @pytree_dataclass
@@ -136,6 +167,7 @@ class IPNDM(_NoiseMultistep):
 
     Args:
       order: 1 to 4.
+      lower_order_final: ``False`` (default), ``True`` or a rule, as for :class:`DEIS`.
 
     The default grid is :class:`~diffax.schedules.Quadratic`, as for DEIS.
 
@@ -149,6 +181,7 @@ class IPNDM(_NoiseMultistep):
     """
 
     order: int = static_field(default=4)
+    lower_order_final: Any = static_field(default=False)
     max_order = 4
 
     def _weights(self, process, n_past, hist, t, lam_t, h, a_s, s_s):
@@ -163,6 +196,7 @@ class LMS(_NoiseMultistep):
 
     Args:
       order: 1 to 4.
+      lower_order_final: ``False`` (default), ``True`` or a rule, as for :class:`DEIS`.
 
     The default grid is :class:`~diffax.schedules.Karras` (``rho = 7``), as in k-diffusion.
 
@@ -176,6 +210,7 @@ class LMS(_NoiseMultistep):
     """
 
     order: int = static_field(default=4)
+    lower_order_final: Any = static_field(default=False)
     max_order = 4
 
     def default_schedule(self, process):

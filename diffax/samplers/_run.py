@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffax._checks import check_denoiser_accepts, check_finite_examples, check_key
+from diffax._pytree import concrete_value
 from diffax.processes import Process
 from diffax.samplers._base import NoiseFn, Solver, StepContext, call, default_noise
 from diffax.schedules import Schedule, check_num_steps, resolve
@@ -76,6 +77,19 @@ def _check_inputs(key, process, denoiser, x_init, solver, noise_fn):
                          f"{noise_fn!r}.")
 
 
+def check_clean_end(solver: Solver, process: Process, times: Array) -> None:
+    """Raises a ValueError when a grid ends below ``t_min`` (at clean data) for a solver that
+    cannot take that step (values checked only when concrete)."""
+    v, lo = concrete_value(times), concrete_value(process.t_min)
+    if v is None or lo is None or solver.reaches_clean_data:
+        return
+    if float(v[-1]) < float(lo) - 1e-6 * max(1.0, abs(float(lo))):
+        raise ValueError(
+            f"`schedule` ends at t={float(v[-1]):g}, below t_min={float(lo):g} (clean data), "
+            f"which {type(solver).__name__} cannot step to; solvers that can: Euler, DDIM, "
+            f"DDPM, DPMSolver, DPMSolverPP, UniPC, DEIS, IPNDM, LMS.")
+
+
 def sample(
     key: PRNGKey | None,
     process: Process,
@@ -106,7 +120,10 @@ def sample(
         step size.
       schedule: a :mod:`diffax.schedules` object (default: the solver's
         ``default_schedule(process)``), or an explicit strictly decreasing array of
-        ``num_steps + 1`` times in ``[t_min, t_max]``.
+        ``num_steps + 1`` times in ``[t_min, t_max]`` (for solvers with
+        ``reaches_clean_data``, such as DDIM, DPMSolverPP and UniPC, the last time may also
+        be one below ``t_min`` where ``sigma = 0``, e.g. ``t = 0``: the grid then ends at clean
+        data and no ``denoise_final`` is needed).
       denoise_final: apply the denoiser once at the last time and return ``D(x, t_min)``
         (one more evaluation). Off by default: ``x`` is then the state at ``t_min``.
       noise_fn: ``noise_fn(key, t, t_next, shape)`` drawing the standard normal noise of
@@ -156,8 +173,12 @@ def sample(
         # Solvers that pick their own steps take an explicit grid of any length (the times at
         # which to report the state); `num_steps` then only sets their first step size.
         times = resolve(schedule, process, num_steps if solver.fixed_grid else None,
-                        dtype=dtype)
+                        dtype=dtype, clean_end=solver.reaches_clean_data)
+    check_clean_end(solver, process, times)
     solver.check(process, times)
+    rule = getattr(solver, "lower_order_final", None)
+    if hasattr(rule, "check"):
+        rule.check(int(times.shape[0]) - 1)
     grid_steps = int(times.shape[0]) - 1
     check_denoiser_accepts(denoiser, x_init, name="x_init")
 
@@ -175,7 +196,7 @@ def sample(
         ctx = StepContext(index=i, t=t, t_next=t_next, times=times, key=step_key,
                           num_steps=grid_steps,
                           requested_steps=num_steps,
-                          noise_fn=noise)
+                          noise_fn=noise, denoise_final=bool(denoise_final))
         x_next, state, n = solver.step(process, denoiser, x, state, ctx)
         x_next = x_next.astype(dtype)
         return (x_next, state, nfe + jnp.asarray(n, jnp.int32)), (

@@ -22,7 +22,7 @@ corrected state at the last node, the order used there and the history of output
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
@@ -44,6 +44,7 @@ from diffax.samplers._exponential import (
     select_weights,
     taylor_weights,
 )
+from diffax.samplers._final_steps import as_rule
 from diffax.schedules import LogSNRUniform
 from diffax.typing import Array
 
@@ -76,7 +77,11 @@ class UniPC(Solver):
         ``order + 1`` (``convergence_order``).
       variant: ``"bh1"`` (``B(h) = h``) or ``"bh2"`` (``B(h) = 1 - e^-h``).
       corrector: apply UniC (no extra evaluations). ``order=1, corrector=False`` is DDIM.
-      lower_order_final: lower orders on the last steps of grids with fewer than 15 steps.
+      lower_order_final: lower orders on the last steps of grids with fewer than 15 steps
+        (``True``), never (``False``), or by a rule of :mod:`diffax.samplers`
+        (:class:`~diffax.samplers.StepRatio`; :func:`~diffax.samplers.diffusers_rule` gives
+        diffusers' UniPC rule, ``StepCount(below=None)``; :class:`~diffax.samplers.Orders`
+        for per-step orders).
 
     The default grid is :class:`~diffax.schedules.LogSNRUniform`, as for DPM-Solver++.
 
@@ -92,15 +97,17 @@ class UniPC(Solver):
     order: int = static_field(default=2)
     variant: str = static_field(default="bh2")
     corrector: bool = static_field(default=True)
-    lower_order_final: bool = static_field(default=True)
+    lower_order_final: Any = static_field(default=True)
     nfe_per_step = 1
     stochastic = False
+    reaches_clean_data = True
 
     def __post_init__(self):
         check_order("UniPC", self.order, (1, 2, 3))
         if self.variant not in _VARIANTS:
             raise ValueError(f"UniPC: `variant` must be 'bh1' or 'bh2'; got {self.variant!r}.")
-        check_flags("UniPC", self, ("corrector", "lower_order_final"))
+        check_flags("UniPC", self, ("corrector",))
+        as_rule(self.lower_order_final, "UniPC")
 
     @property
     def convergence_order(self) -> int:
@@ -178,7 +185,8 @@ class UniPC(Solver):
         h = half_log_snr(process, ctx.t_next) - lam_t
         hist = push(hist, d, ctx.t, lam_t, jnp.isfinite(lam_t))
         q = effective_order(self.order, hist.count, ctx, h,
-                            lower_order_final=self.lower_order_final)
+                            lower_order_final=self.lower_order_final,
+                            lam_grid=lambda: half_log_snr(process, ctx.times))
         lam_w, h_w = safe_step(lam_t, h)
         rho = (hist.lam[1:] - lam_w) / h_w if size > 1 else jnp.zeros((0,), x.dtype)
         w, _ = self._weights(jnp.concatenate([rho, jnp.zeros((1,), x.dtype)]), q, size, a_s,
