@@ -974,7 +974,6 @@ def _cmd_sample_pretrained(argv: Sequence[str]) -> int:
 
     from diffax import data, interop
     from diffax.interop import pipeline
-    from diffax.processes import DiscreteVP
     from diffax.train import build
 
     defaults = ml_collections.ConfigDict({
@@ -989,7 +988,7 @@ def _cmd_sample_pretrained(argv: Sequence[str]) -> int:
     fv = _parse_flags("sample", argv, define, config_dict=defaults,
                       allowed_overrides=("seed", "sample.", "eval.batch_size"))
     workdir = _require_workdir(fv)
-    folder = os.path.expanduser(fv.pretrained or "")
+    folder = root = os.path.expanduser(fv.pretrained or "")
     if os.path.isfile(os.path.join(folder, "unet", "config.json")):
         folder = os.path.join(folder, "unet")
     cfg = dict(fv.config.sample)
@@ -997,23 +996,28 @@ def _cmd_sample_pretrained(argv: Sequence[str]) -> int:
         solver, num_steps = build.build_solver(cfg)
         schedule = build.build_schedule(cfg)
         pre = interop.load_pretrained(folder)
-        # The scheduler (scheduler_config.json) is not read yet: DDPM's linear betas and an
-        # eps-predicting network, the setting of google/ddpm-* models.
-        process = DiscreteVP.linear(num_steps=int(pre.config.get("num_train_timesteps") or 1000))
-        prediction = "eps"
+        # The scheduler_config.json next to the model (or in the pipeline's scheduler/);
+        # without one, diffusers' DDIMScheduler defaults (DDPM's linear betas, eps).
+        roots = [r for r in (root, folder) if os.path.isfile(
+            os.path.join(r, "scheduler_config.json")) or os.path.isfile(
+            os.path.join(r, "scheduler", "scheduler_config.json"))]
+        sched = interop.load_scheduler(roots[0] if roots else {"_class_name": "DDIMScheduler"})
+        explicit = set(_override_keys(argv))
         x, nfe = pipeline.sample_pretrained(
-            jax.random.key(int(fv.config.seed)), pre, process, prediction=prediction,
-            solver=solver, num_steps=num_steps, schedule=schedule,
-            num_samples=int(cfg["num_samples"]), batch_size=int(fv.config.eval.batch_size))
+            jax.random.key(int(fv.config.seed)), pre, sched, num_steps=num_steps,
+            num_samples=int(cfg["num_samples"]), batch_size=int(fv.config.eval.batch_size),
+            solver=solver if "sample.solver" in explicit else None,
+            schedule=schedule if "sample.schedule" in explicit else None)
     except ValueError as e:
         raise UsageError(_one_line(e)) from None
     os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-    npz = os.path.join(workdir, "samples", f"pretrained_{cfg['solver']}_{num_steps}"
-                                           f"_seed{int(fv.config.seed)}.npz")
+    npz = os.path.join(workdir, "samples",
+                       f"pretrained_{num_steps}steps_seed{int(fv.config.seed)}.npz")
     _write_npz(npz, x=data.from_model_range(x), range=np.asarray((0.0, 255.0)),
                nfe=np.int64(nfe))
-    _say(f"diffax sample: {len(x)} samples of {folder} ({pre.class_name}, DDPM linear "
-         f"schedule, {prediction} prediction), NFE {nfe} -> {npz}")
+    where = f"the config in {roots[0]}" if roots else "diffusers' defaults"
+    _say(f"diffax sample: {len(x)} samples of {folder} ({pre.class_name}; "
+         f"{sched.class_name} with {where}), NFE {nfe} -> {npz}")
     return 0
 
 
@@ -1172,9 +1176,10 @@ _register(
     "grid, or for 2-D data a scatter plot over the test data's density. Uses the config "
     "stored with the checkpoint.",
     _WORKDIR_HELP
-    + "  --pretrained DIR             sample a local diffusers UNet2DModel folder instead of "
-    "a checkpoint\n                               (writes DIR/samples/pretrained_*.npz; "
-    "no --step)\n"
+    + "  --pretrained DIR             sample a local diffusers UNet2DModel folder (or a pipeline "
+    "folder with unet/ and\n                               scheduler/) instead of a checkpoint: "
+    "its scheduler_config.json gives the process,\n                               grid and "
+    "solver (default: DDIMScheduler); writes samples/pretrained_*.npz\n"
     + "  --config.sample.solver=S     euler | heun | ddim | ddpm | euler_maruyama | "
     "reverse_diffusion | pc | edm_stochastic | adaptive\n"
     "                               | dpm_solver | dpm_solver_pp | unipc | deis | ipndm | lms\n"

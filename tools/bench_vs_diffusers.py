@@ -100,7 +100,8 @@ def worker_torch(folder: str, model: str, batch: int, steps: list[int], compile_
                 x = x0.clone()
                 t0 = time.perf_counter()
                 for t in sched.timesteps:
-                    eps = call(x, t, **extra).sample
+                    # One shape and dtype for every call (as the warm-up): no recompiles.
+                    eps = call(x, torch.full((batch,), int(t)), **extra).sample
                     x = sched.step(eps, t, x).prev_sample
                 times.append(time.perf_counter() - t0)
             out[f"run_{n}"] = min(times)

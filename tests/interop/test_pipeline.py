@@ -1,14 +1,16 @@
-"""diffax.interop.pipeline and `diffax sample --pretrained`: the timestep map and a run."""
+"""diffax.interop.pipeline and `diffax sample --pretrained`: a converted UNet sampled with a
+diffusers scheduler config."""
 
 import doctest
+import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import diffax
 from diffax import cli, interop
 from diffax.interop import diffusers as dif
 from diffax.interop import diffusers_models, pipeline
@@ -25,70 +27,58 @@ def test_docstring_examples(module):
     assert runner.failures == 0
 
 
-def _unet(config):
-    return dif.Pretrained(dif.module_from_spec(dif.spec_from_config(config)), None, config)
-
-
-def test_timestep_map_is_exact_on_the_ddpm_grid():
-    """On DiscreteVP's grid t_n = n / T the network gets DDPM's integer step n - 1."""
-    unet = _unet({"_class_name": "UNet2DModel", "block_out_channels": [8],
-                  "norm_num_groups": 4, "down_block_types": ["DownBlock2D"],
-                  "up_block_types": ["UpBlock2D"]})
-    p = diffax.DiscreteVP.linear(num_steps=1000)
-    n = np.arange(1, 1001)
-    steps = pipeline.timestep_fn(unet, p)(jnp.asarray(n / 1000.0, jnp.float32))
-    np.testing.assert_array_equal(np.asarray(steps), n - 1)
-    with pytest.raises(ValueError, match="pass a diffax.DiscreteVP"):
-        pipeline.timestep_fn(unet, diffax.VP())
-
-
-def test_fourier_models_get_sigma():
-    unet = _unet({"_class_name": "UNet2DModel", "block_out_channels": [8],
-                  "norm_num_groups": 4, "down_block_types": ["DownBlock2D"],
-                  "up_block_types": ["UpBlock2D"], "time_embedding_type": "fourier"})
-    p = diffax.VE(sigma_min=0.01, sigma_max=50.0)
-    t = jnp.array([0.0, 0.5, 1.0])
-    np.testing.assert_allclose(pipeline.timestep_fn(unet, p)(t), p.sigma(t), rtol=1e-6)
-
-
-def test_cli_sample_pretrained(tmp_path, capsys):
-    rc = cli.main(["sample", "--pretrained", os.path.join(FIXTURES, "ddpm_unet"),
-                   "--workdir", str(tmp_path), "--config.sample.num_steps=2",
-                   "--config.sample.num_samples=3", "--config.eval.batch_size=2"])
-    assert rc == 0
-    out = np.load(tmp_path / "samples" / "pretrained_ddim_2_seed0.npz")
-    assert out["x"].shape == (3, 8, 8, 3) and out["x"].dtype == np.uint8
-    assert int(out["nfe"]) == 2 and tuple(out["range"]) == (0.0, 255.0)
-
-
 def test_sample_pretrained_is_ddim_on_the_converted_unet():
-    """diffax's DDIM through the converted UNet equals DDIM written out with the module."""
+    """diffax's sampler through the converted UNet equals DDIM written out with the module, on
+    the scheduler's own grid (DDIMScheduler, leading spacing, set_alpha_to_one)."""
     pre = interop.load_pretrained(os.path.join(FIXTURES, "ddpm_unet"))
-    p = diffax.DiscreteVP.linear(num_steps=1000)
-    grid = jnp.array([1.0, 0.5, 0.001])
+    sched = interop.load_scheduler({"_class_name": "DDIMScheduler", "clip_sample": False})
     key = jax.random.key(3)
-    x, nfe = pipeline.sample_pretrained(key, pre, p, prediction="eps",
-                                        solver=diffax.samplers.DDIM(), num_steps=2,
-                                        schedule=grid, num_samples=2, batch_size=2)
+    x, nfe = pipeline.sample_pretrained(key, pre, sched, num_steps=2, num_samples=2,
+                                        batch_size=2)
+    grid = sched.grid(2)
+    p = sched.process
     k_init, _ = jax.random.split(jax.random.fold_in(key, 0))
     y = p.prior_sample(k_init, (2, 8, 8, 3))
     apply = jax.jit(pre.module.apply)
     for t, s in zip(grid[:-1], grid[1:]):
-        step = jnp.full((2,), p.index(t), jnp.float32)
-        eps = apply(pre.params, y, step)
+        k = jnp.full((2,), round(t * 1000) - 1, jnp.float32)  # diffusers' timestep of t
+        eps = apply(pre.params, y, k)
         x0 = (y - p.sigma(t) * eps) / p.alpha(t)
         y = p.alpha(s) * x0 + p.sigma(s) * eps
-    assert nfe == 2
+    assert nfe == 2 and float(grid[-1]) == 0.0
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(y))))
+
+
+def test_sample_pretrained_refuses_conditional_models():
+    pre = interop.load_pretrained(os.path.join(FIXTURES, "sd_unet"))
+    sched = interop.load_scheduler({"_class_name": "DDIMScheduler"})
+    with pytest.raises(ValueError, match="needs conditioning"):
+        pipeline.sample_pretrained(jax.random.key(0), pre, sched, num_steps=2, num_samples=1)
+    with pytest.raises(ValueError, match="not a denoising network"):
+        pipeline.unet_fn(interop.load_pretrained(os.path.join(FIXTURES, "vae")))
+
+
+def test_cli_sample_pretrained(tmp_path, capsys):
+    """A pipeline folder (unet/ + scheduler/): the scheduler config is the one used."""
+    root = tmp_path / "pipe"
+    shutil.copytree(os.path.join(FIXTURES, "ddpm_unet"), root / "unet")
+    (root / "scheduler").mkdir()
+    (root / "scheduler" / "scheduler_config.json").write_text(json.dumps(
+        {"_class_name": "DDIMScheduler", "beta_schedule": "linear", "clip_sample": True}))
+    rc = cli.main(["sample", "--pretrained", str(root), "--workdir", str(tmp_path / "out"),
+                   "--config.sample.num_steps=2", "--config.sample.num_samples=3",
+                   "--config.eval.batch_size=2"])
+    assert rc == 0
+    assert "DDIMScheduler with the config in" in capsys.readouterr().out
+    out = np.load(tmp_path / "out" / "samples" / "pretrained_2steps_seed0.npz")
+    assert out["x"].shape == (3, 8, 8, 3) and out["x"].dtype == np.uint8
+    assert int(out["nfe"]) == 2 and tuple(out["range"]) == (0.0, 255.0)
 
 
 def test_cli_sample_pretrained_errors(tmp_path, capsys):
     rc = cli.main(["sample", "--pretrained", str(tmp_path / "none"), "--workdir",
                    str(tmp_path)])
     assert rc == 2 and "is not a directory" in capsys.readouterr().err
-    rc = cli.main(["sample", "--pretrained", os.path.join(FIXTURES, "sd_unet"), "--workdir",
-                   str(tmp_path)])
-    assert rc == 2 and "needs conditioning" in capsys.readouterr().err
     rc = cli.main(["sample", "--pretrained", os.path.join(FIXTURES, "ddpm_unet"), "--workdir",
                    str(tmp_path), "--config.sample.solver=nope"])
     assert rc == 2 and "solver" in capsys.readouterr().err
