@@ -13,8 +13,10 @@ sides load that folder, so the weights are bit-identical):
   cross-attention to a 77x256 context, 8 heads), 32x32x4 latents.
 
 Each cell samples with deterministic DDIM for ``steps`` network evaluations from the same
-initial noise: diffusers' ``DDIMScheduler`` loop calling the torch UNet, and
-``diffax.sample(..., solver=DDIM())`` on the converted Flax UNet under one ``jax.jit``. Every
+initial noise: diffusers' ``DDIMScheduler`` loop calling the torch UNet, and ``diffax.sample``
+with the same scheduler config read by ``diffax.interop.load_scheduler`` (same timesteps, same
+update) on the converted Flax UNet under one ``jax.jit``; the table also gives the largest
+difference of the final samples, relative to their largest value. Every
 (side, network, batch) runs in its own subprocess, so peak memory (max RSS of the process,
 the framework included) is its own. Times: one warm-up network call, then the fastest of
 ``--repeats`` timed sampling runs per step count. Compile times (XLA's trace + compile of the
@@ -30,6 +32,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +53,10 @@ SD_SMALL = dict(
     cross_attention_dim=256, attention_head_dim=8, norm_num_groups=32)
 MODELS = {"ddpm": ("UNet2DModel", DDPM_CIFAR10), "sd_small": ("UNet2DConditionModel", SD_SMALL)}
 CONTEXT_LEN = 77
+# DDPM's betas, deterministic DDIM, no clipping: read by diffusers and by diffax.interop.
+SCHEDULER = {"_class_name": "DDIMScheduler", "num_train_timesteps": 1000,
+             "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
+             "clip_sample": False, "set_alpha_to_one": True, "timestep_spacing": "leading"}
 
 
 def _inputs(model: str, batch: int):
@@ -82,8 +89,7 @@ def worker_torch(folder: str, model: str, batch: int, steps: list[int], compile_
     x_np, ctx_np = _inputs(model, batch)
     x0 = torch.from_numpy(x_np)
     extra = {} if ctx_np is None else {"encoder_hidden_states": torch.from_numpy(ctx_np)}
-    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
-                          beta_end=0.02, clip_sample=False, set_alpha_to_one=True)
+    sched = DDIMScheduler.from_config(SCHEDULER)
     out = {"threads": torch.get_num_threads()}
     call = net
     with torch.inference_mode():
@@ -106,6 +112,8 @@ def worker_torch(folder: str, model: str, batch: int, steps: list[int], compile_
                 times.append(time.perf_counter() - t0)
             out[f"run_{n}"] = min(times)
             out[f"nfe_{n}"] = len(sched.timesteps)
+            tag = "compile" if compile_ else "eager"
+            np.save(os.path.join(folder, f"x_{tag}_{batch}_{n}.npy"), x.numpy())
     out["peak_mb"] = _peak_mb()
     return out
 
@@ -120,31 +128,37 @@ def worker_diffax(folder: str, model: str, batch: int, steps: list[int], threads
     from diffax.interop import pipeline
 
     pre = interop.load_pretrained(folder)
-    p = diffax.DiscreteVP.linear(num_steps=1000)
-    D = pipeline.denoiser_fn(pre, p, prediction="eps")
+    net = pipeline.unet_fn(pre)
+    sched = interop.load_scheduler(SCHEDULER)
+    p = sched.process
     x_np, ctx_np = _inputs(model, batch)
     x0 = jnp.asarray(np.transpose(x_np, (0, 2, 3, 1)))
     ctx = None if ctx_np is None else jnp.asarray(ctx_np)
     out = {"threads": threads}
-    warm = jax.jit(lambda params, x, c: D(params, x, jnp.ones((x.shape[0],)), c))
+    warm = jax.jit(lambda params, x, c: net(params, x, jnp.full((x.shape[0],), 999), c))
     warm(pre.params, x0, ctx).block_until_ready()
-    for n in steps:
-        def run(params, x, c, n=n):
-            res = diffax.sample(jax.random.key(0), p, lambda x, t: D(params, x, t, c), x,
-                                solver=diffax.samplers.DDIM(), num_steps=n)
-            return res.x, res.nfe
 
+    def run(params, x, c, grid):
+        D = sched.denoiser(lambda x, k: net(params, x, k, c))
+        res = diffax.sample(None, p, D, x, solver=sched.solver, schedule=grid)
+        return res.x, res.nfe
+
+    for n in steps:
+        # diffusers' own DDIM grid (same timesteps as its scheduler loop), passed as an argument.
+        grid = jnp.asarray(sched.grid(n), jnp.float32)
         t0 = time.perf_counter()
-        compiled = jax.jit(run).lower(pre.params, x0, ctx).compile()
+        compiled = jax.jit(run).lower(pre.params, x0, ctx, grid).compile()
         out[f"compile_{n}"] = time.perf_counter() - t0
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            x, nfe = compiled(pre.params, x0, ctx)
+            x, nfe = compiled(pre.params, x0, ctx, grid)
             x.block_until_ready()
             times.append(time.perf_counter() - t0)
         out[f"run_{n}"] = min(times)
         out[f"nfe_{n}"] = int(nfe)
+        np.save(os.path.join(folder, f"x_diffax_{batch}_{n}.npy"),
+                np.transpose(np.asarray(x), (0, 3, 1, 2)))
     out["peak_mb"] = _peak_mb()
     out["params"] = int(sum(v.size for v in jax.tree.leaves(pre.params)))
     return out
@@ -186,6 +200,16 @@ def _spawn(args: list[str], threads: int, repeats: int) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def _parity(folder: str, batch: int, n: str) -> str:
+    """max |x_diffax - x_torch| / max |x_torch| of the final samples (same noise, same grid)."""
+    try:
+        a = np.load(os.path.join(folder, f"x_diffax_{batch}_{n}.npy"))
+        b = np.load(os.path.join(folder, f"x_eager_{batch}_{n}.npy"))
+    except OSError:
+        return "-"
+    return f"{np.max(np.abs(a - b)) / np.max(np.abs(b)):.1e}"
+
+
 def _fmt(v, digits=2):
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -218,18 +242,18 @@ def main() -> None:
     grid = {int(b): s for b, s in (cell.split(":") for cell in args.grid.split())}
     batches = list(grid)
     sides = ["diffax", "eager"] + ([] if args.no_compile else ["compile"])
-    results = {}
-    with tempfile.TemporaryDirectory() as root:
-        for model in models:
-            folder = make_folder(model, root)
-            for batch in batches:
-                for side in sides:
-                    t0 = time.perf_counter()
-                    res = _spawn([side, folder, model, str(batch), grid[batch]], args.threads,
-                                 args.repeats)
-                    results[(model, batch, side)] = res
-                    print(f"# {model} batch {batch} {side}: {json.dumps(res)} "
-                          f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    results, folders = {}, {}
+    root = tempfile.mkdtemp()  # the weights and final samples of both sides
+    for model in models:
+        folder = folders[model] = make_folder(model, root)
+        for batch in batches:
+            for side in sides:
+                t0 = time.perf_counter()
+                res = _spawn([side, folder, model, str(batch), grid[batch]], args.threads,
+                             args.repeats)
+                results[(model, batch, side)] = res
+                print(f"# {model} batch {batch} {side}: {json.dumps(res)} "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
     import platform
 
     load = os.getloadavg()
@@ -245,11 +269,12 @@ def main() -> None:
         "(torch.set_num_threads; XLA's CPU thread pool).",
         "",
         "Sampling time (s, excluding compilation) and ratio = torch time / diffax time "
-        "(> 1: diffax faster):",
+        "(> 1: diffax faster); last column: max |x_diffax - x_torch| / max |x_torch| of the "
+        "final samples (same noise, same timesteps):",
         "",
         "| network | batch | DDIM steps | diffax jit | torch eager | torch.compile | "
-        "eager / diffax | compile / diffax | diffax ms / sample / step |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "eager / diffax | compile / diffax | diffax ms / sample / step | max diff vs eager |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model in models:
         for batch in batches:
@@ -262,7 +287,8 @@ def main() -> None:
                     f"| {model} | {batch} | {n} | {_fmt(dt)} | {_fmt(et)} | {_fmt(ct)} | "
                     f"{_fmt(et / dt if dt and et else None)} | "
                     f"{_fmt(ct / dt if dt and ct else None)} | "
-                    f"{_fmt(1e3 * dt / batch / int(n) if dt else None, 1)} |")
+                    f"{_fmt(1e3 * dt / batch / int(n) if dt else None, 1)} | "
+                    f"{_parity(folders[model], batch, n)} |")
     lines += ["", "Compile time (s) and peak memory (max RSS of the process, MB):", "",
               "| network | batch | diffax compile (per step count) | torch.compile first call | "
               "peak MB diffax | peak MB torch eager | peak MB torch.compile |",
@@ -283,6 +309,7 @@ def main() -> None:
                                             if p)]
     if errors:
         lines += ["", "Failures: " + "; ".join(errors)]
+    shutil.rmtree(root)
     table = "\n".join(lines)
     print(table)
     if args.out:

@@ -222,16 +222,39 @@ def _avg_pool(x: Array) -> Array:
     return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
 
-def _attention(q: Array, k: Array, v: Array, heads: int) -> Array:
-    """Scaled dot-product attention on ``[B, L, heads * D]`` (torch SDPA's 1/sqrt(D) scale)."""
+#: Attention logits per block of queries (floats): big softmax inputs are computed a block of
+#: queries at a time so they stay in cache (XLA:CPU, 1024 tokens x 8 heads: ~10x faster).
+_LOGITS_BLOCK = 2 ** 19
+
+
+def _attention(q: Array, k: Array, v: Array, heads: int, *,
+               block: int | None = None) -> Array:
+    """Scaled dot-product attention on ``[B, L, heads * D]`` (torch SDPA's 1/sqrt(D) scale).
+
+    Queries go in blocks of ``block`` (default: as many as keep ``B * heads * block * Lk``
+    logits under ``_LOGITS_BLOCK``; a divisor of ``Lq``), one block after the other.
+    """
     b, lq, inner = q.shape
+    lk = k.shape[1]
     d = inner // heads
     q = q.reshape(b, lq, heads, d)
-    k = k.reshape(b, k.shape[1], heads, d)
-    v = v.reshape(b, v.shape[1], heads, d)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * (1.0 / math.sqrt(d))
-    w = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
-    return jnp.einsum("bhqk,bkhd->bqhd", w, v).reshape(b, lq, inner)
+    k = k.reshape(b, lk, heads, d)
+    v = v.reshape(b, lk, heads, d)
+
+    def attend(qb):
+        logits = jnp.einsum("bqhd,bkhd->bhqk", qb, k) * (1.0 / math.sqrt(d))
+        w = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
+        return jnp.einsum("bhqk,bkhd->bqhd", w, v)
+
+    if block is None:
+        block = lq
+        while block > 1 and b * heads * block * lk > _LOGITS_BLOCK and block % 2 == 0:
+            block //= 2
+    if block >= lq or lq % block:
+        return attend(q).reshape(b, lq, inner)
+    qb = jnp.moveaxis(q.reshape(b, lq // block, block, heads, d), 1, 0)
+    out = jax.lax.map(attend, qb)
+    return jnp.moveaxis(out, 0, 1).reshape(b, lq, inner)
 
 
 class Resample(enum.Enum):

@@ -21,6 +21,7 @@ from safetensors.numpy import load_file, save_file
 
 from diffax import interop
 from diffax.interop import diffusers as dif
+from diffax.interop import diffusers_models
 from diffax.interop.diffusers_models import BlockType, fir_downsample, fir_upsample
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -41,7 +42,9 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("name", UNETS)
-def test_unet_matches_diffusers(name):
+def test_unet_matches_diffusers(name, monkeypatch):
+    if name == "sd_unet":  # this one runs its attention in blocks of queries (big-input path)
+        monkeypatch.setattr(diffusers_models, "_LOGITS_BLOCK", 2 ** 10)
     pre = interop.load_pretrained(os.path.join(FIXTURES, name))
     io = np.load(os.path.join(FIXTURES, name, "io.npz"))
     ts, x, ref = io["t"], _nhwc(io["x"]), io["out"]
@@ -267,3 +270,21 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
                                          r"encoder.extra.weight .*1 model parameters missing "
                                          r"from the checkpoint: decoder/conv_out/bias"):
         interop.load_pretrained(folder)
+
+
+def test_blocked_attention_equals_one_block():
+    """Attention computed a block of queries at a time (big inputs) is the same function."""
+    from diffax.interop.diffusers_models import _attention
+
+    rng = np.random.default_rng(4)
+    q, k, v = (jnp.asarray(rng.normal(size=(2, 64, 12)), jnp.float32) for _ in range(3))
+    whole = _attention(q, k, v, 3)
+    # The oracle: softmax(q k^T / sqrt(d)) v per head, in float64.
+    qh, kh, vh = (np.asarray(a, np.float64).reshape(2, 64, 3, 4) for a in (q, k, v))
+    logits = np.einsum("bqhd,bkhd->bhqk", qh, kh) / 2.0
+    w = np.exp(logits - logits.max(-1, keepdims=True))
+    ref = np.einsum("bhqk,bkhd->bqhd", w / w.sum(-1, keepdims=True), vh).reshape(2, 64, 12)
+    np.testing.assert_allclose(whole, ref, rtol=1e-5, atol=1e-6)
+    for block in (8, 16):
+        np.testing.assert_allclose(_attention(q, k, v, 3, block=block), whole, rtol=1e-6,
+                                   atol=1e-6)
