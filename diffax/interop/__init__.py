@@ -18,6 +18,7 @@ from diffax.interop.diffusers import (
     read_folder,
     spec_from_config,
 )
+from diffax.interop.pipeline import sample_pretrained, unet_fn
 from diffax.interop.schedulers import (
     Scheduler,
     betas_from_config,
@@ -35,6 +36,8 @@ __all__ = [
     "load_pretrained",
     "load_scheduler",
     "read_folder",
+    "sample_pretrained",
     "spec_from_config",
     "timestep_denoiser",
+    "unet_fn",
 ]
