@@ -515,11 +515,17 @@ class Pretrained:
 
 
 def module_from_spec(spec: UNetSpec | AutoencoderSpec) -> nn.Module:
-    """The Flax module of a spec (``DiffusersUNet`` or ``AutoencoderKL``)."""
+    """The Flax module of a spec (``DiffusersUNet`` or ``AutoencoderKL``).
+
+    Example:
+        >>> m = module_from_spec(spec_from_config({"_class_name": "AutoencoderKL"}))
+        >>> type(m).__name__
+        'AutoencoderKL'
+    """
     return AutoencoderKL(spec) if isinstance(spec, AutoencoderSpec) else DiffusersUNet(spec)
 
 
-def param_shapes(module: nn.Module) -> Any:
+def _param_shapes(module: nn.Module) -> Any:
     """The parameter tree of ``module`` as ShapeDtypeStructs (traced, nothing computed)."""
     spec = module.spec
     n = sum(b.resample for b in spec.down)
@@ -558,5 +564,5 @@ def load_pretrained(folder: str | os.PathLike, *, dtype: Any = jnp.float32) -> P
     """
     config, state = read_folder(folder)
     module = module_from_spec(spec_from_config(config))
-    params = convert_state_dict(state, param_shapes(module), dtype=dtype)
+    params = convert_state_dict(state, _param_shapes(module), dtype=dtype)
     return Pretrained(module=module, params=params, config=config)

@@ -205,12 +205,24 @@ def _depthwise(x: Array, kernel: np.ndarray, *, pad: tuple[int, int], up: int = 
 
 
 def fir_upsample(x: Array) -> Array:
-    """diffusers' ``upsample_2d`` with the (1, 3, 3, 1) kernel, factor 2."""
+    """diffusers' ``upsample_2d`` with the (1, 3, 3, 1) kernel, factor 2, on ``[B, H, W, C]``.
+
+    Example:
+        >>> y = fir_upsample(jnp.ones((1, 4, 4, 2)))
+        >>> y.shape, float(y[0, 2, 2, 0])  # the kernel preserves a constant away from borders
+        ((1, 8, 8, 2), 1.0)
+    """
     return _depthwise(x, _fir_kernel(4.0), pad=(2, 1), up=2)
 
 
 def fir_downsample(x: Array) -> Array:
-    """diffusers' ``downsample_2d`` with the (1, 3, 3, 1) kernel, factor 2."""
+    """diffusers' ``downsample_2d`` with the (1, 3, 3, 1) kernel, factor 2, on ``[B, H, W, C]``.
+
+    Example:
+        >>> y = fir_downsample(jnp.ones((1, 8, 8, 2)))
+        >>> y.shape, float(y[0, 2, 2, 0])
+        ((1, 4, 4, 2), 1.0)
+    """
     return _depthwise(x, _fir_kernel(1.0), pad=(1, 1), down=2)
 
 
@@ -566,7 +578,13 @@ class MidBlock(nn.Module):
 
 
 def sinusoidal(t: Array, dim: int, *, flip_sin_to_cos: bool, shift: float) -> Array:
-    """diffusers' ``get_timestep_embedding`` (frequencies rounded once from float64)."""
+    """diffusers' ``get_timestep_embedding`` (frequencies rounded once from float64).
+
+    Example:
+        >>> e = sinusoidal(jnp.array([0.0]), 4, flip_sin_to_cos=True, shift=0.0)
+        >>> e.tolist()  # [cos, cos, sin, sin] at t = 0
+        [[1.0, 1.0, 0.0, 0.0]]
+    """
     half = dim // 2
     freqs = np.exp(-math.log(10000.0) * np.arange(half, dtype=np.float64) / (half - shift))
     arg = t.astype(jnp.float32)[:, None] * jnp.asarray(freqs, jnp.float32)[None, :]
