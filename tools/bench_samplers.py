@@ -18,6 +18,11 @@ Prints markdown tables and writes them to ``--out``:
    ``lax.scan`` Euler loop calling the same denoiser with the same grid, batch 4096, float32
    (target: at most 1.10x).
 3. Compile time at 1000 steps over compile time at 10 steps, per solver (target: at most 1.5x).
+4. Diffusers' default grids (``--parts diffusers``): DDPM's linear schedule with diffusers'
+   ``linspace`` / ``leading`` / ``trailing`` timesteps (``diffax.schedules.Spacing``), 10/25/50
+   steps, ending at ``t_min`` and at clean data ``t = 0``; every multistep solver under the old
+   lower-order rule, diffusers' rule and diffax's ``StepRatio``, with DDIM as the baseline,
+   against ``diffax.testing.log_snr_reference``.
 
 Timings are paired (the two things compared run back to back, alternately first) and reported
 as the median of the paired ratios, which is robust to a machine whose load drifts.
@@ -227,6 +232,88 @@ def accuracy_table(dim: int) -> str:
     return "\n".join(lines)
 
 
+# Diffusers' default grids: DDPM's linear schedule (DiscreteVP, T = 1000), diffusers' integer
+# timestep spacings (schedules.Spacing) ending at t_min (final_sigmas_type="sigma_min") or at
+# clean data t = 0 ("zero", diffusers' default for DPM-Solver++ and UniPC; DDIM's
+# set_alpha_to_one=True). Each multistep solver runs with three lower-order rules.
+DIFFUSERS_STEPS = (10, 25, 50)
+DIFFUSERS_SPACINGS = ("linspace", "leading", "trailing")
+DIFFUSERS_RULES = {"old": True, "diffusers": "diffusers", "StepRatio(2)": samplers.StepRatio()}
+DIFFUSERS_SOLVERS = {
+    "DPM-Solver (3M, eps)": lambda rule: samplers.DPMSolver(order=3, lower_order_final=rule),
+    "DPM-Solver++(2M)": lambda rule: samplers.DPMSolverPP(order=2, lower_order_final=rule),
+    "DPM-Solver++(3M)": lambda rule: samplers.DPMSolverPP(order=3, lower_order_final=rule),
+    "UniPC-2 (bh2)": lambda rule: samplers.UniPC(order=2, lower_order_final=rule),
+    "UniPC-3 (bh2)": lambda rule: samplers.UniPC(order=3, lower_order_final=rule),
+    "DEIS-3 (log-SNR)": lambda rule: samplers.DEIS(order=3, interpolation="log_snr",
+                                                   lower_order_final=rule),
+    "iPNDM (order 3)": lambda rule: samplers.IPNDM(order=3, lower_order_final=rule),
+}
+
+
+def diffusers_grid_tables() -> str:
+    """RMS errors on diffusers' default grids (module docstring), one table per end point."""
+    p = diffax.DiscreteVP.linear()
+    gm = mixture(4)
+    x_init = p.prior_sample(jax.random.key(0), (BATCH, 4))
+    ends = (False, True)
+    cols = [(n, sp) for n in DIFFUSERS_STEPS for sp in DIFFUSERS_SPACINGS]
+    rows = {"DDIM": samplers.DDIM()}
+    for name, make in DIFFUSERS_SOLVERS.items():
+        for rname, rule in DIFFUSERS_RULES.items():
+            rule = samplers.diffusers_rule(make(True)) if rule == "diffusers" else rule
+            rows[f"{name}, {rname}"] = make(rule)
+    results = {clean: {} for clean in ends}  # clean -> row -> (n, spacing) -> error
+    for n in DIFFUSERS_STEPS:
+        keys = [(clean, sp) for clean in ends for sp in DIFFUSERS_SPACINGS]
+        grids = jnp.stack([diffax.schedules.Spacing(spacing=sp, clean_end=clean)(p, n)
+                           for clean, sp in keys])
+        refs = jnp.stack([diffax.testing.log_snr_reference(
+            p, gm.denoiser(p), x_init, t_start=g[0], t_end=g[-1]) for g in np.asarray(grids)])
+        for name, solver in rows.items():
+            run = jax.jit(jax.vmap(lambda grid, solver=solver: samplers.sample(
+                None, p, gm.denoiser(p), x_init, solver=solver, schedule=grid).x))
+            errs = np.sqrt(np.mean(np.square(np.asarray(run(grids) - refs)), axis=(1, 2)))
+            for (clean, sp), e in zip(keys, errs, strict=True):
+                results[clean].setdefault(name, {})[(n, sp)] = float(e)
+        print(f"diffusers grids: {n} steps done", flush=True)
+    out = []
+    for clean in ends:
+        res = results[clean]
+        end = "t = 0 (clean data)" if clean else "t_min"
+        lines = [f"**Diffusers' grids ending at {end}**: DDPM linear schedule (T = 1000), a "
+                 f"4-component mixture in D = 4, {BATCH} examples, float64: RMS error of the "
+                 "final state against the log-SNR reference (testing.log_snr_reference, "
+                 "rtol = atol = 1e-10). Rules: old = lower_order_final=True (below 15 steps), "
+                 "diffusers = diffusers_rule(solver), StepRatio(2) = diffax's rule. Bold: best "
+                 "rule per solver and column; * = worse than DDIM.", "",
+                 "| solver, rule | " + " | ".join(f"{n} {sp}" for n, sp in cols) + " |",
+                 "|---" * (len(cols) + 1) + "|"]
+        for name, cells in res.items():
+            group = [k for k in res if k.rsplit(", ", 1)[0] == name.rsplit(", ", 1)[0]]
+            text = []
+            for c in cols:
+                e = cells[c]
+                best = len(group) > 1 and e <= min(res[k][c] for k in group)
+                mark = "*" if e > res["DDIM"][c] else ""
+                text.append(f"**{e:.2e}**{mark}" if best else f"{e:.2e}{mark}")
+            lines.append(f"| {name} | " + " | ".join(text) + " |")
+        wins = {r: 0 for r in DIFFUSERS_RULES}
+        worse = {r: 0 for r in DIFFUSERS_RULES}
+        for solver_name in DIFFUSERS_SOLVERS:
+            for c in cols:
+                errs = {r: res[f"{solver_name}, {r}"][c] for r in DIFFUSERS_RULES}
+                wins[min(errs, key=errs.get)] += 1
+                for r, e in errs.items():
+                    worse[r] += e > res["DDIM"][c]
+        total = len(DIFFUSERS_SOLVERS) * len(cols)
+        lines += ["", "Best rule per (solver, column): " + ", ".join(
+            f"{r} {k}/{total}" for r, k in wins.items()) + "; worse than DDIM: " + ", ".join(
+            f"{r} {k}/{total}" for r, k in worse.items()), ""]
+        out.append("\n".join(lines))
+    return "\n".join(out)
+
+
 def _seconds(f, *args):
     t0 = time.perf_counter()
     jax.block_until_ready(f(*args))
@@ -295,7 +382,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="also write the tables to this file")
     parser.add_argument("--dims", default="2,64")
-    parser.add_argument("--parts", default="accuracy,overhead,compile")
+    parser.add_argument("--parts", default="accuracy,diffusers,overhead,compile")
     args = parser.parse_args()
     dims = [int(d) for d in args.dims.split(",")]
     parts = args.parts.split(",")
@@ -307,6 +394,9 @@ def main() -> None:
         for dim in dims:
             out += [accuracy_table(dim), ""]
             print("\n".join(out[-2:]), flush=True)
+    if "diffusers" in parts:
+        out += [diffusers_grid_tables(), ""]
+        print("\n".join(out[-2:]), flush=True)
     if "overhead" in parts:
         out += [f"Sampler overhead, Euler, batch {TIMING_BATCH}, float32, 200 steps: "
                 "microseconds per step (minimum over 25 runs each) and the median of 25 paired "

@@ -106,7 +106,8 @@ class Solver(abc.ABC):
     reaches_clean_data: ClassVar[bool] = False
     """True for solvers whose step to a time where ``sigma = 0`` (clean data, below
     ``t_min``: e.g. ``t = 0`` of :class:`diffax.DiscreteVP`) is exact in the data-prediction
-    frame (``x_s = alpha_s D``); only they accept a grid ending there."""
+    frame (``x_s = alpha_s D``); only they accept a grid ending there. (:class:`Euler` takes
+    the same step but keeps refusing such grids, as before; use :class:`DDIM`.)"""
 
     def default_schedule(self, process: Process) -> Schedule:
         """The grid used when ``diffax.sample`` is given no ``schedule``."""

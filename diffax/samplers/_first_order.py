@@ -56,7 +56,6 @@ class Euler(Solver):
     order = 1
     nfe_per_step = 1
     stochastic = False
-    reaches_clean_data = True
 
     def step(self, process, denoiser, x, state, ctx: StepContext):
         a_t, s_t, _ = scalars(process, ctx.t)

@@ -86,7 +86,7 @@ def check_clean_end(solver: Solver, process: Process, times: Array) -> None:
     if float(v[-1]) < float(lo) - 1e-6 * max(1.0, abs(float(lo))):
         raise ValueError(
             f"`schedule` ends at t={float(v[-1]):g}, below t_min={float(lo):g} (clean data), "
-            f"which {type(solver).__name__} cannot step to; solvers that can: Euler, DDIM, "
+            f"which {type(solver).__name__} cannot step to; solvers that can: DDIM, "
             f"DDPM, DPMSolver, DPMSolverPP, UniPC, DEIS, IPNDM, LMS.")
 
 
