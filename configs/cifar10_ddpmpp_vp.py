@@ -16,7 +16,7 @@ tests. Paper figures and differences: experiments/cifar10_ddpmpp_vp/README.md.
 
 import ml_collections
 
-from diffax.cli import EVAL_DEFAULTS, SAMPLE_DEFAULTS
+from diffax.train.options import EVAL_DEFAULTS, SAMPLE_DEFAULTS
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:

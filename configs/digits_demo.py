@@ -4,8 +4,8 @@ The main job's config: EDM (preconditioning, log-normal noise levels, Heun with 
 NFE) on scikit-learn's 8x8 digits with a small UNet (0.19M parameters), 3000 steps of batch 64;
 then samples, the ODE likelihood (Hutchinson, 300 test digits) and metrics. About 10 minutes on
 2 CPU cores in total. ``diffax demo`` uses this config by default (it is defined in
-``diffax.cli.demo_config``, so the installed command needs no checkout); the same run step by
-step::
+``diffax.train.demo.demo_config``, so the installed command needs no checkout); the same run
+step by step::
 
     diffax train --config configs/digits_demo.py --workdir /tmp/diffax-demo
     diffax sample --workdir /tmp/diffax-demo
@@ -17,7 +17,7 @@ experiments/digits_demo/README.md.
 
 import ml_collections
 
-from diffax.cli import demo_config
+from diffax.train.demo import demo_config
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:

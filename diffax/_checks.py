@@ -14,7 +14,7 @@ import numpy as np
 
 from diffax._pytree import concrete_value
 
-__all__ = ["check_key", "check_finite_examples", "check_denoiser_accepts"]
+__all__ = ["check_key", "check_finite_examples", "check_denoiser_accepts", "check_positive"]
 
 
 def _prefix(where: str) -> str:
@@ -66,3 +66,11 @@ def check_denoiser_accepts(denoiser: Any, x: Any, *, name: str, where: str = "")
         raise ValueError(f"{_prefix(where)}the denoiser returned {got} for `{name}` of shape "
                          f"{tuple(x.shape)}; a denoiser must return an array shaped like its "
                          f"input x.")
+
+
+def check_positive(name: str, value: Any, where: str) -> None:
+    """Raises a ValueError naming ``name`` unless ``value`` (where concrete) is finite and
+    positive everywhere (tolerances, step sizes)."""
+    v = concrete_value(value)
+    if v is not None and not (np.all(np.isfinite(v)) and np.all(v > 0)):
+        raise ValueError(f"{where}: `{name}` must be a positive number, got {value!r}.")

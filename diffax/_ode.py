@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffax._pytree import concrete_value
+from diffax._checks import check_positive
 from diffax.typing import Array, PyTree
 
 __all__ = ["ODESolution", "integrate", "STATUS_OK", "STATUS_MAX_STEPS", "STATUS_FAILED",
@@ -51,12 +51,6 @@ class ODESolution(NamedTuple):
     nfe: Array
     num_steps: Array
     status: Array
-
-
-def _check_positive(name: str, value: Any, where: str) -> None:
-    v = concrete_value(value)
-    if v is not None and not (np.all(np.isfinite(v)) and np.all(v > 0)):
-        raise ValueError(f"{where}: `{name}` must be a positive number, got {value!r}.")
 
 
 def _status(result: Any) -> Array:
@@ -122,8 +116,8 @@ def integrate(
     """
     if method not in METHODS:
         raise ValueError(f"{where}: `method` must be one of {sorted(METHODS)}, got {method!r}.")
-    _check_positive("rtol", rtol, where)
-    _check_positive("atol", atol, where)
+    check_positive("rtol", rtol, where)
+    check_positive("atol", atol, where)
     if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"{where}: `max_steps` must be a positive integer, got {max_steps!r}.")
     leaves = jax.tree_util.tree_leaves(y0)

@@ -51,7 +51,7 @@ from diffax.samplers._base import (
     one_minus_snr_ratio,
 )
 from diffax.samplers._first_order import DDPM
-from diffax.samplers._run import SampleResult, _check_inputs, sample
+from diffax.samplers._run import SampleResult, check_inputs, sample
 from diffax.schedules import Schedule, check_num_steps, resolve
 from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
 
@@ -260,7 +260,7 @@ def inpaint(
       Array([1., 1.], dtype=float32)
     """
     solver = DDPM() if solver is None else solver
-    _check_inputs(key, process, denoiser, x_init, solver, None)
+    check_inputs(key, process, denoiser, x_init, solver, None)
     if key is None:
         raise ValueError("`key` is required: inpainting draws the noise of the observed entries.")
     method = _method(method, jump_length, resample)
@@ -419,7 +419,7 @@ def dps(
     solver = DDPM() if solver is None else solver
     if not callable(forward_fn):
         raise ValueError(f"`forward_fn` must be a function A(x), got {forward_fn!r}.")
-    _check_inputs(key, process, denoiser, x_init, solver, None)
+    check_inputs(key, process, denoiser, x_init, solver, None)
     x_init = jnp.asarray(x_init)
     num_steps = check_num_steps(num_steps)
     try:
@@ -570,7 +570,7 @@ def sdedit(
       [0.4, 0.32, 0.24, 0.16, 0.08, 0.0]
     """
     solver = DDPM() if solver is None else solver
-    _check_inputs(key, process, denoiser, x, solver, None)
+    check_inputs(key, process, denoiser, x, solver, None)
     if key is None:
         raise ValueError("`key` is required: sdedit draws the forward noise.")
     if schedule is not None and not isinstance(schedule, Schedule):

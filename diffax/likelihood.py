@@ -64,7 +64,12 @@ from jax.scipy.special import log_ndtr
 from jax.sharding import PartitionSpec as P
 
 from diffax import _ode
-from diffax._checks import check_denoiser_accepts, check_finite_examples, check_key
+from diffax._checks import (
+    check_denoiser_accepts,
+    check_finite_examples,
+    check_key,
+    check_positive,
+)
 from diffax._pytree import concrete_value
 from diffax.processes import DiscreteVP, Process, expand
 from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
@@ -383,12 +388,6 @@ _STATIC = ("denoiser", "divergence", "num_probes", "probe", "max_steps", "method
 _log_likelihood_jit = jax.jit(_log_likelihood_impl, static_argnames=_STATIC)
 
 
-def _check_positive(name: str, value: Any, where: str) -> None:
-    v = concrete_value(value)
-    if v is not None and not (np.all(np.isfinite(v)) and np.all(v > 0)):
-        raise ValueError(f"{where}: `{name}` must be a positive number, got {value!r}.")
-
-
 def _check_options(where: str, *, divergence, num_probes, probe, rtol, atol, max_steps, method,
                    chunk_size) -> None:
     if divergence not in _DIVERGENCES:
@@ -400,8 +399,8 @@ def _check_options(where: str, *, divergence, num_probes, probe, rtol, atol, max
             or num_probes < 1:
         raise ValueError(f"{where}: `num_probes` must be a positive integer, got "
                          f"{num_probes!r}.")
-    _check_positive("rtol", rtol, where)
-    _check_positive("atol", atol, where)
+    check_positive("rtol", rtol, where)
+    check_positive("atol", atol, where)
     if not isinstance(max_steps, (int, np.integer)) or isinstance(max_steps, bool) \
             or max_steps < 1:
         raise ValueError(f"{where}: `max_steps` must be a positive integer, got {max_steps!r}.")

@@ -69,11 +69,16 @@ from jax.scipy.special import ndtr, ndtri
 from diffax._checks import check_finite_examples, check_key
 from diffax._pytree import concrete_value, pytree_dataclass, static_field
 from diffax.parameterization import (
+    EDM_F_SPACE,
     PREDICTIONS,
-    as_denoiser,
-    edm_coefficients,
-    edm_preconditioned,
-    get_prediction,
+    EDMNoiseInput,
+    EDMPrecond,
+    IndexInput,
+    LogSNRInput,
+    NoiseInput,
+    Parameterization,
+    Predict,
+    TimeInput,
     resolve_sigma_data,
 )
 from diffax.processes import Process, expand
@@ -114,7 +119,7 @@ __all__ = [
 LossFn = Callable[[PyTree, PRNGKey, Any], tuple[Array, dict[str, Array]]]
 """``loss_fn(params, key, batch) -> (loss, aux)``: a scalar loss and a dict of arrays."""
 
-_EDM_F = "edm_f"  # the output space of an EDM-preconditioned network (its raw F)
+_EDM_F = EDM_F_SPACE  # the output space of an EDM-preconditioned network (its raw F)
 
 
 def _frozen(cls):
@@ -178,201 +183,6 @@ def _target(space: str, process: Process, t: Array, x0: Array, eps: Array,
         sd = jnp.asarray(sigma_data, x0.dtype)
         return (s * x0 - a * sd**2 * eps) / (sd * jnp.sqrt(jnp.square(s) + jnp.square(a) * sd**2))
     raise ValueError(f"unknown prediction space {space!r}.")
-
-
-# --------------------------------------------------------------------------------------------
-# What the network sees as its noise level.
-
-
-class NoiseInput(abc.ABC):
-    """The scalar a network receives as its noise conditioning, as a function of ``t``."""
-
-    @abc.abstractmethod
-    def __call__(self, process: Process, t: Array) -> Array:
-        """Maps times ``[B]`` to the network's noise input ``[B]``."""
-
-
-@pytree_dataclass
-class TimeInput(NoiseInput):
-    """The network sees ``scale * t`` (score_sde's VP models use ``t * 999``).
-
-    Example:
-      >>> import jax.numpy as jnp, diffax
-      >>> diffax.losses.TimeInput(scale=999.0)(diffax.VP(), jnp.array([0.5]))
-      Array([499.5], dtype=float32)
-    """
-
-    scale: Any = 1.0
-
-    def __call__(self, process: Process, t: Array) -> Array:
-        return t * jnp.asarray(self.scale, t.dtype)
-
-
-@pytree_dataclass
-class LogSNRInput(NoiseInput):
-    """The network sees the log signal-to-noise ratio ``log_snr(t)`` (VDM, Kingma et al. 2021).
-
-    Example:
-      >>> import jax.numpy as jnp, diffax
-      >>> diffax.losses.LogSNRInput()(diffax.EDM(), jnp.array([0.5])).round(3)
-      Array([1.386], dtype=float32)
-    """
-
-    def __call__(self, process: Process, t: Array) -> Array:
-        return process.log_snr(t)
-
-
-@pytree_dataclass
-class EDMNoiseInput(NoiseInput):
-    """The network sees EDM's ``c_noise = log(sigma / alpha) / 4 = -log_snr / 8``.
-
-    This is what :class:`EDMPrecond` feeds its network by default (and what
-    :func:`diffax.edm_preconditioned` passes by default at sampling time).
-
-    Example:
-      >>> import jax.numpy as jnp, diffax
-      >>> c = diffax.losses.EDMNoiseInput()(diffax.EDM(), jnp.array([2.0]))
-      >>> bool(jnp.allclose(c, jnp.log(2.0) / 4))
-      True
-    """
-
-    def __call__(self, process: Process, t: Array) -> Array:
-        return -0.125 * process.log_snr(t)
-
-
-@pytree_dataclass
-class IndexInput(NoiseInput):
-    """The network sees DDPM's integer timestep ``0..T-1`` (``process.index(t)``, int32).
-
-    Only for processes with an ``index`` method (:class:`diffax.DiscreteVP`); pair it with
-    :class:`DiscreteTime` so that training times lie on the grid.
-
-    Example:
-      >>> import jax.numpy as jnp, diffax
-      >>> p = diffax.DiscreteVP.linear(num_steps=10)
-      >>> diffax.losses.IndexInput()(p, jnp.array([0.1, 1.0]))
-      Array([0, 9], dtype=int32)
-    """
-
-    def __call__(self, process: Process, t: Array) -> Array:
-        index = getattr(process, "index", None)
-        if index is None:
-            raise ValueError(f"IndexInput: the process {type(process).__name__} has no integer "
-                             "timesteps (`index`); use it with diffax.DiscreteVP or choose "
-                             "another `noise_input` (TimeInput, LogSNRInput, EDMNoiseInput).")
-        return index(t)
-
-
-# --------------------------------------------------------------------------------------------
-# What the network predicts, and the denoiser it becomes.
-
-
-class Parameterization(abc.ABC):
-    """How a network ``apply_fn(params, x, noise, **cond)`` is turned into a denoiser."""
-
-    @abc.abstractmethod
-    def output_space(self) -> str:
-        """The prediction the network's raw output is regressed in."""
-
-    @abc.abstractmethod
-    def denoiser(self, apply_fn: ApplyFn, params: PyTree, process: Process, **cond: Any
-                 ) -> Denoiser:
-        """The denoiser ``D(x, t) = E[x0 | x_t = x]`` samplers use."""
-
-    @abc.abstractmethod
-    def network_output(self, apply_fn: ApplyFn, params: PyTree, process: Process, x: Array,
-                       t: Array, **kwargs: Any) -> Array:
-        """The network's raw output at ``(x, t)`` (``[B, ...]``), in :meth:`output_space`."""
-
-    def _sigma_data(self, process: Process) -> Any:
-        return None
-
-
-@pytree_dataclass
-class Predict(Parameterization):
-    """The network predicts ``prediction`` directly from ``(x_t, noise_input(t))``.
-
-    Args:
-      prediction: ``"eps"`` (DDPM), ``"x0"``, ``"v"`` (Salimans & Ho 2022), ``"score"`` or
-        ``"velocity"`` (flow matching) — the names :func:`diffax.as_denoiser` takes.
-      noise_input: what the network sees as its noise level (default: ``t`` itself).
-
-    Example:
-      >>> import jax.numpy as jnp, diffax
-      >>> par = diffax.losses.Predict(prediction="v", noise_input=diffax.losses.LogSNRInput())
-      >>> D = par.denoiser(lambda params, x, t: jnp.zeros_like(x), None, diffax.VP())
-      >>> D(jnp.ones((2, 3)), 0.5).shape
-      (2, 3)
-    """
-
-    prediction: str = static_field(default="eps")
-    noise_input: NoiseInput = dataclasses.field(default_factory=TimeInput)
-
-    def __post_init__(self):
-        name = getattr(self.prediction, "name", self.prediction)
-        get_prediction(name)  # raises a ValueError naming `prediction`
-        object.__setattr__(self, "prediction", name)
-        if not isinstance(self.noise_input, NoiseInput):
-            raise ValueError(f"Predict: `noise_input` must be a diffax.losses.NoiseInput "
-                             f"(TimeInput(), LogSNRInput(), ...), got {self.noise_input!r}.")
-
-    def output_space(self) -> str:
-        return self.prediction
-
-    def network_output(self, apply_fn, params, process, x, t, **kwargs):
-        return apply_fn(params, x, self.noise_input(process, t), **kwargs)
-
-    def denoiser(self, apply_fn, params, process, **cond):
-        fn = lambda x, t: apply_fn(params, x, self.noise_input(process, t), **cond)
-        return as_denoiser(fn, process, prediction=self.prediction)
-
-
-@pytree_dataclass
-class EDMPrecond(Parameterization):
-    """EDM's preconditioning (Karras et al. 2022): ``D = c_skip x + c_out F(c_in x, c_noise)``.
-
-    The network ``F`` sees ``c_in x`` and, by default, ``c_noise = -log_snr / 8``
-    (:class:`EDMNoiseInput`); the coefficients are :func:`diffax.edm_coefficients`, valid for
-    any process.
-
-    Args:
-      sigma_data: the data's standard deviation; ``None`` takes ``process.sigma_data``.
-      noise_input: what ``F`` sees as its noise level. EDM's ``c_noise`` is infinite where
-        ``alpha = 0`` (rectified flow at ``t = 1``): use ``TimeInput()`` for such processes.
-
-    Example:
-      >>> import jax.numpy as jnp, diffax
-      >>> par = diffax.losses.EDMPrecond()
-      >>> D = par.denoiser(lambda params, x, c: jnp.zeros_like(x), None, diffax.EDM())
-      >>> D(jnp.ones((2, 3)), 1.0).shape
-      (2, 3)
-    """
-
-    sigma_data: Any = None
-    noise_input: NoiseInput = dataclasses.field(default_factory=EDMNoiseInput)
-
-    def __post_init__(self):
-        v = concrete_value(self.sigma_data)
-        if v is not None and not bool((v > 0).all()):
-            raise ValueError(f"EDMPrecond: `sigma_data` must be positive, got {self.sigma_data}.")
-        if not isinstance(self.noise_input, NoiseInput):
-            raise ValueError(f"EDMPrecond: `noise_input` must be a diffax.losses.NoiseInput "
-                             f"(EDMNoiseInput(), TimeInput(), ...), got {self.noise_input!r}.")
-
-    def output_space(self) -> str:
-        return _EDM_F
-
-    def _sigma_data(self, process):
-        return _sigma_data("EDMPrecond", self.sigma_data, process)
-
-    def network_output(self, apply_fn, params, process, x, t, **kwargs):
-        c = edm_coefficients(process, t, sigma_data=self._sigma_data(process))
-        return apply_fn(params, expand(c.c_in, x) * x, self.noise_input(process, t), **kwargs)
-
-    def denoiser(self, apply_fn, params, process, **cond):
-        raw = lambda x_in, noise: apply_fn(params, x_in, noise, **cond)
-        return edm_preconditioned(raw, process, sigma_data=self._sigma_data(process),
-                                  noise_conditioning=lambda t: self.noise_input(process, t))
 
 
 # --------------------------------------------------------------------------------------------
@@ -785,6 +595,10 @@ class DenoisingLoss:
       null_label: the label index meaning "no label" (a conditional model's
         ``config.null_label``); required when ``p_uncond > 0``.
       label_key: the batch entry label dropout applies to.
+      noise_fn: ``noise_fn(key, shape) -> eps`` draws the noise ``eps`` (default ``None``:
+        standard Gaussian). AnoDDPM trains with simplex noise this way
+        (:func:`diffax.tasks.anomaly.simplex_noise`), so the network learns to remove that
+        noise. A static field: pass a hashable function (``functools.partial`` is).
 
     Example:
       >>> import jax, jax.numpy as jnp, diffax
@@ -810,6 +624,7 @@ class DenoisingLoss:
     p_uncond: Any = 0.0
     null_label: int | None = static_field(default=None)
     label_key: str = static_field(default="label")
+    noise_fn: Callable[[PRNGKey, tuple[int, ...]], Array] | None = static_field(default=None)
 
     def __post_init__(self):
         for name, value, kind in (("process", self.process, Process),
@@ -820,6 +635,9 @@ class DenoisingLoss:
                 raise ValueError(f"DenoisingLoss: `{name}` must be a {kind.__module__}."
                                  f"{kind.__name__}, got {value!r}.")
         object.__setattr__(self, "cond_keys", tuple(self.cond_keys))
+        if self.noise_fn is not None and not callable(self.noise_fn):
+            raise ValueError(f"DenoisingLoss: `noise_fn` must be a function (key, shape) -> "
+                             f"eps or None, got {self.noise_fn!r}.")
         p = concrete_value(self.p_uncond)
         if p is not None:
             if p.ndim != 0 or not 0.0 <= float(p) <= 1.0:
@@ -912,7 +730,7 @@ class DenoisingLoss:
                              f"{getattr(out, 'shape', type(out))} for `x` of shape {x0.shape}; "
                              "it must return the shape of `x`.")
         space = par.output_space()
-        sd = par._sigma_data(process)
+        sd = par.sigma_data_for(process)
         target = _target(space, process, t, x0, eps, sd)
         err = jnp.square(out.astype(target.dtype) - target).reshape(x0.shape[0], -1)
         err = jnp.mean(err, axis=-1) if self.reduce_mean else jnp.sum(err, axis=-1)
@@ -953,7 +771,13 @@ class DenoisingLoss:
         cond = self.drop_labels(jax.random.fold_in(key, _LABEL_DROP_STREAM), cond)
         t, correction = self.time_sampler.sample(k_t, self.process, x0.shape[0],
                                                  _time_dtype(x0.dtype))
-        eps = jax.random.normal(k_eps, x0.shape, x0.dtype)
+        if self.noise_fn is None:
+            eps = jax.random.normal(k_eps, x0.shape, x0.dtype)
+        else:
+            eps = jnp.asarray(self.noise_fn(k_eps, x0.shape)).astype(x0.dtype)
+            if eps.shape != x0.shape:
+                raise ValueError(f"DenoisingLoss: `noise_fn` returned shape {eps.shape} for "
+                                 f"data of shape {x0.shape}; it must return the data's shape.")
         per = correction * self.per_example(apply_fn, params, x0, t, eps, cond=cond,
                                             key=k_net if self.key_arg is not None else None)
         return jnp.mean(per), {"t": t, "per_example": per}

@@ -16,18 +16,26 @@ name          definition                             back to ``x0``
 
 Samplers, guidance and likelihood see only denoisers ``D(x, t) = E[x0 | x_t = x]``;
 :func:`as_denoiser` is the single place where a network's output is converted.
+
+The contract of a trained network (``apply_fn(params, x, noise, **cond)``) lives here too: what
+it sees as its noise level (a :class:`NoiseInput`: :class:`TimeInput`, :class:`LogSNRInput`,
+:class:`EDMNoiseInput`, :class:`IndexInput`) and what it predicts (a
+:class:`Parameterization`: :class:`Predict`, :class:`EDMPrecond`), which gives the denoiser
+samplers use. :mod:`diffax.losses` trains through the same objects (and re-exports them).
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
 
+from diffax._pytree import concrete_value, pytree_dataclass, static_field
 from diffax.processes import Process, expand
-from diffax.typing import Array, Denoiser, ModelFn
+from diffax.typing import ApplyFn, Array, Denoiser, ModelFn, PyTree
 
 __all__ = [
     "PREDICTIONS",
@@ -45,7 +53,20 @@ __all__ = [
     "probability_flow_drift",
     "reverse_sde_drift",
     "check_time_shape",
+    # the network -> denoiser contract of a trained model
+    "NoiseInput",
+    "TimeInput",
+    "LogSNRInput",
+    "EDMNoiseInput",
+    "IndexInput",
+    "Parameterization",
+    "Predict",
+    "EDMPrecond",
+    "EDM_F_SPACE",
 ]
+
+EDM_F_SPACE = "edm_f"
+"""The output space of an EDM-preconditioned network (its raw ``F``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,3 +368,203 @@ def reverse_sde_drift(process: Process, denoiser: Denoiser) -> Callable[[Array, 
         return expand(process.f(t), x) * x - expand(process.g2(t), x) * score(x, t)
 
     return drift
+
+
+# --------------------------------------------------------------------------------------------
+# What the network sees as its noise level.
+
+
+class NoiseInput(abc.ABC):
+    """The scalar a network receives as its noise conditioning, as a function of ``t``."""
+
+    @abc.abstractmethod
+    def __call__(self, process: Process, t: Array) -> Array:
+        """Maps times ``[B]`` to the network's noise input ``[B]``."""
+
+
+@pytree_dataclass
+class TimeInput(NoiseInput):
+    """The network sees ``scale * t`` (score_sde's VP models use ``t * 999``).
+
+    Example:
+      >>> import jax.numpy as jnp, diffax
+      >>> diffax.losses.TimeInput(scale=999.0)(diffax.VP(), jnp.array([0.5]))
+      Array([499.5], dtype=float32)
+    """
+
+    scale: Any = 1.0
+
+    def __call__(self, process: Process, t: Array) -> Array:
+        return t * jnp.asarray(self.scale, t.dtype)
+
+
+@pytree_dataclass
+class LogSNRInput(NoiseInput):
+    """The network sees the log signal-to-noise ratio ``log_snr(t)`` (VDM, Kingma et al. 2021).
+
+    Example:
+      >>> import jax.numpy as jnp, diffax
+      >>> diffax.losses.LogSNRInput()(diffax.EDM(), jnp.array([0.5])).round(3)
+      Array([1.386], dtype=float32)
+    """
+
+    def __call__(self, process: Process, t: Array) -> Array:
+        return process.log_snr(t)
+
+
+@pytree_dataclass
+class EDMNoiseInput(NoiseInput):
+    """The network sees EDM's ``c_noise = log(sigma / alpha) / 4 = -log_snr / 8``.
+
+    This is what :class:`EDMPrecond` feeds its network by default (and what
+    :func:`diffax.edm_preconditioned` passes by default at sampling time).
+
+    Example:
+      >>> import jax.numpy as jnp, diffax
+      >>> c = diffax.losses.EDMNoiseInput()(diffax.EDM(), jnp.array([2.0]))
+      >>> bool(jnp.allclose(c, jnp.log(2.0) / 4))
+      True
+    """
+
+    def __call__(self, process: Process, t: Array) -> Array:
+        return -0.125 * process.log_snr(t)
+
+
+@pytree_dataclass
+class IndexInput(NoiseInput):
+    """The network sees DDPM's integer timestep ``0..T-1`` (``process.index(t)``, int32).
+
+    Only for processes with an ``index`` method (:class:`diffax.DiscreteVP`); pair it with
+    :class:`DiscreteTime` so that training times lie on the grid.
+
+    Example:
+      >>> import jax.numpy as jnp, diffax
+      >>> p = diffax.DiscreteVP.linear(num_steps=10)
+      >>> diffax.losses.IndexInput()(p, jnp.array([0.1, 1.0]))
+      Array([0, 9], dtype=int32)
+    """
+
+    def __call__(self, process: Process, t: Array) -> Array:
+        index = getattr(process, "index", None)
+        if index is None:
+            raise ValueError(f"IndexInput: the process {type(process).__name__} has no integer "
+                             "timesteps (`index`); use it with diffax.DiscreteVP or choose "
+                             "another `noise_input` (TimeInput, LogSNRInput, EDMNoiseInput).")
+        return index(t)
+
+
+# --------------------------------------------------------------------------------------------
+# What the network predicts, and the denoiser it becomes.
+
+
+class Parameterization(abc.ABC):
+    """How a network ``apply_fn(params, x, noise, **cond)`` is turned into a denoiser."""
+
+    @abc.abstractmethod
+    def output_space(self) -> str:
+        """The prediction the network's raw output is regressed in."""
+
+    @abc.abstractmethod
+    def denoiser(self, apply_fn: ApplyFn, params: PyTree, process: Process, **cond: Any
+                 ) -> Denoiser:
+        """The denoiser ``D(x, t) = E[x0 | x_t = x]`` samplers use."""
+
+    @abc.abstractmethod
+    def network_output(self, apply_fn: ApplyFn, params: PyTree, process: Process, x: Array,
+                       t: Array, **kwargs: Any) -> Array:
+        """The network's raw output at ``(x, t)`` (``[B, ...]``), in :meth:`output_space`."""
+
+    def sigma_data_for(self, process: Process) -> Any:
+        """The data's standard deviation this parameterization uses with ``process`` (or
+        ``None`` if it uses none)."""
+        return None
+
+    def _sigma_data(self, process: Process) -> Any:  # the former name, kept for callers
+        return self.sigma_data_for(process)
+
+
+@pytree_dataclass
+class Predict(Parameterization):
+    """The network predicts ``prediction`` directly from ``(x_t, noise_input(t))``.
+
+    Args:
+      prediction: ``"eps"`` (DDPM), ``"x0"``, ``"v"`` (Salimans & Ho 2022), ``"score"`` or
+        ``"velocity"`` (flow matching) — the names :func:`diffax.as_denoiser` takes.
+      noise_input: what the network sees as its noise level (default: ``t`` itself).
+
+    Example:
+      >>> import jax.numpy as jnp, diffax
+      >>> par = diffax.losses.Predict(prediction="v", noise_input=diffax.losses.LogSNRInput())
+      >>> D = par.denoiser(lambda params, x, t: jnp.zeros_like(x), None, diffax.VP())
+      >>> D(jnp.ones((2, 3)), 0.5).shape
+      (2, 3)
+    """
+
+    prediction: str = static_field(default="eps")
+    noise_input: NoiseInput = dataclasses.field(default_factory=TimeInput)
+
+    def __post_init__(self):
+        name = getattr(self.prediction, "name", self.prediction)
+        get_prediction(name)  # raises a ValueError naming `prediction`
+        object.__setattr__(self, "prediction", name)
+        if not isinstance(self.noise_input, NoiseInput):
+            raise ValueError(f"Predict: `noise_input` must be a diffax.losses.NoiseInput "
+                             f"(TimeInput(), LogSNRInput(), ...), got {self.noise_input!r}.")
+
+    def output_space(self) -> str:
+        return self.prediction
+
+    def network_output(self, apply_fn, params, process, x, t, **kwargs):
+        return apply_fn(params, x, self.noise_input(process, t), **kwargs)
+
+    def denoiser(self, apply_fn, params, process, **cond):
+        fn = lambda x, t: apply_fn(params, x, self.noise_input(process, t), **cond)
+        return as_denoiser(fn, process, prediction=self.prediction)
+
+
+@pytree_dataclass
+class EDMPrecond(Parameterization):
+    """EDM's preconditioning (Karras et al. 2022): ``D = c_skip x + c_out F(c_in x, c_noise)``.
+
+    The network ``F`` sees ``c_in x`` and, by default, ``c_noise = -log_snr / 8``
+    (:class:`EDMNoiseInput`); the coefficients are :func:`diffax.edm_coefficients`, valid for
+    any process.
+
+    Args:
+      sigma_data: the data's standard deviation; ``None`` takes ``process.sigma_data``.
+      noise_input: what ``F`` sees as its noise level. EDM's ``c_noise`` is infinite where
+        ``alpha = 0`` (rectified flow at ``t = 1``): use ``TimeInput()`` for such processes.
+
+    Example:
+      >>> import jax.numpy as jnp, diffax
+      >>> par = diffax.losses.EDMPrecond()
+      >>> D = par.denoiser(lambda params, x, c: jnp.zeros_like(x), None, diffax.EDM())
+      >>> D(jnp.ones((2, 3)), 1.0).shape
+      (2, 3)
+    """
+
+    sigma_data: Any = None
+    noise_input: NoiseInput = dataclasses.field(default_factory=EDMNoiseInput)
+
+    def __post_init__(self):
+        v = concrete_value(self.sigma_data)
+        if v is not None and not bool((v > 0).all()):
+            raise ValueError(f"EDMPrecond: `sigma_data` must be positive, got {self.sigma_data}.")
+        if not isinstance(self.noise_input, NoiseInput):
+            raise ValueError(f"EDMPrecond: `noise_input` must be a diffax.losses.NoiseInput "
+                             f"(EDMNoiseInput(), TimeInput(), ...), got {self.noise_input!r}.")
+
+    def output_space(self) -> str:
+        return EDM_F_SPACE
+
+    def sigma_data_for(self, process):
+        return resolve_sigma_data(process, self.sigma_data, where="EDMPrecond")
+
+    def network_output(self, apply_fn, params, process, x, t, **kwargs):
+        c = edm_coefficients(process, t, sigma_data=self.sigma_data_for(process))
+        return apply_fn(params, expand(c.c_in, x) * x, self.noise_input(process, t), **kwargs)
+
+    def denoiser(self, apply_fn, params, process, **cond):
+        raw = lambda x_in, noise: apply_fn(params, x_in, noise, **cond)
+        return edm_preconditioned(raw, process, sigma_data=self.sigma_data_for(process),
+                                  noise_conditioning=lambda t: self.noise_input(process, t))

@@ -4,6 +4,22 @@ Every solver is a pytree dataclass with pure ``init``/``step`` and declares ``or
 ``nfe_per_step`` and ``stochastic``; :func:`sample` runs any of them over a time grid from
 :mod:`diffax.schedules`.
 
+=======================================================  =======================================
+solver                                                   file
+=======================================================  =======================================
+``Euler``, ``DDIM``, ``DDPM``                            ``_first_order.py``
+``Heun``, ``EDMStochastic``                              ``_edm.py``
+``EulerMaruyama``, ``ReverseDiffusion``,                 ``_stochastic.py``
+``PredictorCorrector``, ``Langevin``
+``DPMSolver``, ``DPMSolverPP``                           ``_dpm_solver.py``
+``UniPC``                                                ``_unipc.py``
+``DEIS``, ``IPNDM``, ``LMS``                             ``_multistep.py``
+``Adaptive``                                             ``_adaptive.py``
+the loop :func:`sample`; the solver interface            ``_run.py``; ``_base.py``
+shared exponential-integrator pieces                     ``_exponential.py``
+:func:`grid_search.optimize` (``schedules.optimize``)    ``grid_search.py``
+=======================================================  =======================================
+
 Example:
   >>> import jax, jax.numpy as jnp, diffax
   >>> p = diffax.EDM()
@@ -14,6 +30,7 @@ Example:
   35
 """
 
+from diffax.samplers import grid_search
 from diffax.samplers._adaptive import Adaptive, AdaptiveState
 from diffax.samplers._base import EmptyState, NoiseFn, Solver, StepContext, default_noise
 from diffax.samplers._dpm_solver import DPMSolver, DPMSolverAdaptiveState, DPMSolverPP
@@ -33,6 +50,7 @@ from diffax.samplers._unipc import UniPC, UniPCState
 
 __all__ = [
     "sample",
+    "grid_search",
     "SampleResult",
     # solvers
     "Euler",

@@ -20,7 +20,7 @@ from diffax.samplers._base import NoiseFn, Solver, StepContext, call, default_no
 from diffax.schedules import Schedule, check_num_steps, resolve
 from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
 
-__all__ = ["sample", "SampleResult"]
+__all__ = ["sample", "SampleResult", "check_inputs"]
 
 
 class SampleResult(NamedTuple):
@@ -49,7 +49,8 @@ class SampleResult(NamedTuple):
     stats: dict[str, Array] | None = None
 
 
-def _check_inputs(key, process, denoiser, x_init, solver, noise_fn):
+def check_inputs(key, process, denoiser, x_init, solver, noise_fn):
+    """Raises a ValueError naming the argument of :func:`sample` that is invalid."""
     if isinstance(solver, type) and issubclass(solver, Solver):
         raise ValueError(f"`solver` must be a solver object, got the class {solver.__name__}; "
                          f"did you mean {solver.__name__}()?")
@@ -153,7 +154,7 @@ def sample(
       >>> res.x.shape, int(res.nfe)
       ((8, 2), 20)
     """
-    _check_inputs(key, process, denoiser, x_init, solver, noise_fn)
+    check_inputs(key, process, denoiser, x_init, solver, noise_fn)
     for name, flag in (("denoise_final", denoise_final), ("return_trajectory",
                                                           return_trajectory)):
         if not isinstance(flag, bool | np.bool_):

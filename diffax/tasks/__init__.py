@@ -15,7 +15,8 @@
 
 :func:`fit` trains any ``loss_fn(params, key, batch)`` on in-memory arrays with diffax's train
 step. Each module's ``run(config, workdir)`` is its digits example; the configs are in
-``configs/tasks/`` and ``python -m diffax.tasks CONFIG --workdir DIR`` runs one.
+``configs/tasks/`` and ``diffax task CONFIG --workdir DIR`` (or ``python -m diffax.tasks CONFIG
+--workdir DIR``) runs one through :func:`run`.
 """
 
 from diffax.tasks import (
@@ -48,6 +49,8 @@ from diffax.tasks.segmentation import (
 from diffax.tasks.super_resolution import ConditionalUNet, psnr
 
 __all__ = [
+    "TASKS",
+    "run",
     # modules
     "anomaly",
     "classifier",
@@ -83,3 +86,19 @@ __all__ = [
     "PixelClassifier",
     "segmentation_metrics",
 ]
+
+TASKS = ("classifier", "super_resolution", "purification", "anomaly", "segmentation",
+         "inverse_problems")
+"""The task modules with a digits example, named by a task config's ``task`` key."""
+
+
+def run(config, workdir: str) -> dict:
+    """Runs the digits example ``config.task`` names (its module's ``run(config, workdir)``);
+    returns its metrics (also written to ``workdir/metrics.json``).
+
+    Raises:
+      ValueError: if ``config.task`` is not one of :data:`TASKS`.
+    """
+    if config.get("task") not in TASKS:
+        raise ValueError(f"config.task={config.get('task')!r} is not one of {TASKS}.")
+    return globals()[config.task].run(config, workdir)

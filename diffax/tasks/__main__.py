@@ -1,22 +1,18 @@
-"""``python -m diffax.tasks CONFIG[:variant] --workdir DIR``: runs a task example's config.
+"""``python -m diffax.tasks CONFIG[:variant] --workdir DIR``: the same as ``diffax task``.
 
-The config file (``configs/tasks/*.py``) defines ``get_config(variant="")`` whose ``task``
-names the module whose ``run(config, workdir)`` is called; ``--config.KEY=VALUE`` overrides
-keys (values parsed as Python literals when they parse, strings otherwise).
+Kept for existing scripts; the flags are parsed by :mod:`diffax.cli` (``--config.KEY=VALUE``
+overrides keys of the task config).
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
-import importlib
 import importlib.util
-import json
 import os
 import sys
 
-TASKS = ("classifier", "super_resolution", "purification", "anomaly", "segmentation",
-         "inverse_problems")
+from diffax.tasks import TASKS
+
+__all__ = ["TASKS", "load_config", "main"]
 
 
 def load_config(spec: str):
@@ -30,39 +26,15 @@ def load_config(spec: str):
     return module.get_config(variant) if variant else module.get_config()
 
 
-def _override(config, item: str) -> None:
-    key, sep, raw = item.partition("=")
-    if not sep or not key.startswith("--config."):
-        raise SystemExit(f"diffax.tasks: cannot parse {item!r}; use --config.KEY=VALUE.")
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    *parents, last = key[len("--config."):].split(".")
-    node = config
-    for part in parents:
-        node = node[part]
-    if last not in node:
-        raise SystemExit(f"diffax.tasks: unknown config key {key[len('--config.'):]!r}.")
-    node[last] = value
-
-
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m diffax.tasks", description=__doc__)
-    parser.add_argument("config", help="configs/tasks/<name>.py[:variant]")
-    parser.add_argument("--workdir", required=True)
-    args, rest = parser.parse_known_args(argv)
-    config = load_config(args.config)
-    with config.unlocked():
-        for item in rest:
-            _override(config, item)
-    if config.task not in TASKS:
-        raise SystemExit(f"diffax.tasks: config.task={config.task!r} is not one of {TASKS}.")
-    module = importlib.import_module(f"diffax.tasks.{config.task}")
-    metrics = module.run(config, args.workdir)
-    json.dump(metrics, sys.stdout, indent=2, default=float)
-    print()
-    return 0
+    """Runs ``diffax task`` with ``argv``; a usage error raises ``SystemExit`` with its line."""
+    from diffax import cli
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return cli.run_command("task", argv)
+    except cli.UsageError as e:
+        raise SystemExit(f"diffax.tasks: {e}") from None
 
 
 if __name__ == "__main__":

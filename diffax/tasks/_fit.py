@@ -33,7 +33,7 @@ class FitResult:
     @property
     def params(self) -> PyTree:
         """The EMA parameters (what the task examples evaluate)."""
-        return self.state.ema_params[0] if self.state.ema_params else self.state.params
+        return self.state.sampling_params(use_ema=True)
 
 
 def fit(loss_fn: Callable[[PyTree, PRNGKey, Any], tuple[Array, Any]], params: PyTree,

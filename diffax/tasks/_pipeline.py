@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from diffax.tasks._fit import FitResult, denoising_loss, fit
@@ -121,8 +120,3 @@ def save_metrics(workdir: str | None, metrics: Mapping[str, Any]) -> None:
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2, sort_keys=True, default=float)
-
-
-def batched(fn: Callable[[Array], Array], x: Array, batch_size: int = 100) -> Array:
-    """``fn`` applied to chunks of ``x`` (concatenated)."""
-    return jnp.concatenate([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])

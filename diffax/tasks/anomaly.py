@@ -16,8 +16,8 @@ spatially correlated (low frequencies) and so erases larger structures. Here:
   ``noise(key, shape)`` of images ``[B, H, W, C]`` with a random table and offset per image
   and channel, standardised per image to zero mean and unit variance (so it replaces ``eps``);
   :func:`gaussian_noise` is the same interface for ``eps``.
-* :class:`NoiseDenoisingLoss`: the eps-prediction denoising loss with ``eps`` drawn from a
-  given noise function (AnoDDPM trains its simplex model so).
+* :func:`NoiseDenoisingLoss`: ``DenoisingLoss(noise_fn=...)``, the denoising loss with
+  ``eps`` drawn from a given noise function (AnoDDPM trains its simplex model so).
 * :func:`reconstruct`: partial diffusion to ``t`` with a given noise and any diffax solver
   from ``t`` down to ``t_min``; a stochastic solver draws each step's noise from the same
   noise function (AnoDDPM: ``DDPM()`` with simplex noise at every step; a deterministic
@@ -35,15 +35,15 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffax._pytree import pytree_dataclass, static_field
 from diffax.losses import DenoisingLoss
 from diffax.processes import Process, expand
 from diffax.typing import Array, Denoiser, PRNGKey
@@ -234,13 +234,13 @@ def gaussian_noise(key: PRNGKey, shape: tuple[int, ...], *, dtype: Any = None) -
     return jax.random.normal(key, shape, dtype)
 
 
-@pytree_dataclass
-class NoiseDenoisingLoss:
-    """A :class:`diffax.losses.DenoisingLoss` whose ``eps`` comes from a given noise function.
+def NoiseDenoisingLoss(*, loss: DenoisingLoss, noise: NoiseFn = gaussian_noise  # noqa: N802
+                       ) -> DenoisingLoss:
+    """``loss`` with its ``eps`` drawn by ``noise``: ``DenoisingLoss(noise_fn=noise)``.
 
     AnoDDPM trains with simplex noise in place of Gaussian ``eps``, so the network learns to
-    remove (and predicts) that noise. The times come from the loss's time sampler; the loss is
-    ``loss.per_example(...)`` averaged over the batch (times the sampler's correction).
+    remove (and predicts) that noise. Kept under its old name; it is
+    :class:`diffax.losses.DenoisingLoss` with ``noise_fn``.
 
     Args:
       loss: the denoising loss (process, weighting, parameterization, time sampler).
@@ -255,28 +255,7 @@ class NoiseDenoisingLoss:
       >>> round(float(value), 4)
       1.0
     """
-
-    loss: DenoisingLoss
-    noise: NoiseFn = static_field(default=gaussian_noise)
-
-    def __call__(self, apply_fn, params, key: PRNGKey, batch: Any):
-        """``(loss, {"t": [B], "per_example": [B]})`` of a batch (array or mapping)."""
-        inner = self.loss
-        if isinstance(batch, Mapping):
-            x0 = jnp.asarray(batch[inner.data_key])
-            cond = {k: batch[k] for k in inner.cond_keys if k in batch}
-        else:
-            x0, cond = jnp.asarray(batch), {}
-        key_t, key_eps, key_net = jax.random.split(key, 3)
-        t, correction = inner.time_sampler.sample(key_t, inner.process, x0.shape[0])
-        eps = self.noise(key_eps, x0.shape).astype(x0.dtype)
-        per = inner.per_example(apply_fn, params, x0, t, eps, cond=cond,
-                                key=key_net if inner.key_arg else None)
-        return jnp.mean(correction * per), {"t": t, "per_example": per}
-
-    def bind(self, apply_fn):
-        """``loss_fn(params, key, batch)`` for :func:`diffax.train.make_train_step`."""
-        return lambda params, key, batch: self(apply_fn, params, key, batch)
+    return dataclasses.replace(loss, noise_fn=noise)
 
 
 def partial_grid(process: Process, t: Any, num_steps: int) -> Array:

@@ -1,7 +1,9 @@
 """Training: state, pure train step, device mesh, checkpoints, and the config-driven loop.
 
 ``train.loop.train_and_evaluate(config, workdir)`` runs an experiment from a config;
-``train.build`` is the one place config strings become objects. The modules below are
+``train.options`` is the config schema (checked once, every default written there),
+``train.build`` the one place config strings become objects, ``train.evaluate`` what
+``diffax sample | likelihood | eval`` compute. The modules below are
 usable on their own.
 """
 

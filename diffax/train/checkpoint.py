@@ -72,7 +72,6 @@ __all__ = ["Checkpointer", "Restored", "encode_data_state", "decode_data_state",
 
 ITEMS = ("state", "data", "config")
 """The items of every checkpoint, each a subdirectory of ``<directory>/<step>``."""
-_ITEMS = ITEMS
 
 _TMP_MARK = ".orbax-checkpoint-tmp"
 
@@ -258,6 +257,33 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(self.directory, options=options,
                                               item_names=ITEMS)
         self._pending: int | None = None
+        self.read_only = False
+
+    @classmethod
+    def open_read_only(cls, directory: str | os.PathLike) -> Checkpointer:
+        """Opens existing checkpoints for reading: nothing is created, written or removed
+        (``diffax sample | likelihood | eval``); :meth:`save` raises.
+
+        Raises:
+          FileNotFoundError: if ``directory`` does not exist.
+
+        Example:
+          >>> import tempfile, os
+          >>> d = tempfile.mkdtemp()
+          >>> with Checkpointer.open_read_only(d) as ck:
+          ...     ck.all_steps()
+          []
+        """
+        directory = os.path.abspath(os.fspath(directory))
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f"Checkpointer: no checkpoint directory {directory}.")
+        self = cls.__new__(cls)
+        self.directory, self.check_finite, self.read_only = directory, True, True
+        self.partial_saves, self._pending = [], None
+        self._manager = ocp.CheckpointManager(
+            directory, item_names=ITEMS,
+            options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+        return self
 
     def _check_writable(self) -> None:
         if jax.process_index() != 0:
@@ -340,6 +366,9 @@ class Checkpointer:
           config: the experiment config (``ConfigDict`` or JSON-able dict).
           force: save even if ``step`` is not a multiple of ``save_every``.
         """
+        if self.read_only:
+            raise CheckpointWriteError(f"Checkpointer.save: {self.directory} was opened "
+                                       "read-only (Checkpointer.open_read_only).")
         if not force and not self._manager.should_save(int(step)):
             return False  # not due: skip encoding the data state and config
         if self.check_finite:

@@ -16,7 +16,7 @@ The loop (on every process of a multi-host job, each feeding its share of the ba
 
 Faults (see the README's "Reliability" section and ``tests/train/test_faults.py``):
 
-* the whole config is checked first (:func:`diffax.train.build.check_config`), and the
+* the whole config is checked first (:func:`diffax.train.options.parse_config`), and the
   checkpoint directory must be writable, before anything is computed;
 * a NaN/inf loss or gradient never reaches the parameters (the compiled step skips the update);
   ``train.nonfinite="error"`` (default) then stops with :class:`NonFiniteLossError` naming the
@@ -33,8 +33,10 @@ Faults (see the README's "Reliability" section and ``tests/train/test_faults.py`
   :class:`CollectiveError` (and the coordination service stops processes stuck waiting after
   ``train.heartbeat_timeout`` seconds).
 
-Config keys read here: ``seed``, ``train.*`` (:class:`diffax.train.build.TrainOptions`),
-``sample.num_samples`` [64], ``sample.use_ema`` [True], ``sample.denoise_final`` [False].
+The loop reads no config key itself: it uses the checked options the experiment carries
+(:class:`diffax.train.options.Options`: ``seed``, ``train.*``, ``data``, ``sample.num_samples``,
+``sample.use_ema``, ``sample.denoise_final``); the config itself is only stored with each
+checkpoint and compared with a stored one (:data:`COMPATIBLE_KEYS`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ import io
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from typing import Any
@@ -61,6 +62,7 @@ from diffax.train.checkpoint import (
     CorruptCheckpointError,
     config_to_json,
 )
+from diffax.train.progress import Progress
 from diffax.train.state import TrainState
 from diffax.train.step import make_train_step
 
@@ -181,35 +183,6 @@ class _Preemption:
 
 
 # --------------------------------------------------------------------------------------------
-# Console progress.
-
-
-class _Progress:
-    def __init__(self, total: int, *, enabled: bool):
-        self.total, self.enabled = total, enabled
-        self.tty = enabled and sys.stdout.isatty()
-
-    def update(self, step: int, metrics: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        width = 24
-        done = int(width * step / max(self.total, 1))
-        bar = "#" * done + "-" * (width - done)
-        parts = [f"{k} {v:.4g}" for k, v in metrics.items()]
-        line = f"step {step}/{self.total} [{bar}] " + "  ".join(parts)
-        if self.tty:
-            sys.stdout.write("\r" + line)
-        else:
-            sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-
-    def message(self, text: str) -> None:
-        if self.enabled:
-            sys.stdout.write(("\n" if self.tty else "") + text + "\n")
-            sys.stdout.flush()
-
-
-# --------------------------------------------------------------------------------------------
 # Sampling and PNG grids.
 
 
@@ -285,25 +258,21 @@ def sample_grid_png(x: np.ndarray, *, value_range: tuple[float, float] = (-1.0, 
     return buf.getvalue(), height, width, channels
 
 
-def _gather(x: jax.Array) -> np.ndarray:
-    if x.is_fully_addressable:
-        return np.asarray(x)
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-
 # --------------------------------------------------------------------------------------------
 # The loop.
 
 
-def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
+def train_and_evaluate(config: Any, workdir: str | os.PathLike, *,
+                       experiment: build.Experiment | None = None) -> TrainResult:
     """Trains (or resumes training) from ``config``, writing everything under ``workdir``.
 
     Args:
       config: an ml_collections ``ConfigDict`` (see :mod:`diffax.train.build` and this
         module's docstring for the keys).
       workdir: output directory: ``checkpoints/``, TensorBoard event files, ``samples/``.
+      experiment: ``build.build_experiment(config)`` when the caller has built it (the
+        command line does, after starting jax's distributed runtime); default: parsed and
+        built here.
 
     Returns:
       A :class:`TrainResult` with the final (replicated) state and whether the run stopped on
@@ -320,19 +289,23 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
       NonFiniteLossError: a NaN/inf loss or gradient under ``train.nonfinite="error"``.
       CollectiveError: another process of a multi-process job died.
     """
-    opts = build.train_options(config)  # before jax starts: the heartbeat timeout
-    parallel.initialize_distributed(heartbeat_timeout=opts.heartbeat_timeout)
-    build.check_config(config, num_devices=jax.device_count())
+    if experiment is None:
+        opts = build.train_options(config)  # before jax starts: the heartbeat timeout
+        parallel.initialize_distributed(heartbeat_timeout=opts.heartbeat_timeout)
+        experiment = build.build_experiment(build.parse_config(config,
+                                                               num_devices=jax.device_count()))
+    exp = experiment
+    options = exp.options
+    opts = options.train
     workdir = os.path.abspath(os.fspath(workdir))
     num_steps, batch_size, n_jitted = opts.num_steps, opts.batch_size, opts.n_jitted_steps
     log_every, sample_every = opts.log_every, opts.sample_every
     mesh = parallel.make_mesh()
     local_batch = parallel.check_batch_size(batch_size, mesh, name="train.batch_size")
-    seed = int(config.seed)
+    seed = options.seed
 
-    exp = build.build_experiment(config)
     is_main = jax.process_index() == 0
-    progress = _Progress(num_steps, enabled=is_main)
+    progress = Progress("step", num_steps, enabled=is_main)
     # Unwritable or full disks fail here, before any compute.
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
                         save_every=opts.checkpoint_every, keep_last=opts.keep_last,
@@ -346,7 +319,7 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
             optimizer=exp.optimizer, key=k_train, ema_decays=exp.ema_decays),
         out_shardings=parallel.replicated_sharding(mesh))(k_init, k_train)
     data_iter = build.build_data_iterator(
-        build.section(config, "data"), seed=seed, batch_size=local_batch,
+        options.data, seed=seed, batch_size=local_batch,
         shard_index=jax.process_index(), shard_count=jax.process_count())
 
     def compatible(step: int, stored: dict[str, Any]) -> None:
@@ -370,8 +343,7 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
                                  ema_warmup=exp.ema_warmup)
     step_fn = parallel.compile_train_step(train_step, mesh, leading_steps=n_jitted > 1)
 
-    sample_cfg = build.section(config, "sample")
-    num_samples = int(sample_cfg.get("num_samples", 64))
+    num_samples = options.sample.num_samples
     sample_fn = None
     writer = SummaryWriter(workdir) if is_main else None
     preemption = _Preemption()
@@ -411,13 +383,11 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
         if sample_fn is None:
             sample_fn = make_sample_fn(
                 exp, key=k_sample, num_samples=num_samples, num_steps=exp.sample_steps,
-                denoise_final=bool(sample_cfg.get("denoise_final", False)))
-        params = state.ema() if sample_cfg.get("use_ema", True) and state.ema_decays else (
-            state.params)
-        x = _gather(sample_fn(params))
+                denoise_final=options.sample.denoise_final)
+        params = state.sampling_params(use_ema=options.sample.use_ema)
+        x = parallel.gather(sample_fn(params))
         if is_main:
-            value_range = tuple(build.section(config, "data").get("value_range", (-1.0, 1.0)))
-            png, h, w, c = sample_grid_png(x, value_range=value_range)
+            png, h, w, c = sample_grid_png(x, value_range=options.data.value_range)
             os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
             with open(os.path.join(workdir, "samples", f"step_{at_step:08d}.png"), "wb") as f:
                 f.write(png)
@@ -450,7 +420,7 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike) -> TrainResult:
                 t_last, step_last = now, step
                 metrics["steps_per_sec"] = rate
                 metrics["examples_per_sec"] = rate * batch_size
-                progress.update(step, metrics)
+                progress.update(step, "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
                 if writer is not None:
                     writer.scalars(metrics, step)
                     writer.flush()

@@ -43,6 +43,7 @@ __all__ = [
     "shard_batch",
     "replicate",
     "abstract_like",
+    "gather",
     "compile_train_step",
     "initialize_distributed",
     "DistributedInitError",
@@ -168,6 +169,21 @@ def abstract_like(tree: PyTree, mesh: Mesh) -> PyTree:
     sharding = replicated_sharding(mesh)
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding),
                         tree)
+
+
+def gather(x: jax.Array) -> np.ndarray:
+    """The whole (global) array ``x`` on this host as numpy (an all-gather across processes
+    when ``x`` is sharded over several).
+
+    Example:
+      >>> gather(jax.numpy.arange(3))
+      array([0, 1, 2], dtype=int32)
+    """
+    if x.is_fully_addressable:
+        return np.asarray(jax.device_get(x))
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def compile_train_step(train_step: TrainStep, mesh: Mesh, *, leading_steps: bool = False,

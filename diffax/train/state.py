@@ -91,6 +91,19 @@ class TrainState:
         raise ValueError(f"TrainState.ema: no EMA with decay {decay!r}; the state keeps "
                          f"{self.ema_decays!r}.")
 
+    def sampling_params(self, *, use_ema: bool = True) -> PyTree:
+        """The parameters to sample with: the first EMA when ``use_ema`` and the state keeps
+        one, else the raw parameters (``config.sample.use_ema``).
+
+        Example:
+          >>> import optax, jax.numpy as jnp
+          >>> s = TrainState.create(params={"w": jnp.ones(2)}, optimizer=optax.sgd(0.1),
+          ...                       key=jax.random.key(0), ema_decays=())
+          >>> s.sampling_params()["w"].shape
+          (2,)
+        """
+        return self.ema() if use_ema and self.ema_decays else self.params
+
     def replace(self, **changes: Any) -> TrainState:
         """A copy with some fields changed."""
         import dataclasses

@@ -674,7 +674,7 @@ def test_sample_and_log_likelihood_name_bad_arguments():
 def test_restore_fallback_flag_of_diffax_train(tmp_path, train_data_dir, capsys, monkeypatch):
     seen = {}
 
-    def fake_train(config, workdir):
+    def fake_train(config, workdir, **kwargs):  # kwargs: the CLI passes its built experiment
         seen["fallback"] = config.train.restore_fallback
         raise CorruptCheckpointError("checkpoint X cannot be restored (stand-in)")
 
