@@ -137,31 +137,25 @@ def test_orders_rule_sets_every_step(x64):
               S.DEIS(order=3, lower_order_final=S.Orders((1,) * 6))):
         out = diffax.sample(None, p, gm.denoiser(p), x, solver=s, schedule=grid).x
         np.testing.assert_allclose(out, ddim, rtol=0, atol=1e-12)
-    two = diffax.sample(None, p, gm.denoiser(p), x, schedule=grid, solver=S.DPMSolverPP(
-        order=3, lower_order_final=S.Orders((3, 3, 3, 3, 3, 2)))).x
-    full = diffax.sample(None, p, gm.denoiser(p), x, schedule=grid, solver=S.DPMSolverPP(
-        order=3, lower_order_final=S.Orders((3, 3, 3, 3, 3, 3)))).x
-    assert float(jnp.max(jnp.abs(two - full))) > 1e-8
     with pytest.raises(ValueError, match="6 steps"):
         diffax.sample(None, p, gm.denoiser(p), x, schedule=grid,
                       solver=S.UniPC(lower_order_final=S.Orders((1, 2))))
 
 
-def test_deis_variants_beat_ddim(x64):
+def test_deis_variants_beat_ddim(x64, problem):
     """DEIS-3 with the polynomial in time (tAB) and in the log-SNR (diffusers' logrho) are
-    different methods, and with the step-ratio rule both beat DDIM on a 25-step trailing DDPM
-    grid (without it the log-SNR variant does not: 0.14 against DDIM's 0.066)."""
-    p = diffax.DiscreteVP.linear()
-    gm = _mixture()
-    x = p.prior_sample(jax.random.key(3), (64, 4))
-    grid = Spacing(spacing="trailing")(p, 25)
-    ref = log_snr_reference(p, gm.denoiser(p), x, t_start=1.0, t_end=p.t_min)
-    errs = {}
-    rule = S.StepRatio()  # without a lower-order rule, order 3 into t_min loses to DDIM
-    for name, s in (("ddim", S.DDIM()), ("time", S.DEIS(order=3, lower_order_final=rule)),
+    different methods, and with the step-ratio rule both beat DDIM on the 25-step trailing
+    DDPM grid ending at t_min (without a rule the log-SNR variant lost to DDIM there when
+    measured on 64 other points: 0.14 against 0.066)."""
+    p, gm, x = problem["p"], problem["gm"], problem["x"]
+    grids, refs, ddim = problem[25]
+    k = GRIDS.index(("trailing", False))
+    rule = S.StepRatio()
+    errs = {"ddim": ddim[k]}
+    for name, s in (("time", S.DEIS(order=3, lower_order_final=rule)),
                     ("lam", S.DEIS(order=3, interpolation="log_snr", lower_order_final=rule))):
-        out = diffax.sample(None, p, gm.denoiser(p), x, solver=s, schedule=grid).x
-        errs[name] = float(jnp.sqrt(jnp.mean(jnp.square(out - ref))))
+        out = diffax.sample(None, p, gm.denoiser(p), x, solver=s, schedule=grids[k]).x
+        errs[name] = float(jnp.sqrt(jnp.mean(jnp.square(out - refs[k]))))
     assert errs["lam"] < errs["ddim"] and errs["time"] < errs["ddim"], errs
     assert abs(errs["lam"] - errs["time"]) > 1e-3 * errs["time"], errs
     with pytest.raises(ValueError, match="interpolation"):
@@ -180,9 +174,6 @@ def test_log_snr_reference_matches_smooth_vp(x64):
     vp_run = diffax.sample(None, vp, gm.denoiser(vp), x, schedule=ts,
                            solver=S.Adaptive(rtol=1e-11, atol=1e-11))
     assert float(jnp.max(jnp.abs(ref - vp_run.x))) < 1e-8
-    clean = log_snr_reference(p, gm.denoiser(p), x, t_start=1.0, t_end=0.0)
-    clean2 = log_snr_reference(p, gm.denoiser(p), x, t_start=1.0, t_end=0.0, lam_cap=25.0)
-    assert float(jnp.max(jnp.abs(clean - clean2))) < 1e-10
     with pytest.raises(ValueError, match="variance-preserving"):
         log_snr_reference(diffax.VE(), gm.denoiser(diffax.VE()), x, t_start=1.0, t_end=0.5)
 
