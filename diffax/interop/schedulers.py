@@ -132,14 +132,14 @@ class Scheduler:
     @property
     def spacing(self) -> Spacing:
         """The :class:`diffax.schedules.Spacing` of this scheduler."""
-        cfg = self.config
+        conf = self.config
         if self.class_name in _DDIM:
-            clean = bool(cfg["set_alpha_to_one"])
+            clean = bool(conf["set_alpha_to_one"])
         elif self.class_name in _DDPM:
             clean = True  # DDPM's last step is x0 = D(x_1, t_1): noise-free, to clean data
         else:
-            clean = cfg["final_sigmas_type"] == "zero"
-        return Spacing(spacing=cfg["timestep_spacing"], steps_offset=int(cfg.get(
+            clean = conf["final_sigmas_type"] == "zero"
+        return Spacing(spacing=conf["timestep_spacing"], steps_offset=int(conf.get(
             "steps_offset", 0) or 0), clean_end=clean, ddim=self.class_name in _DDIM + _DDPM)
 
     def grid(self, num_steps: int) -> Array:
@@ -158,19 +158,19 @@ class Scheduler:
     @property
     def solver(self) -> Solver:
         """The diffax solver that takes diffusers' steps (with its lower-order rule)."""
-        cfg, name = self.config, self.class_name
+        conf, name = self.config, self.class_name
         if name in _DDIM:
             return DDIM()
         if name in _DDPM:
             return DDPM()
-        order = int(cfg["solver_order"])
+        order = int(conf["solver_order"])
         if name == "DPMSolverMultistepScheduler":
             s = DPMSolverPP(order=order)
         elif name == "UniPCMultistepScheduler":
-            s = UniPC(order=order, variant=cfg["solver_type"])
+            s = UniPC(order=order, variant=conf["solver_type"])
         else:
             s = DEIS(order=order, interpolation="log_snr")
-        rule = diffusers_rule(s) if cfg["lower_order_final"] else False
+        rule = diffusers_rule(s) if conf["lower_order_final"] else False
         return dataclasses.replace(s, lower_order_final=rule)
 
     def denoiser(self, net: Callable[[Array, Array], Array]) -> Denoiser:
@@ -213,23 +213,23 @@ def timestep_denoiser(net: Callable[[Array, Array], Array], process: DiscreteVP,
     return lambda x, t: jnp.clip(d(x, t), -clip, clip)
 
 
-def betas_from_config(cfg: Mapping[str, Any]) -> np.ndarray:
-    """diffusers' betas (float64) for ``beta_schedule`` / ``trained_betas`` of ``cfg``.
+def betas_from_config(conf: Mapping[str, Any]) -> np.ndarray:
+    """diffusers' betas (float64) for ``beta_schedule`` / ``trained_betas`` of ``conf``.
 
     Example:
       >>> betas_from_config({"num_train_timesteps": 10, "beta_schedule": "linear"})[[0, -1]]
       array([0.0001, 0.02  ])
     """
-    num = _int(cfg, "num_train_timesteps", 1000)
-    if cfg.get("trained_betas") is not None:
-        betas = np.asarray(cfg["trained_betas"], np.float64)
+    num = _int(conf, "num_train_timesteps", 1000)
+    if conf.get("trained_betas") is not None:
+        betas = np.asarray(conf["trained_betas"], np.float64)
         if betas.shape != (num,):
             raise ValueError(f"scheduler config: `trained_betas` has shape {betas.shape}, "
                              f"expected ({num},) for num_train_timesteps={num}.")
         return betas
-    start = float(cfg.get("beta_start", 0.0001))
-    end = float(cfg.get("beta_end", 0.02))
-    kind = cfg.get("beta_schedule", "linear")
+    start = float(conf.get("beta_start", 0.0001))
+    end = float(conf.get("beta_end", 0.02))
+    kind = conf.get("beta_schedule", "linear")
     if kind == "linear":
         return np.linspace(start, end, num, dtype=np.float64)
     if kind == "scaled_linear":
@@ -267,12 +267,12 @@ def load_scheduler(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> Sched
       >>> int(res.nfe), float(res.times[-1])
       (10, 0.0)
     """
-    cfg = _read(path_or_dict)
-    name = cfg.get("_class_name", "DDIMScheduler")
+    conf = _read(path_or_dict)
+    name = conf.get("_class_name", "DDIMScheduler")
     if name not in _KNOWN:
         raise ValueError(f"scheduler config: `_class_name` {name!r} is not supported; known: "
                          f"{', '.join(_KNOWN)}.")
-    full = {"_class_name": name, **_DEFAULTS[name], **cfg}
+    full = {"_class_name": name, **_DEFAULTS[name], **conf}
     for key, ok in _MUST_BE.items():
         if key in full and full[key] is not None and full[key] != ok:
             raise ValueError(f"scheduler config: `{key}`={full[key]!r} is not reproduced by "
@@ -317,8 +317,8 @@ def load_scheduler(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> Sched
     return Scheduler(process=process, prediction=_PREDICTIONS[pred], config=full)
 
 
-def _int(cfg: Mapping[str, Any], key: str, default: int) -> int:
-    v = cfg.get(key, default)
+def _int(conf: Mapping[str, Any], key: str, default: int) -> int:
+    v = conf.get(key, default)
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
         raise ValueError(f"scheduler config: `{key}` must be an int >= 1, got {v!r}.")
     return int(v)
@@ -344,9 +344,9 @@ def _read(src: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
         raise FileNotFoundError(f"scheduler config {src!r} does not exist.")
     with open(path) as f:
         try:
-            cfg = json.load(f)
+            conf = json.load(f)
         except json.JSONDecodeError as e:
             raise ValueError(f"scheduler config {path!r} is not valid JSON: {e}") from e
-    if not isinstance(cfg, dict):
+    if not isinstance(conf, dict):
         raise ValueError(f"scheduler config {path!r} must hold a JSON object.")
-    return cfg
+    return conf
