@@ -245,8 +245,8 @@ def _kind(value: Any, key: str, allowed: tuple[BlockType, ...]) -> BlockType:
     return kind
 
 
-def _per_block(cfg: Mapping[str, Any], key: str, default: Any, n: int) -> tuple[Any, ...]:
-    value = cfg.get(key, default)
+def _per_block(conf: Mapping[str, Any], key: str, default: Any, n: int) -> tuple[Any, ...]:
+    value = conf.get(key, default)
     if isinstance(value, list | tuple):
         if len(value) != n:
             raise ValueError(f"config.json: {key} has {len(value)} entries for {n} blocks")
@@ -254,16 +254,16 @@ def _per_block(cfg: Mapping[str, Any], key: str, default: Any, n: int) -> tuple[
     return (value,) * n
 
 
-def _require(cfg: Mapping[str, Any], key: str, ok: Any, default: Any = None) -> None:
-    value = cfg.get(key, default)
+def _require(conf: Mapping[str, Any], key: str, ok: Any, default: Any = None) -> None:
+    value = conf.get(key, default)
     allowed = ok if isinstance(ok, tuple) else (ok,)
     if value not in allowed:
         raise ValueError(f"config.json: {key} = {value!r} is not supported (supported: "
                          f"{', '.join(repr(a) for a in allowed)})")
 
 
-def _blocks(cfg: Mapping[str, Any], n_default: tuple[str, ...], key: str) -> tuple[str, ...]:
-    value = cfg.get(key, n_default)
+def _blocks(conf: Mapping[str, Any], n_default: tuple[str, ...], key: str) -> tuple[str, ...]:
+    value = conf.get(key, n_default)
     if not isinstance(value, list | tuple) or not value:
         raise ValueError(f"config.json: {key} must be a non-empty list of block names")
     return tuple(value)
@@ -274,33 +274,33 @@ _UNET2D_DOWN = (BlockType.DOWN, BlockType.ATTN_DOWN, BlockType.SKIP_DOWN,
 _UNET2D_UP = (BlockType.UP, BlockType.ATTN_UP, BlockType.SKIP_UP, BlockType.ATTN_SKIP_UP)
 
 
-def _unet2d_spec(cfg: Mapping[str, Any]) -> UNetSpec:
-    boc = tuple(int(c) for c in cfg.get("block_out_channels", (224, 448, 672, 896)))
-    downs = _blocks(cfg, ("DownBlock2D",) + ("AttnDownBlock2D",) * 3, "down_block_types")
-    ups = _blocks(cfg, ("AttnUpBlock2D",) * 3 + ("UpBlock2D",), "up_block_types")
+def _unet2d_spec(conf: Mapping[str, Any]) -> UNetSpec:
+    boc = tuple(int(c) for c in conf.get("block_out_channels", (224, 448, 672, 896)))
+    downs = _blocks(conf, ("DownBlock2D",) + ("AttnDownBlock2D",) * 3, "down_block_types")
+    ups = _blocks(conf, ("AttnUpBlock2D",) * 3 + ("UpBlock2D",), "up_block_types")
     if not len(downs) == len(ups) == len(boc):
         raise ValueError("config.json: down_block_types, up_block_types and block_out_channels "
                          f"must have equal lengths; got {len(downs)}, {len(ups)}, {len(boc)}")
-    _require(cfg, "act_fn", ("silu", "swish"), "silu")
-    _require(cfg, "class_embed_type", None)
-    _require(cfg, "resnet_time_scale_shift", ("default", "scale_shift"), "default")
-    _require(cfg, "downsample_type", ("conv", "resnet"), "conv")
-    _require(cfg, "upsample_type", ("conv", "resnet"), "conv")
-    _require(cfg, "mid_block_type", ("UNetMidBlock2D", None), "UNetMidBlock2D")
+    _require(conf, "act_fn", ("silu", "swish"), "silu")
+    _require(conf, "class_embed_type", None)
+    _require(conf, "resnet_time_scale_shift", ("default", "scale_shift"), "default")
+    _require(conf, "downsample_type", ("conv", "resnet"), "conv")
+    _require(conf, "upsample_type", ("conv", "resnet"), "conv")
+    _require(conf, "mid_block_type", ("UNetMidBlock2D", None), "UNetMidBlock2D")
     try:
-        time = TimeEmbedding(cfg.get("time_embedding_type", "positional"))
+        time = TimeEmbedding(conf.get("time_embedding_type", "positional"))
     except ValueError:
         raise ValueError(f"config.json: time_embedding_type = "
-                         f"{cfg.get('time_embedding_type')!r} is not supported (positional, "
+                         f"{conf.get('time_embedding_type')!r} is not supported (positional, "
                          "fourier)") from None
-    lpb = int(cfg.get("layers_per_block", 2))
-    groups = cfg.get("norm_num_groups", 32)
-    eps = float(cfg.get("norm_eps", 1e-5))
-    shift = cfg.get("resnet_time_scale_shift", "default") == "scale_shift"
-    head = cfg.get("attention_head_dim", 8)
-    pad = int(cfg.get("downsample_padding", 1))
-    down_t = Resampling(cfg.get("downsample_type", "conv"))
-    up_t = Resampling(cfg.get("upsample_type", "conv"))
+    lpb = int(conf.get("layers_per_block", 2))
+    groups = conf.get("norm_num_groups", 32)
+    eps = float(conf.get("norm_eps", 1e-5))
+    shift = conf.get("resnet_time_scale_shift", "default") == "scale_shift"
+    head = conf.get("attention_head_dim", 8)
+    pad = int(conf.get("downsample_padding", 1))
+    down_t = Resampling(conf.get("downsample_type", "conv"))
+    up_t = Resampling(conf.get("upsample_type", "conv"))
     n = len(boc)
     down, out = [], boc[0]
     for i, name in enumerate(downs):
@@ -313,17 +313,17 @@ def _unet2d_spec(cfg: Mapping[str, Any]) -> UNetSpec:
             output_scale_factor=math.sqrt(2.0) if kind.skip else 1.0, scale_shift=shift,
             downsample_padding=pad, attention_head_dim=head or out))
     mid = None
-    if cfg.get("mid_block_type", "UNetMidBlock2D") is not None:
+    if conf.get("mid_block_type", "UNetMidBlock2D") is not None:
         c = boc[-1]
         mid_groups = groups if groups is not None else min(c // 4, 32)
-        attn_groups = cfg.get("attn_norm_num_groups")
+        attn_groups = conf.get("attn_norm_num_groups")
         if attn_groups is None:
             attn_groups = mid_groups if not shift else None
         mid = BlockSpec(BlockType.MID, c, c, 1, eps=eps, groups=mid_groups,
                         attn_groups=attn_groups,
-                        output_scale_factor=float(cfg.get("mid_block_scale_factor", 1.0)),
+                        output_scale_factor=float(conf.get("mid_block_scale_factor", 1.0)),
                         scale_shift=shift, attention_head_dim=head or c,
-                        add_attention=bool(cfg.get("add_attention", True)))
+                        add_attention=bool(conf.get("add_attention", True)))
     up, rev = [], boc[::-1]
     out = rev[0]
     for i, name in enumerate(ups):
@@ -336,51 +336,51 @@ def _unet2d_spec(cfg: Mapping[str, Any]) -> UNetSpec:
             output_scale_factor=math.sqrt(2.0) if kind.skip else 1.0, scale_shift=shift,
             attention_head_dim=head or out))
     return UNetSpec(
-        in_channels=int(cfg.get("in_channels", 3)), out_channels=int(cfg.get("out_channels", 3)),
+        in_channels=int(conf.get("in_channels", 3)), out_channels=int(conf.get("out_channels", 3)),
         block_out_channels=boc, down=tuple(down), mid=mid, up=tuple(up), time_embedding=time,
-        time_embed_dim=int(cfg.get("time_embedding_dim") or boc[0] * 4),
-        flip_sin_to_cos=bool(cfg.get("flip_sin_to_cos", True)),
-        freq_shift=float(cfg.get("freq_shift", 0)),
-        center_input_sample=bool(cfg.get("center_input_sample", False)),
-        out_groups=groups, norm_eps=eps, num_class_embeds=cfg.get("num_class_embeds"),
+        time_embed_dim=int(conf.get("time_embedding_dim") or boc[0] * 4),
+        flip_sin_to_cos=bool(conf.get("flip_sin_to_cos", True)),
+        freq_shift=float(conf.get("freq_shift", 0)),
+        center_input_sample=bool(conf.get("center_input_sample", False)),
+        out_groups=groups, norm_eps=eps, num_class_embeds=conf.get("num_class_embeds"),
         divide_by_time=time is TimeEmbedding.FOURIER)
 
 
-def _unet2d_condition_spec(cfg: Mapping[str, Any]) -> UNetSpec:
-    boc = tuple(int(c) for c in cfg.get("block_out_channels", (320, 640, 1280, 1280)))
-    downs = _blocks(cfg, ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",), "down_block_types")
-    ups = _blocks(cfg, ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, "up_block_types")
+def _unet2d_condition_spec(conf: Mapping[str, Any]) -> UNetSpec:
+    boc = tuple(int(c) for c in conf.get("block_out_channels", (320, 640, 1280, 1280)))
+    downs = _blocks(conf, ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",), "down_block_types")
+    ups = _blocks(conf, ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, "up_block_types")
     n = len(boc)
     if not len(downs) == len(ups) == n:
         raise ValueError("config.json: down_block_types, up_block_types and block_out_channels "
                          f"must have equal lengths; got {len(downs)}, {len(ups)}, {n}")
-    _require(cfg, "act_fn", ("silu", "swish"), "silu")
+    _require(conf, "act_fn", ("silu", "swish"), "silu")
     for key in ("num_attention_heads", "class_embed_type", "num_class_embeds",
                 "addition_embed_type", "encoder_hid_dim", "time_cond_proj_dim",
                 "time_embedding_act_fn", "timestep_post_act", "cross_attention_norm",
                 "reverse_transformer_layers_per_block"):
-        _require(cfg, key, None)
+        _require(conf, key, None)
     for key in ("dual_cross_attention", "resnet_skip_time_act", "class_embeddings_concat"):
-        _require(cfg, key, False, False)
-    if any(_per_block(cfg, "only_cross_attention", False, n)):
+        _require(conf, key, False, False)
+    if any(_per_block(conf, "only_cross_attention", False, n)):
         raise ValueError("config.json: only_cross_attention = True is not supported")
-    _require(cfg, "attention_type", "default", "default")
-    _require(cfg, "time_embedding_type", "positional", "positional")
-    _require(cfg, "resnet_time_scale_shift", ("default", "scale_shift"), "default")
-    _require(cfg, "mid_block_type", ("UNetMidBlock2DCrossAttn", None), "UNetMidBlock2DCrossAttn")
-    heads = tuple(int(h) for h in _per_block(cfg, "attention_head_dim", 8, n))
-    lpb = tuple(int(v) for v in _per_block(cfg, "layers_per_block", 2, n))
-    cad = tuple(int(v) for v in _per_block(cfg, "cross_attention_dim", 1280, n))
+    _require(conf, "attention_type", "default", "default")
+    _require(conf, "time_embedding_type", "positional", "positional")
+    _require(conf, "resnet_time_scale_shift", ("default", "scale_shift"), "default")
+    _require(conf, "mid_block_type", ("UNetMidBlock2DCrossAttn", None), "UNetMidBlock2DCrossAttn")
+    heads = tuple(int(h) for h in _per_block(conf, "attention_head_dim", 8, n))
+    lpb = tuple(int(v) for v in _per_block(conf, "layers_per_block", 2, n))
+    cad = tuple(int(v) for v in _per_block(conf, "cross_attention_dim", 1280, n))
     if len(set(cad)) != 1:
         raise ValueError(f"config.json: cross_attention_dim must be one value; got {cad}")
-    tl = _per_block(cfg, "transformer_layers_per_block", 1, n)
+    tl = _per_block(conf, "transformer_layers_per_block", 1, n)
     if not all(isinstance(v, int) for v in tl):
         raise ValueError("config.json: transformer_layers_per_block must hold integers")
-    groups = cfg.get("norm_num_groups", 32)
-    eps = float(cfg.get("norm_eps", 1e-5))
-    shift = cfg.get("resnet_time_scale_shift", "default") == "scale_shift"
-    linear = bool(cfg.get("use_linear_projection", False))
-    pad = int(cfg.get("downsample_padding", 1))
+    groups = conf.get("norm_num_groups", 32)
+    eps = float(conf.get("norm_eps", 1e-5))
+    shift = conf.get("resnet_time_scale_shift", "default") == "scale_shift"
+    linear = bool(conf.get("use_linear_projection", False))
+    pad = int(conf.get("downsample_padding", 1))
     common = dict(eps=eps, groups=groups, scale_shift=shift, use_linear_projection=linear,
                   cross_attention_dim=cad[0])
     down, out = [], boc[0]
@@ -391,10 +391,10 @@ def _unet2d_condition_spec(cfg: Mapping[str, Any]) -> UNetSpec:
         down.append(BlockSpec(kind, cin, out, lpb[i], resample=i < n - 1, downsample_padding=pad,
                               heads=heads[i], transformer_layers=(tl[i],) * lpb[i], **common))
     mid = None
-    if cfg.get("mid_block_type", "UNetMidBlock2DCrossAttn") is not None:
+    if conf.get("mid_block_type", "UNetMidBlock2DCrossAttn") is not None:
         mid = BlockSpec(BlockType.CROSS_ATTN_MID, boc[-1], boc[-1], 1, heads=heads[-1],
                         transformer_layers=(tl[-1],),
-                        output_scale_factor=float(cfg.get("mid_block_scale_factor", 1.0)),
+                        output_scale_factor=float(conf.get("mid_block_scale_factor", 1.0)),
                         **common)
     up, rev = [], boc[::-1]
     out = rev[0]
@@ -406,28 +406,28 @@ def _unet2d_condition_spec(cfg: Mapping[str, Any]) -> UNetSpec:
                             resample=i < n - 1, heads=heads[::-1][i],
                             transformer_layers=(tl[::-1][i],) * layers, **common))
     return UNetSpec(
-        in_channels=int(cfg.get("in_channels", 4)), out_channels=int(cfg.get("out_channels", 4)),
+        in_channels=int(conf.get("in_channels", 4)), out_channels=int(conf.get("out_channels", 4)),
         block_out_channels=boc, down=tuple(down), mid=mid, up=tuple(up),
-        time_embed_dim=int(cfg.get("time_embedding_dim") or boc[0] * 4),
-        flip_sin_to_cos=bool(cfg.get("flip_sin_to_cos", True)),
-        freq_shift=float(cfg.get("freq_shift", 0)),
-        center_input_sample=bool(cfg.get("center_input_sample", False)),
+        time_embed_dim=int(conf.get("time_embedding_dim") or boc[0] * 4),
+        flip_sin_to_cos=bool(conf.get("flip_sin_to_cos", True)),
+        freq_shift=float(conf.get("freq_shift", 0)),
+        center_input_sample=bool(conf.get("center_input_sample", False)),
         out_groups=0 if groups is None else groups, norm_eps=eps,
-        conv_in_kernel=int(cfg.get("conv_in_kernel", 3)),
-        conv_out_kernel=int(cfg.get("conv_out_kernel", 3)))
+        conv_in_kernel=int(conf.get("conv_in_kernel", 3)),
+        conv_out_kernel=int(conf.get("conv_out_kernel", 3)))
 
 
-def _autoencoder_spec(cfg: Mapping[str, Any]) -> AutoencoderSpec:
-    boc = tuple(int(c) for c in cfg.get("block_out_channels", (64,)))
-    downs = _blocks(cfg, ("DownEncoderBlock2D",), "down_block_types")
-    ups = _blocks(cfg, ("UpDecoderBlock2D",), "up_block_types")
+def _autoencoder_spec(conf: Mapping[str, Any]) -> AutoencoderSpec:
+    boc = tuple(int(c) for c in conf.get("block_out_channels", (64,)))
+    downs = _blocks(conf, ("DownEncoderBlock2D",), "down_block_types")
+    ups = _blocks(conf, ("UpDecoderBlock2D",), "up_block_types")
     n = len(boc)
     if not len(downs) == len(ups) == n:
         raise ValueError("config.json: down_block_types, up_block_types and block_out_channels "
                          f"must have equal lengths; got {len(downs)}, {len(ups)}, {n}")
-    _require(cfg, "act_fn", ("silu", "swish"), "silu")
-    lpb = int(cfg.get("layers_per_block", 1))
-    groups = int(cfg.get("norm_num_groups", 32))
+    _require(conf, "act_fn", ("silu", "swish"), "silu")
+    lpb = int(conf.get("layers_per_block", 1))
+    groups = int(conf.get("norm_num_groups", 32))
     common = dict(eps=1e-6, groups=groups, attn_groups=groups, temb=False)
     down, out = [], boc[0]
     for i, name in enumerate(downs):
@@ -443,13 +443,13 @@ def _autoencoder_spec(cfg: Mapping[str, Any]) -> AutoencoderSpec:
         up.append(BlockSpec(BlockType.UP_DECODER, prev, out, lpb + 1, resample=i < n - 1,
                             **common))
     mid = BlockSpec(BlockType.MID, boc[-1], boc[-1], 1, attention_head_dim=boc[-1],
-                    add_attention=bool(cfg.get("mid_block_add_attention", True)), **common)
+                    add_attention=bool(conf.get("mid_block_add_attention", True)), **common)
     return AutoencoderSpec(
-        in_channels=int(cfg.get("in_channels", 3)), out_channels=int(cfg.get("out_channels", 3)),
-        latent_channels=int(cfg.get("latent_channels", 4)), block_out_channels=boc,
+        in_channels=int(conf.get("in_channels", 3)), out_channels=int(conf.get("out_channels", 3)),
+        latent_channels=int(conf.get("latent_channels", 4)), block_out_channels=boc,
         down=tuple(down), up=tuple(up), mid=mid, groups=groups,
-        use_quant_conv=bool(cfg.get("use_quant_conv", True)),
-        use_post_quant_conv=bool(cfg.get("use_post_quant_conv", True)))
+        use_quant_conv=bool(conf.get("use_quant_conv", True)),
+        use_post_quant_conv=bool(conf.get("use_post_quant_conv", True)))
 
 
 _SPECS = {"UNet2DModel": _unet2d_spec, "UNet2DConditionModel": _unet2d_condition_spec,
@@ -468,11 +468,12 @@ def spec_from_config(config: Mapping[str, Any]) -> UNetSpec | AutoencoderSpec:
         >>> spec.latent_channels, spec.mid.eps
         (4, 1e-06)
     """
-    name = config.get("_class_name")
+    conf = config
+    name = conf.get("_class_name")
     if name not in _SPECS:
         raise ValueError(f"config.json: _class_name = {name!r} is not supported "
                          f"(supported: {', '.join(_SPECS)})")
-    return _SPECS[name](config)
+    return _SPECS[name](conf)
 
 
 # --------------------------------------------------------------------------------------------
