@@ -7,6 +7,7 @@ explicitly. See README.md for a tour.
 import importlib as _importlib
 
 from diffax import (
+    discrete,
     guidance,
     inverse,
     likelihood,
@@ -68,6 +69,7 @@ __all__ = [
     "samplers",
     "schedules",
     "likelihood",
+    "discrete",
     "guidance",
     "inverse",
     "losses",

@@ -52,6 +52,7 @@ HELP["sample"] = (
     + "  --config.sample.solver=S     euler | heun | ddim | ddpm | euler_maruyama | "
     "reverse_diffusion | pc | edm_stochastic | adaptive\n"
     "                               | dpm_solver | dpm_solver_pp | unipc | deis | ipndm | lms\n"
+    "                               (discrete processes: ancestral | tau_leaping)\n"
     "  --config.sample.num_steps=N  solver steps\n"
     "  --config.sample.schedule=S   default | time_uniform | quadratic | log_snr | karras "
     "(rho=X),\n"

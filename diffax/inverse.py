@@ -589,3 +589,37 @@ def sdedit(
     x_t0 = process.marginal_sample(k_noise, x, jnp.asarray(t0, x.dtype)).astype(x.dtype)
     return sample(k_sample, process, denoiser, x_t0, solver=solver, num_steps=num_steps,
                   schedule=times)
+
+
+# --------------------------------------------------------------------------------------------
+# Medical imaging: CT and MRI operators, their baselines and the consistency sampler (issue 20).
+# Imported last: these modules use the helpers above.
+
+from diffax._consistency import consistency_sample, consistency_step  # noqa: E402
+from diffax._operators import (  # noqa: E402
+    FourierUndersampling,
+    Radon,
+    SubsampledTransform,
+    cartesian_mask,
+    fbp,
+    fourier_undersampling,
+    radon,
+    random_mask,
+    sparse_view_radon,
+    zero_filled,
+)
+
+__all__ += [
+    "SubsampledTransform",
+    "Radon",
+    "radon",
+    "sparse_view_radon",
+    "fbp",
+    "FourierUndersampling",
+    "fourier_undersampling",
+    "cartesian_mask",
+    "random_mask",
+    "zero_filled",
+    "consistency_sample",
+    "consistency_step",
+]

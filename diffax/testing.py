@@ -26,7 +26,7 @@ from diffax.parameterization import check_time_shape
 from diffax.processes import Process, expand
 from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
 
-__all__ = ["GaussianMixture", "ClassConditionalMixture", "log_snr_reference"]
+__all__ = ["GaussianMixture", "ClassConditionalMixture", "EnumerableJoint", "log_snr_reference"]
 
 
 @pytree_dataclass
@@ -381,6 +381,79 @@ class ClassConditionalMixture:
     def denoiser(self, process: Process, label: ArrayLike) -> Denoiser:
         """The exact class-conditional denoiser ``D(x, t | label)``."""
         return lambda x, t: self.posterior_mean(process, x, t, label)
+
+
+class EnumerableJoint:
+    """A distribution over all ``K^L`` token sequences, small enough to enumerate: the exact
+    denoiser of any discrete process (:mod:`diffax.discrete`) over it.
+
+    ``D(x_t, t)[b, i, j] = sum_{x0: x0_i = j} p(x0) q(x_t | x0) / sum_{x0} p(x0) q(x_t | x0)``
+    with ``q(x_t | x0) = prod_i q(x_t_i | x0_i)`` from the process's ``marginal_probs``: the
+    posterior mean of ``onehot(x0)`` given the whole noisy sequence.
+
+    Args:
+      probs: ``[K] * L`` array of probabilities (summing to one); ``probs[x_1, ..., x_L]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from diffax import discrete
+      >>> joint = EnumerableJoint(jnp.array([[0.5, 0.0], [0.0, 0.5]]))   # x1 == x2
+      >>> D = joint.denoiser(discrete.Masked(vocab_size=2))
+      >>> D(jnp.array([[1, 2]]), jnp.array([0.5])).tolist()   # the mask copies the first
+      [[[0.0, 1.0], [0.0, 1.0]]]
+    """
+
+    def __init__(self, probs: ArrayLike):
+        p = np.asarray(probs, np.float64)
+        if p.ndim < 1 or len(set(p.shape)) != 1 or p.size > 4096:
+            raise ValueError(f"EnumerableJoint: `probs` must be a [K] * L array with at most "
+                             f"4096 entries, got shape {p.shape}.")
+        if np.any(p < 0) or abs(p.sum() - 1.0) > 1e-9:
+            raise ValueError("EnumerableJoint: `probs` must be non-negative and sum to one.")
+        self.vocab_size, self.length = int(p.shape[0]), int(p.ndim)
+        self.probs = p.reshape(-1)
+        grids = np.meshgrid(*[np.arange(self.vocab_size)] * self.length, indexing="ij")
+        self.sequences = np.stack([g.reshape(-1) for g in grids], axis=-1).astype(np.int32)
+
+    def log_prob(self, x: ArrayLike) -> np.ndarray:
+        """``log p(x)`` for tokens ``[B, L]``."""
+        x = np.asarray(x)
+        idx = np.ravel_multi_index(tuple(x.T), (self.vocab_size,) * self.length)
+        with np.errstate(divide="ignore"):
+            return np.log(self.probs[idx])
+
+    def entropy(self) -> float:
+        """``H = -sum p log p`` in nats."""
+        p = self.probs[self.probs > 0]
+        return float(-(p * np.log(p)).sum())
+
+    def sample(self, key: PRNGKey, num: int) -> jax.Array:
+        """``num`` sequences ``[num, L]``."""
+        i = jax.random.choice(key, self.probs.size, (num,), p=jnp.asarray(self.probs))
+        return jnp.asarray(self.sequences)[i]
+
+    def denoiser(self, process: Any):
+        """The exact ``D(x_t, t) -> [B, L, K]`` for ``process``."""
+        if process.vocab_size != self.vocab_size:
+            raise ValueError(f"EnumerableJoint.denoiser: the process has vocab_size "
+                             f"{process.vocab_size}, the joint {self.vocab_size}.")
+        seqs = jnp.asarray(self.sequences)
+        onehot = jax.nn.one_hot(seqs, self.vocab_size)              # [N, L, K]
+
+        def one(x_t, t):
+            q = process.marginal_probs(seqs, jnp.broadcast_to(t, (seqs.shape[0],)))
+            lik = jnp.take_along_axis(q, jnp.broadcast_to(x_t[None, :, None],
+                                                          (seqs.shape[0], x_t.shape[0], 1)),
+                                      axis=-1)[..., 0]             # [N, L]
+            w = jnp.asarray(self.probs, q.dtype) * jnp.prod(lik, axis=-1)
+            return jnp.einsum("n,nlk->lk", w, onehot.astype(q.dtype)) / jnp.sum(w)
+
+        def D(x_t, t):
+            t = jnp.broadcast_to(jnp.asarray(t), (x_t.shape[0],))
+            return jax.vmap(one)(x_t, t)
+
+        return D
+
 
 
 def log_snr_reference(process: Process, denoiser: Denoiser, x: Array, *, t_start: Any,

@@ -23,7 +23,11 @@ OVERRIDDEN = ("seed", "data.name", "train.num_steps", "train.batch_size",
               "sample.num_samples")
 
 # Data each full config is meant for (the cifar10 ones cannot be prepared offline).
-SHAPES = {"toy2d": (2,), "digits": (8, 8, 1), "cifar10": (32, 32, 3)}
+SHAPES = {"toy2d": (2,), "digits": (8, 8, 1), "cifar10": (32, 32, 3),
+          "pydoc_text": (256,), "digits_tokens": (64,)}
+# Configs of discrete processes (token data): tests/discrete/test_discrete_cli.py trains,
+# samples and evaluates their tiny variants through `diffax`.
+DISCRETE = ("text8_masked", "text8_d3pm_absorbing", "digits_d3pm")
 
 
 def load(name):
@@ -37,7 +41,9 @@ def load(name):
 def fake_info(name):
     shape = SHAPES[name.split("/")[0]]
     image = len(shape) == 3
-    return data.DataInfo(name=name, shape=shape, dtype="uint8" if image else "float32",
+    tokens = name in ("pydoc_text", "digits_tokens")
+    return data.DataInfo(name=name, shape=shape,
+                         dtype="uint8" if image else "int32" if tokens else "float32",
                          is_image=image, value_range=(0.0, 255.0) if image else None,
                          num_classes=10 if image else None, class_names=None, num_examples={},
                          x_key="image" if image else "x", label_key="label" if image else None)
@@ -76,7 +82,8 @@ def test_docstring_command_keys_and_objects(name):
         build.build_loss(build.section(cfg, "loss"), process)
         build.build_optimizer(build.section(cfg, "optim"), num_steps=cfg.train.num_steps)
         build.build_solver(build.section(cfg, "sample"))
-        model, _ = build.build_model(build.section(cfg, "model"), fake_info(cfg.data.name))
+        model, _ = build.build_model(build.section(cfg, "model"), fake_info(cfg.data.name),
+                                     process)
         if cfg.data.name == "cifar10":
             assert model.config.image_size == 32
     with pytest.raises(ValueError, match="unknown variant"):
@@ -103,8 +110,9 @@ def test_tiny_variant_traces_a_train_step_and_the_sampler(name):
     state = jax.eval_shape(lambda k: TrainState.create(
         params=exp.model.init(k, *exp.model.example_inputs()), optimizer=exp.optimizer, key=k,
         ema_decays=exp.ema_decays), jax.random.key(0))
+    discrete = name in DISCRETE
     batch = {"x": jax.ShapeDtypeStruct((cfg.train.batch_size, *exp.data_info.shape),
-                                       np.float32)}
+                                       np.int32 if discrete else np.float32)}
     if exp.data_info.num_classes:
         batch["label"] = jax.ShapeDtypeStruct((cfg.train.batch_size,), np.int32)
     step = make_train_step(exp.loss.bind(exp.train_apply_fn), exp.optimizer,
@@ -112,6 +120,14 @@ def test_tiny_variant_traces_a_train_step_and_the_sampler(name):
     new_state, metrics = jax.eval_shape(step, state, batch)
     assert jax.tree.structure(new_state) == jax.tree.structure(state)
     assert metrics["loss"].shape == ()
+    if discrete:
+        from diffax import discrete as dsc
+
+        sample = lambda params: dsc.sample(
+            jax.random.key(0), exp.process, exp.loss.denoiser(exp.apply_fn, params),
+            shape=(4, *exp.data_info.shape), num_steps=exp.sample_steps, method=exp.solver).x
+        assert jax.eval_shape(sample, state.params).shape == (4, *exp.data_info.shape)
+        return
     x_init = jax.ShapeDtypeStruct((4, *exp.data_info.shape), np.float32)
     sample = lambda params, x: samplers.sample(
         jax.random.key(0), exp.process, exp.loss.denoiser(exp.apply_fn, params), x,
@@ -124,7 +140,7 @@ def test_tiny_variant_traces_a_train_step_and_the_sampler(name):
 # config (4 steps through `diffax demo`) and checks its checkpoint and outputs.
 @pytest.mark.parametrize("name", [
     n if n.startswith("toy2d") else pytest.param(n, marks=pytest.mark.slow)
-    for n in NAMES if n != "digits_demo"])
+    for n in NAMES if n != "digits_demo" and n not in DISCRETE])
 def test_tiny_variant_trains_two_steps(name, tmp_path):
     # The MLP configs take ~8 s; the UNet ones 15-30 s each on 2 CPU cores (compilation on 8
     # simulated devices), so they are marked slow.

@@ -5,6 +5,8 @@ Datasets are named by strings:
 - `"toy2d/<distribution>"`: 2-D toy data (eight_gaussians, two_moons, checkerboard,
   swiss_roll, spirals), train 50,000 / test 10,000 points with fixed seeds;
 - `"digits"`: scikit-learn's 8x8 digits as uint8 `[8, 8, 1]` images, train 1497 / test 300;
+- `"phantoms/32"`, `"phantoms/64"`: random-ellipse head phantoms (Shepp-Logan-like
+  intensities) with segmentation maps, train 4000 / test 500 with fixed seeds;
 - `"image_folder"` with `folder=...`: any local folder of images (class subfolders optional);
 - any other TFDS name ("mnist", "cifar10", "celeb_a", ...) already prepared in array_record
   format under `data_dir` (diffax never downloads; a missing one raises
@@ -46,6 +48,13 @@ from diffax.data._image_folder import (
     resize_image,
     scan_image_folder,
 )
+from diffax.data._phantoms import (
+    PHANTOM_CLASSES,
+    PHANTOM_SIZES,
+    Phantoms,
+    PhantomsConfig,
+    sample_phantoms,
+)
 from diffax.data._pipeline import (
     DEFAULT_VALUE_RANGE,
     from_model_range,
@@ -53,6 +62,17 @@ from diffax.data._pipeline import (
     make_dataset,
     make_iterator,
     to_model_range,
+)
+from diffax.data._text import (
+    TEXT_ALPHABET,
+    TEXT_SEQ_LEN,
+    DigitsTokens,
+    PydocText,
+    corpus_splits,
+    decode_text,
+    encode_text,
+    normalize_text,
+    pydoc_corpus,
 )
 from diffax.data._toy2d import (
     EIGHT_GAUSSIANS_MEANS,
@@ -73,6 +93,15 @@ __all__ = [
     "DataInfo",
     "DatasetNotPreparedError",
     "Digits",
+    "DigitsTokens",
+    "PydocText",
+    "TEXT_ALPHABET",
+    "TEXT_SEQ_LEN",
+    "corpus_splits",
+    "decode_text",
+    "encode_text",
+    "normalize_text",
+    "pydoc_corpus",
     "EIGHT_GAUSSIANS_MEANS",
     "EIGHT_GAUSSIANS_STD",
     "IMAGE_EXTENSIONS",
@@ -81,6 +110,10 @@ __all__ = [
     "TOY2D_DISTRIBUTIONS",
     "TOY2D_NUM_TEST",
     "TOY2D_NUM_TRAIN",
+    "PHANTOM_CLASSES",
+    "PHANTOM_SIZES",
+    "Phantoms",
+    "PhantomsConfig",
     "Toy2D",
     "Toy2DConfig",
     "data_source",
@@ -94,6 +127,7 @@ __all__ = [
     "make_iterator",
     "prepare",
     "resize_image",
+    "sample_phantoms",
     "sample_toy2d",
     "scan_image_folder",
     "to_model_range",

@@ -18,6 +18,8 @@ import tensorflow_datasets as tfds
 
 from diffax.data._digits import Digits
 from diffax.data._image_folder import ImageFolder, ImageFolderConfig, _check_image_size
+from diffax.data._phantoms import PHANTOM_SIZES, Phantoms
+from diffax.data._text import DigitsTokens, PydocText
 from diffax.data._toy2d import TOY2D_DISTRIBUTIONS, Toy2D
 
 #: diffax's own builders, by name. Not registered in TFDS's global registry.
@@ -25,6 +27,9 @@ BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     "toy2d": Toy2D,
     "digits": Digits,
     "image_folder": ImageFolder,
+    "phantoms": Phantoms,
+    "pydoc_text": PydocText,
+    "digits_tokens": DigitsTokens,
 }
 
 _FILE_FORMAT = "array_record"
@@ -52,7 +57,7 @@ def default_data_dir() -> str:
 
 def _own_names() -> str:
     toy = ", ".join(f"toy2d/{k}" for k in TOY2D_DISTRIBUTIONS)
-    return f"{toy}, digits, image_folder"
+    return f"{toy}, digits, image_folder, phantoms/32, phantoms/64, pydoc_text, digits_tokens"
 
 
 def _parse_name(name: str) -> tuple[str, str | None]:
@@ -95,10 +100,18 @@ def _make_builder(
                 f"{', '.join('toy2d/' + k for k in TOY2D_DISTRIBUTIONS)}."
             )
         return Toy2D(config=config, data_dir=data_dir, file_format=_FILE_FORMAT)
-    if base in ("digits", "image_folder") and config is not None:
+    if base == "phantoms":
+        config = config or Phantoms.DEFAULT_CONFIG_NAME
+        if config not in {str(s) for s in PHANTOM_SIZES}:
+            raise ValueError(f"Unknown phantoms size in name {name!r} (argument `name`); choose "
+                             f"one of {', '.join(f'phantoms/{s}' for s in PHANTOM_SIZES)}.")
+        return Phantoms(config=config, data_dir=data_dir, file_format=_FILE_FORMAT)
+    if base in ("digits", "image_folder", "pydoc_text", "digits_tokens") and config is not None:
         raise ValueError(f"Dataset {base!r} has no configs; got name {name!r}.")
     if base == "digits":
         return Digits(data_dir=data_dir, file_format=_FILE_FORMAT)
+    if base in ("pydoc_text", "digits_tokens"):
+        return BUILDERS[base](data_dir=data_dir, file_format=_FILE_FORMAT)
     if base == "image_folder":
         builder_config = ImageFolderConfig.create(
             folder,

@@ -33,6 +33,7 @@ from diffax.evaluation.metrics import (
     nearest_neighbor_distances,
     pca_features,
     sliced_wasserstein,
+    ssim,
 )
 from diffax.evaluation.plots import image_grid, scatter_png, write_png
 
@@ -46,6 +47,7 @@ __all__ = [
     "frechet_distance",
     "sliced_wasserstein",
     "nearest_neighbor_distances",
+    "ssim",
     "image_grid",
     "write_png",
     "scatter_png",

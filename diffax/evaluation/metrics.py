@@ -14,6 +14,8 @@ the *training split of the data itself*:
   two moments (a moment-matched Gaussian scores badly on a mixture).
 * :func:`nearest_neighbor_distances`: distance of each sample to its nearest training
   example, to see memorization.
+* :func:`ssim`: the structural similarity index of images against references (Wang et al.
+  2004), for reconstructions.
 
 All functions are pure (their randomness comes from an explicit ``seed``) and work in float64.
 
@@ -44,6 +46,7 @@ __all__ = [
     "frechet_distance",
     "sliced_wasserstein",
     "nearest_neighbor_distances",
+    "ssim",
 ]
 
 
@@ -232,3 +235,65 @@ def nearest_neighbor_distances(x, reference, *, chunk: int = 1024) -> np.ndarray
         d2 = np.sum(xc**2, axis=1)[:, None] - 2 * xc @ ref.T + ref_sq[None, :]
         out[s:s + chunk] = np.sqrt(np.clip(d2.min(axis=1), 0.0, None))
     return out
+
+
+def _gaussian_filter_valid(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Separable 'valid' filtering of ``[B, H, W, C]`` over ``H`` and ``W``."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    k = len(kernel)
+    x = np.einsum("bhwck,k->bhwc", sliding_window_view(x, k, axis=1), kernel)
+    return np.einsum("bhwck,k->bhwc", sliding_window_view(x, k, axis=2), kernel)
+
+
+def ssim(x, reference, *, data_range: float, window_size: int = 11, sigma: float = 1.5,
+         k1: float = 0.01, k2: float = 0.03) -> np.ndarray:
+    """Mean structural similarity of each image to its reference (Wang et al. 2004), ``[B]``.
+
+    Local means, variances and covariance are taken with a Gaussian window (``window_size``,
+    ``sigma``; 11 and 1.5 as in the paper) at every position where it fits inside the image
+    ("valid"), ``SSIM = (2 mu_x mu_y + C1)(2 cov + C2) / ((mu_x^2 + mu_y^2 + C1)(var_x +
+    var_y + C2))`` with ``C1 = (k1 L)^2``, ``C2 = (k2 L)^2``, ``L = data_range``; the map is
+    averaged over positions and channels. 1 for identical images. Computed in float64.
+
+    Args:
+      x: images ``[B, H, W, C]`` (or ``[B, H, W]``).
+      reference: the same shape.
+      data_range: ``L``, the span of the values (1 for ``[0, 1]``, 2 for ``[-1, 1]``).
+      window_size: the window's side (odd, at most ``min(H, W)``).
+      sigma: the window's standard deviation in pixels.
+      k1, k2: the paper's constants.
+
+    Example:
+      >>> rng = np.random.default_rng(0)
+      >>> x = rng.uniform(size=(2, 16, 16, 1))
+      >>> ssim(x, x, data_range=1.0).tolist()
+      [1.0, 1.0]
+      >>> bool(ssim(x, x + 0.2 * rng.normal(size=x.shape), data_range=1.0).max() < 0.9)
+      True
+    """
+    x, reference = np.asarray(x, np.float64), np.asarray(reference, np.float64)
+    if x.shape != reference.shape:
+        raise ValueError(f"ssim: `x` {x.shape} and `reference` {reference.shape} differ.")
+    if x.ndim == 3:
+        x, reference = x[..., None], reference[..., None]
+    if x.ndim != 4:
+        raise ValueError(f"ssim: `x` must be images [B, H, W, C] or [B, H, W], got {x.shape}.")
+    if isinstance(window_size, bool) or not isinstance(window_size, int) or \
+            window_size < 1 or window_size % 2 == 0 or window_size > min(x.shape[1:3]):
+        raise ValueError(f"ssim: `window_size` must be an odd int <= min(H, W) = "
+                         f"{min(x.shape[1:3])}, got {window_size!r}.")
+    if not data_range > 0:
+        raise ValueError(f"ssim: `data_range` must be positive, got {data_range!r}.")
+    offsets = np.arange(window_size) - window_size // 2
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    filt = lambda v: _gaussian_filter_valid(v, kernel)
+    mu_x, mu_y = filt(x), filt(reference)
+    var_x = filt(x * x) - mu_x ** 2
+    var_y = filt(reference * reference) - mu_y ** 2
+    cov = filt(x * reference) - mu_x * mu_y
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    smap = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)
+            / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2)))
+    return smap.reshape(len(x), -1).mean(axis=1)

@@ -29,12 +29,17 @@ from diffax.models.layers import BlockType, Embedding, drop_labels
 from diffax.models.mlp import MLP, MLPConfig
 from diffax.models.mlp import VARIANTS as MLP_VARIANTS
 from diffax.models.nnx import from_nnx
+from diffax.models.transformer import VARIANTS as TRANSFORMER_VARIANTS
+from diffax.models.transformer import Transformer, TransformerConfig
 from diffax.models.unet import VARIANTS as UNET_VARIANTS
 from diffax.models.unet import UNet, UNetConfig
 
 __all__ = [
     "MLP",
     "MLP_VARIANTS",
+    "TRANSFORMER_VARIANTS",
+    "Transformer",
+    "TransformerConfig",
     "UNET_VARIANTS",
     "BlockType",
     "Embedding",

@@ -12,6 +12,8 @@
   classifier.
 * :mod:`~diffax.tasks.inverse_problems`: inpainting (replacement, RePaint, DPS), deblurring
   and super-resolution with one unconditional denoiser, measured on digits.
+* :mod:`~diffax.tasks.medical`: sparse-view CT and undersampled MRI on procedural phantoms
+  (Song et al. 2022's consistency sampler and DPS vs FBP / zero-filling).
 
 :func:`fit` trains any ``loss_fn(params, key, batch)`` on in-memory arrays with diffax's train
 step. Each module's ``run(config, workdir)`` is its digits example; the configs are in
@@ -23,6 +25,7 @@ from diffax.tasks import (
     anomaly,
     classifier,
     inverse_problems,
+    medical,
     purification,
     segmentation,
     super_resolution,
@@ -55,6 +58,7 @@ __all__ = [
     "anomaly",
     "classifier",
     "inverse_problems",
+    "medical",
     "purification",
     "segmentation",
     "super_resolution",
@@ -88,7 +92,7 @@ __all__ = [
 ]
 
 TASKS = ("classifier", "super_resolution", "purification", "anomaly", "segmentation",
-         "inverse_problems")
+         "inverse_problems", "medical")
 """The task modules with a digits example, named by a task config's ``task`` key."""
 
 

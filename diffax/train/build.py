@@ -147,9 +147,41 @@ _PROCESSES: dict[str, tuple[Callable[..., Process], tuple[str, ...]]] = {
 """``process.name`` -> (factory, the keys it takes): one entry per process family."""
 
 
+_DISCRETE_PROCESSES = {"masked": ("vocab_size",),
+                       "d3pm_uniform": ("vocab_size", "num_steps"),
+                       "d3pm_absorbing": ("vocab_size", "num_steps"),
+                       "d3pm_gaussian": ("vocab_size", "num_steps", "beta_start", "beta_end")}
+"""Categorical processes (:mod:`diffax.discrete`) by ``process.name``; ``vocab_size`` (the
+data tokens ``K``) is required."""
+
+
+def _discrete_process(o: ProcessOptions) -> Any:
+    from diffax import discrete
+
+    opts_lib.check_keys(o.to_dict(), "process", {"name", *_DISCRETE_PROCESSES[o.name]})
+    if "vocab_size" not in o.params:
+        raise ConfigError("process.vocab_size", "config key `process.vocab_size` is required "
+                          f"for process.name={o.name!r}.")
+    vocab = int(o.params["vocab_size"])
+    if o.name == "masked":
+        return discrete.Masked(vocab_size=vocab)
+    kw = {"num_steps": int(o.params.get("num_steps", 1000))}
+    if o.name == "d3pm_gaussian":
+        kw.update(_pick(o.params, ("beta_start", "beta_end")))
+    return getattr(discrete.D3PM, o.name.removeprefix("d3pm_"))(vocab_size=vocab, **kw)
+
+
+def _is_discrete(process: Any) -> bool:
+    from diffax.discrete import DiscreteProcess
+
+    return isinstance(process, DiscreteProcess)
+
+
 def build_process(cfg: Mapping[str, Any] | ProcessOptions) -> Process:
     """The forward process of ``config.process`` (see the module docstring)."""
     o = _as(opts_lib.process_options, ProcessOptions, cfg)
+    if o.name in _DISCRETE_PROCESSES:
+        return _discrete_process(o)
     factory, keys = _PROCESSES[o.name]
     opts_lib.check_keys(o.to_dict(), "process", {"name", *keys})
     return factory(**_pick(o.params, keys))
@@ -210,6 +242,13 @@ def build_loss(cfg: Mapping[str, Any] | LossOptions, process: Process, *,
       null_label: the model's "no label" index, for ``loss.p_uncond``.
     """
     o = _as(opts_lib.loss_options, LossOptions, cfg)
+    if _is_discrete(process):
+        from diffax import discrete
+
+        if isinstance(process, discrete.Masked):  # MDLM's loss
+            return discrete.MaskedDiffusionLoss(process=process, t_eps=o.t_eps,
+                                                low_discrepancy=o.low_discrepancy)
+        return discrete.D3PMHybridLoss(process=process, hybrid_coeff=o.hybrid_coeff)
     weighting = _WEIGHTINGS[o.weighting](o.sigma_data)
     sampler_cls = _SAMPLERS[o.time_sampler]
     variates = _VARIATES[o.variates]
@@ -238,8 +277,10 @@ def _model_overrides(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in dict(kwargs).items()}
 
 
-def build_model(cfg: Mapping[str, Any] | ModelOptions, info: Any) -> tuple[Any, bool]:
-    """The Flax model of ``config.model`` for data described by ``info`` (a ``DataInfo``).
+def build_model(cfg: Mapping[str, Any] | ModelOptions, info: Any, process: Any = None
+                ) -> tuple[Any, bool]:
+    """The Flax model of ``config.model`` for data described by ``info`` (a ``DataInfo``);
+    ``transformer`` (tokens) takes its vocabulary from the discrete ``process``.
 
     Returns:
       ``(model, conditional)``.
@@ -247,7 +288,8 @@ def build_model(cfg: Mapping[str, Any] | ModelOptions, info: Any) -> tuple[Any, 
     from diffax import models  # Flax networks: imported only when a model is built
 
     o = _as(opts_lib.model_options, ModelOptions, cfg)
-    cls = {"unet": models.UNet, "mlp": models.MLP}[o.name]
+    cls = {"unet": models.UNet, "mlp": models.MLP, "transformer": models.Transformer,
+           "dit": models.Transformer}[o.name]
     conditional = o.conditional
     overrides = _model_overrides(o.kwargs)
     if conditional:
@@ -255,7 +297,22 @@ def build_model(cfg: Mapping[str, Any] | ModelOptions, info: Any) -> tuple[Any, 
             raise ValueError(f"config.model.conditional=True but dataset {info.name!r} has no "
                              "labels.")
         overrides.setdefault("num_classes", info.num_classes)
-    if cls is models.UNet:
+    if o.name == "transformer":
+        if not _is_discrete(process) or len(info.shape) != 1:
+            raise ValueError(f"config.model.name='transformer' needs a discrete process "
+                             f"(process.name masked or d3pm_*) and token sequences [L]; dataset "
+                             f"{info.name!r} has examples of shape {info.shape}.")
+        overrides.setdefault("vocab_size", process.num_states)
+        overrides.setdefault("num_outputs", process.vocab_size)
+        overrides.setdefault("max_len", info.shape[0])
+    elif cls is models.Transformer:
+        if len(info.shape) != 3 or info.shape[0] != info.shape[1] or _is_discrete(process):
+            raise ValueError(f"config.model.name='dit' needs a Gaussian process and square "
+                             f"images [H, W, C]; dataset {info.name!r} has examples of shape "
+                             f"{info.shape}.")
+        overrides.setdefault("image_size", info.shape[0])
+        overrides.setdefault("num_channels", info.shape[-1])
+    elif cls is models.UNet:
         if len(info.shape) != 3 or info.shape[0] != info.shape[1]:
             raise ValueError(f"config.model.name='unet' needs square images [H, W, C]; dataset "
                              f"{info.name!r} has examples of shape {info.shape}.")
@@ -297,6 +354,11 @@ def build_optimizer(cfg: Mapping[str, Any] | OptimOptions, *, num_steps: int
 # sampler
 
 
+DISCRETE_SAMPLERS = ("ancestral", "tau_leaping")
+"""``sample.solver`` of the discrete processes (the ``method`` of
+:func:`diffax.discrete.sample`)."""
+
+
 def _solvers(o: SampleOptions) -> dict[str, Callable[[], Any]]:
     def opts(*keys: str) -> dict[str, Any]:
         # The options the config sets; the rest (and order 0) keep the solver's defaults.
@@ -323,6 +385,8 @@ def _solvers(o: SampleOptions) -> dict[str, Callable[[], Any]]:
         "deis": lambda: samplers.DEIS(**order),
         "ipndm": lambda: samplers.IPNDM(**order),
         "lms": lambda: samplers.LMS(**order),
+        # discrete processes: the `method` of diffax.discrete.sample
+        **{name: (lambda name=name: name) for name in DISCRETE_SAMPLERS},
     }
 
 
@@ -466,6 +530,11 @@ def _build_cheap(o: Options) -> _Cheap:
     optimizer, lr = _wrap("optim", lambda: build_optimizer(o.optim,
                                                            num_steps=o.train.num_steps))
     solver, steps = _wrap("sample", lambda: build_solver(o.sample))
+    if _is_discrete(process) != isinstance(solver, str):
+        raise ConfigError("sample.solver", f"config.sample.solver={o.sample.solver!r} does not "
+                          f"fit process {type(process).__name__}: discrete processes take "
+                          f"{' or '.join(map(repr, DISCRETE_SAMPLERS))}, the others a "
+                          f"Gaussian solver.")
     schedule = _wrap("sample", lambda: build_schedule(o.sample))
     # The loss's own checks, before any data or model (the null label comes from the model;
     # any index stands in for it here).
@@ -531,7 +600,7 @@ def build_experiment(config: Any) -> Experiment:
     o = config if isinstance(config, Options) else parse_config(config, num_devices=1)
     cheap = _build_cheap(o)
     info = build_dataset_info(o.data)
-    model, conditional = build_model(o.model, info)
+    model, conditional = build_model(o.model, info, cheap.process)
     dropout = float(getattr(model.config, "dropout", 0.0)) > 0
     loss = _wrap("loss", lambda: build_loss(
         o.loss, cheap.process, conditional=conditional, dropout_key=dropout,

@@ -171,6 +171,12 @@ def generate(trained: Trained, params: Any, *, num: int, batch_size: int, seed_t
     num_classes = exp.data_info.num_classes if exp.conditional else None
 
     def run(params, key):
+        if isinstance(exp.solver, str):  # a discrete process (diffax.discrete)
+            from diffax import discrete
+
+            res = discrete.sample(key, exp.process, exp.denoiser(params), shape=shape,
+                                  num_steps=exp.sample_steps, method=exp.solver)
+            return res.x, res.nfe
         k_init, k_solve = jax.random.split(key)
         x_init = exp.process.prior_sample(k_init, shape)
         x_init = jax.lax.with_sharding_constraint(x_init, _batch_sharding(trained.mesh, batch))
@@ -206,6 +212,8 @@ def to_data_range(exp: Any, x: Any) -> tuple[Any, tuple[float, float]]:
 
     if exp.data_info.is_image:
         return data.from_model_range(x, exp.options.data.value_range), (0.0, 255.0)
+    if isinstance(exp.solver, str):  # tokens of a discrete process
+        return np.asarray(x, np.int32), (0.0, float(exp.process.vocab_size - 1))
     return np.asarray(x, np.float32), (-math.inf, math.inf)
 
 
@@ -282,7 +290,11 @@ def sample(trained: Trained, workdir: str) -> dict[str, Any]:
     write_npz(npz, x=x_data, range=np.asarray(value_range, np.float64),
                nfe=np.int64(nfe), step=np.int64(trained.step))
     title = f"{trained.exp.data_info.name}, step {trained.step}, {solver} NFE {nfe}"
-    png = plot(trained, x_data, os.path.join(workdir, "samples", tag + ".png"), title)
+    if isinstance(trained.exp.solver, str):
+        png = write_tokens(trained.exp, x_data, os.path.join(workdir, "samples", tag + ".txt"))
+        png = png if png.endswith(".png") else ""
+    else:
+        png = plot(trained, x_data, os.path.join(workdir, "samples", tag + ".png"), title)
     return {"npz": npz, "png": png, "num_samples": num, "nfe": nfe, "seconds": seconds,
             "x": x_data, "solver": solver, "num_steps": trained.exp.sample_steps}
 
@@ -298,6 +310,10 @@ def likelihood(trained: Trained, workdir: str) -> dict[str, Any]:
     import numpy as np
 
     from diffax import likelihood as lik
+
+    if isinstance(trained.exp.solver, str):
+        raise ConfigError("process.name", "a discrete process has no probability-flow ODE; "
+                          "`diffax eval` reports its held-out NELBO")
 
     exp, ev = trained.exp, trained.options.eval
     held = held_out(exp, ev.split, ev.likelihood_examples)
@@ -410,10 +426,14 @@ _MAX_TRAIN_EXAMPLES = 10_000  # training examples used for the PCA, the floor an
 
 def evaluate(trained: Trained, workdir: str, *, nll: dict[str, Any] | None = None
             ) -> dict[str, Any]:
-    """Sample quality against held-out data, NLL and NFE; writes ``eval/metrics.json``."""
+    """Sample quality against held-out data, NLL and NFE; writes ``eval/metrics.json``.
+    Discrete processes: :func:`evaluate_tokens`."""
     import numpy as np
 
     from diffax.evaluation import metrics
+
+    if isinstance(trained.exp.solver, str):
+        return evaluate_tokens(trained, workdir)
 
     exp, ev = trained.exp, trained.options.eval
     info = exp.data_info
@@ -482,6 +502,74 @@ def evaluate(trained: Trained, workdir: str, *, nll: dict[str, Any] | None = Non
     return result
 
 
+def write_tokens(exp: Any, x: Any, path: str) -> str:
+    """Discrete samples: one decoded line per sample for text (``pydoc_text``) at ``path``; for
+    ``digits_tokens`` a PNG grid of the images next to it; nothing otherwise. Returns the path
+    written (or ``""``)."""
+    import numpy as np
+
+    from diffax import data
+
+    if exp.data_info.name == "digits_tokens":
+        from diffax.evaluation import plots
+
+        images = data.digits_to_uint8(np.asarray(x).reshape(-1, 8, 8, 1))
+        grid = plots.image_grid(images[:256], value_range=(0, 255), scale=8, pad=4,
+                                background=128)
+        return plots.write_png(os.path.splitext(path)[0] + ".png", grid)
+    if exp.data_info.name != "pydoc_text":
+        return ""
+    with open(path, "w") as f:
+        f.write("\n".join(data.decode_text(row) for row in x) + "\n")
+    return path
+
+
+def evaluate_tokens(trained: Trained, workdir: str) -> dict[str, Any]:
+    """A discrete model: held-out NELBO in bits per token next to add-one and Kneser-Ney
+    n-gram baselines fitted on the training split, samples (text) and throughput; writes
+    ``eval/metrics.json`` (with a printable ``table``) and ``eval/samples.txt``."""
+    import jax
+
+    from diffax.discrete import evaluation
+
+    exp, o = trained.exp, trained.options
+    ev = o.eval
+    test = held_out(exp, ev.split, ev.likelihood_examples)["x"]
+    train = held_out(exp, "train")["x"]
+    baselines = evaluation.ngram_baselines(train, test, vocab_size=exp.process.vocab_size)
+    params = _params(trained)
+    bar = Progress("NELBO", len(test))
+    steps = ev.nelbo_steps or None
+    model = evaluation.held_out_nelbo(
+        jax.random.fold_in(jax.random.key(o.seed), 7), exp.process, exp.denoiser, params, test,
+        batch_size=ev.batch_size, num_samples=ev.num_probes, steps=steps,
+        progress=bar.update)
+    bar.close()
+    num = ev.num_samples
+    x, nfe, seconds = generate(trained, params, num=num, batch_size=ev.batch_size, seed_tag=2,
+                               label="eval samples")
+    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+    text = write_tokens(exp, x, os.path.join(workdir, "eval", "samples.txt"))
+    length = int(test.shape[1])
+    result = {
+        "step": trained.step,
+        "data": {"name": exp.data_info.name, "held_out_split": ev.split,
+                 "num_held_out": int(len(test)), "num_train": int(len(train)),
+                 "sequence_length": length},
+        "nelbo": dict(model, unit="bits per token", num_probes=ev.num_probes, steps=steps),
+        "baselines": baselines,
+        "samples": {"num": int(num), "solver": exp.solver, "num_steps": int(exp.sample_steps),
+                    "nfe": int(nfe), "seconds": seconds,
+                    "tokens_per_second": num * length / max(seconds, 1e-9),
+                    "text": text or None},
+        "table": evaluation.format_table(model, baselines),
+    }
+    path = os.path.join(workdir, "eval", "metrics.json")
+    write_json(path, result)
+    result["path"] = path
+    return result
+
+
 # ============================================================================================
 # Commands.
 
@@ -523,6 +611,8 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 
 def summary_table(m: dict[str, Any]) -> str:
+    if "table" in m:  # a discrete model (evaluate_tokens)
+        return m["table"]
     ref = m["reference"]
     untrained = ref.get("untrained_model") or {}
     rows = [("metric", "model", "train split", "untrained"),

@@ -196,6 +196,12 @@ def make_sample_fn(exp: build.Experiment, *, key: jax.Array, num_samples: int,
     program, which makes it valid on several hosts as well.
     """
     shape = (num_samples, *exp.data_info.shape)
+    if isinstance(exp.solver, str):  # a discrete process: tokens [N, L]
+        from diffax import discrete
+
+        return jax.jit(lambda params: discrete.sample(
+            key, exp.process, exp.loss.denoiser(exp.apply_fn, params), shape=shape,
+            num_steps=num_steps, method=exp.solver).x)
 
     @jax.jit
     def sample(params):

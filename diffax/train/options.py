@@ -210,7 +210,8 @@ class _Section:
 # process and model: a name plus that family's numbers (checked by the family's builder)
 
 
-PROCESS_NAMES = ("vp", "subvp", "cosine", "ve", "edm", "rectified_flow", "ddpm")
+PROCESS_NAMES = ("vp", "subvp", "cosine", "ve", "edm", "rectified_flow", "ddpm", "masked",
+                 "d3pm_uniform", "d3pm_absorbing", "d3pm_gaussian")
 """``process.name`` values: each is one branch of :func:`diffax.train.build.build_process`."""
 
 _PROCESS_NUMBERS = ("beta_min", "beta_max", "sigma_min", "sigma_max", "sigma_data", "s",
@@ -241,6 +242,8 @@ def process_options(cfg: Mapping[str, Any]) -> ProcessOptions:
             _real(cfg, "process", key, None)
     if "num_steps" in cfg:
         _integer(cfg, "process", "num_steps", minimum=2)
+    if "vocab_size" in cfg:  # discrete processes (diffax.discrete)
+        _integer(cfg, "process", "vocab_size", minimum=1)
     if "t_min" in cfg and "t_max" in cfg and not cfg["t_min"] < cfg["t_max"]:
         raise ConfigError("process.t_min", f"config.process.t_min={cfg['t_min']!r} must be "
                           f"below config.process.t_max={cfg['t_max']!r}.")
@@ -248,7 +251,7 @@ def process_options(cfg: Mapping[str, Any]) -> ProcessOptions:
     return ProcessOptions(name=name, params={k: v for k, v in cfg.items() if k != "name"})
 
 
-MODEL_NAMES = ("unet", "mlp")
+MODEL_NAMES = ("unet", "mlp", "transformer", "dit")
 """``model.name`` values: each is one branch of :func:`diffax.train.build.build_model`."""
 
 
@@ -275,7 +278,9 @@ def model_options(cfg: Mapping[str, Any]) -> ModelOptions:
     d = _defaults(ModelOptions)
     check_keys(cfg, "model", {f.name for f in dataclasses.fields(ModelOptions)})
     name = _choice(cfg, "model", "name", MODEL_NAMES)
-    variants = {"unet": models.UNET_VARIANTS, "mlp": models.MLP_VARIANTS}[name]
+    variants = {"unet": models.UNET_VARIANTS, "mlp": models.MLP_VARIANTS,
+                "transformer": models.TRANSFORMER_VARIANTS,
+                "dit": models.TRANSFORMER_VARIANTS}[name]
     variant = _string(cfg, "model", "variant", d["variant"])
     if variant not in variants:
         raise ConfigError("model.variant", f"config.model.variant={variant!r} is not one of "
@@ -321,6 +326,12 @@ class LossOptions(_Section):
     truncate: bool = False
     reduce_mean: bool = True
     p_uncond: float = 0.0
+    t_eps: float = 1e-3
+    """Discrete ``masked`` process: smallest time of MDLM's loss."""
+    low_discrepancy: bool = True
+    """Discrete ``masked`` process: stratify MDLM's times over the batch."""
+    hybrid_coeff: float = 0.01
+    """Discrete ``d3pm_*`` processes: lambda of D3PM's hybrid loss."""
 
     @property
     def resolved_noise_input(self) -> str:
@@ -342,10 +353,12 @@ def loss_options(cfg: Mapping[str, Any]) -> LossOptions:
     for key, kw in (("time_scale", {"low": 0.0, "low_open": True}),
                     ("sigma_data", {"low": 0.0, "low_open": True, "allow_none": True}),
                     ("lognormal_mean", {}), ("lognormal_std", {"low": 0.0, "low_open": True}),
-                    ("p_uncond", {"low": 0.0, "high": 1.0})):
+                    ("p_uncond", {"low": 0.0, "high": 1.0}),
+                    ("t_eps", {"low": 0.0, "high": 1.0, "high_open": True}),
+                    ("hybrid_coeff", {"low": 0.0})):
         if key in cfg:
             _real(cfg, "loss", key, None, **kw)
-    for key in ("truncate", "reduce_mean"):
+    for key in ("truncate", "reduce_mean", "low_discrepancy"):
         if key in cfg:
             _boolean(cfg, "loss", key, False)
     weighting = _choice(cfg, "loss", "weighting", WEIGHTINGS, d["weighting"])
@@ -374,7 +387,10 @@ def loss_options(cfg: Mapping[str, Any]) -> LossOptions:
         lognormal_mean=cfg.get("lognormal_mean", d["lognormal_mean"]),
         lognormal_std=cfg.get("lognormal_std", d["lognormal_std"]),
         truncate=bool(cfg.get("truncate", d["truncate"])),
-        reduce_mean=bool(cfg.get("reduce_mean", d["reduce_mean"])), p_uncond=p_uncond)
+        reduce_mean=bool(cfg.get("reduce_mean", d["reduce_mean"])), p_uncond=p_uncond,
+        t_eps=float(cfg.get("t_eps", d["t_eps"])),
+        low_discrepancy=bool(cfg.get("low_discrepancy", d["low_discrepancy"])),
+        hybrid_coeff=float(cfg.get("hybrid_coeff", d["hybrid_coeff"])))
 
 
 # --------------------------------------------------------------------------------------------
@@ -593,7 +609,7 @@ def data_options(cfg: Mapping[str, Any]) -> DataOptions:
 
 SOLVERS = ("euler", "heun", "ddim", "ddpm", "euler_maruyama", "reverse_diffusion", "pc",
            "edm_stochastic", "adaptive", "dpm_solver", "dpm_solver_pp", "unipc", "deis",
-           "ipndm", "lms")
+           "ipndm", "lms", "ancestral", "tau_leaping")
 """``sample.solver`` values: each is one branch of :func:`diffax.train.build.build_solver`."""
 
 SCHEDULES = ("default", "time_uniform", "quadratic", "log_snr", "karras")
@@ -751,6 +767,7 @@ class EvalOptions(_Section):
       rtol: ODE relative tolerance [1e-5].
       atol: ODE absolute tolerance [1e-5].
       dequantize: uniform dequantization of 8-bit images for the NLL [True].
+      nelbo_steps: discrete D3PM processes: step terms of the held-out NELBO [0: all].
     """
 
     split: str = "test"
@@ -765,6 +782,7 @@ class EvalOptions(_Section):
     rtol: float = 1e-5
     atol: float = 1e-5
     dequantize: bool = True
+    nelbo_steps: int = 0
 
 
 EVAL_DEFAULTS: dict[str, Any] = _defaults(EvalOptions)
@@ -791,6 +809,10 @@ def eval_options(cfg: Mapping[str, Any]) -> EvalOptions:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"eval.{key}", f"config.eval.{key} must be an integer >= 1, "
                               f"got {v!r}")
+    v = cfg["nelbo_steps"]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ConfigError("eval.nelbo_steps", f"config.eval.nelbo_steps must be an integer "
+                          f">= 0, got {v!r}")
     if cfg["divergence"] not in ("exact", "hutchinson"):
         raise ConfigError("eval.divergence", f"config.eval.divergence={cfg['divergence']!r} "
                           "is not one of 'exact', 'hutchinson'")

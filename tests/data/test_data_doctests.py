@@ -10,7 +10,9 @@ MODULES = [
     "diffax.data._datasets",
     "diffax.data._digits",
     "diffax.data._image_folder",
+    "diffax.data._phantoms",
     "diffax.data._pipeline",
+    "diffax.data._text",
     "diffax.data._toy2d",
 ]
 

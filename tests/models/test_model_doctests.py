@@ -5,7 +5,7 @@ import doctest
 import pytest
 
 import diffax.models
-from diffax.models import layers, mlp, nnx, unet
+from diffax.models import layers, mlp, nnx, transformer, unet
 
 
 def _run(obj, module):
@@ -21,8 +21,9 @@ def _run(obj, module):
 
 
 @pytest.mark.parametrize(
-    "obj, module", [(nnx, nnx), (unet.UNetConfig, unet), (mlp.MLPConfig, mlp)],
-    ids=["nnx", "UNetConfig", "MLPConfig"],
+    "obj, module", [(nnx, nnx), (unet.UNetConfig, unet), (mlp.MLPConfig, mlp),
+                    (transformer, transformer)],
+    ids=["nnx", "UNetConfig", "MLPConfig", "transformer"],
 )
 def test_docstring_examples(obj, module):
     _run(obj, module)

@@ -10,6 +10,7 @@ from diffax.tasks import (
     classifier,
     defaults,
     inverse_problems,
+    medical,
     purification,
     segmentation,
 )
@@ -35,6 +36,8 @@ def _run(obj, module):
     (segmentation.decoder_blocks, segmentation), (segmentation.part_labels, segmentation),
     (segmentation.class_labels, segmentation), (segmentation.pixel_baselines, segmentation),
     (inverse_problems, inverse_problems), (inverse_problems.masks, inverse_problems),
+    (medical, medical), (medical.operator_for, medical), (medical.medical_config, medical),
+    (medical.operator_norm_squared, medical), (medical.gaussian_prior_denoiser, medical),
     (inverse_problems.masked_psnr, inverse_problems),
     (inverse_problems.nearest_neighbour_fill, inverse_problems),
     (segmentation.segmentation_metrics, segmentation), (segmentation.pixel_loss, segmentation),
