@@ -45,6 +45,10 @@ HELP["sample"] = (
     "grid, or for 2-D data a scatter plot over the test data's density. Uses the config "
     "stored with the checkpoint.",
     WORKDIR_HELP
+    + "  --pretrained DIR             sample a local diffusers UNet2DModel folder (or a pipeline "
+    "folder with unet/ and\n                               scheduler/) instead of a checkpoint: "
+    "its scheduler_config.json gives the process,\n                               grid and "
+    "solver (default: DDIMScheduler); writes samples/pretrained_*.npz\n"
     + "  --config.sample.solver=S     euler | heun | ddim | ddpm | euler_maruyama | "
     "reverse_diffusion | pc | edm_stochastic | adaptive\n"
     "                               | dpm_solver | dpm_solver_pp | unipc | deis | ipndm | lms\n"
