@@ -13,7 +13,8 @@
 * :mod:`~diffax.tasks.inverse_problems`: inpainting (replacement, RePaint, DPS), deblurring
   and super-resolution with one unconditional denoiser, measured on digits.
 
-:func:`fit` trains any ``loss_fn(params, key, batch)`` on in-memory arrays with diffax's train
+:func:`fit` (:func:`diffax.train.fit`) trains any ``loss_fn(params, key, batch)`` on in-memory
+arrays with diffax's train
 step. Each module's ``run(config, workdir)`` is its digits example; the configs are in
 ``configs/tasks/`` and ``diffax task CONFIG --workdir DIR`` (or ``python -m diffax.tasks CONFIG
 --workdir DIR``) runs one through :func:`run`.
