@@ -28,12 +28,11 @@ from __future__ import annotations
 import abc
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from diffax._pytree import concrete_value, pytree_dataclass
-from diffax.processes import Process
+from diffax.processes import Process, time_at_log_snr  # re-exported: one inverse
 from diffax.typing import Array, ArrayLike
 
 __all__ = [
@@ -357,24 +356,6 @@ def resolve(schedule: Schedule | ArrayLike, process: Process, num_steps: int | N
             v = np.clip(v, float(lo), float(hi))
             return jnp.asarray(v, dtype)
     return ts.astype(dtype)
-
-
-def time_at_log_snr(process: Process, lam: Array) -> Array:
-    """``process.t_from_log_snr`` with the derivative ``1 / (d log_snr / dt)`` (the inverse
-    function's), so gradients flow whatever the process's inverse is computed with."""
-
-    @jax.custom_jvp
-    def inverse(lam):
-        return process.t_from_log_snr(lam)
-
-    @inverse.defjvp
-    def inverse_jvp(primals, tangents):
-        (lam,), (dlam,) = primals, tangents
-        t = process.t_from_log_snr(lam)
-        _, slope = jax.jvp(process.log_snr, (t,), (jnp.ones_like(t),))
-        return t, dlam / slope
-
-    return inverse(lam)
 
 
 _time_at_log_snr = time_at_log_snr  # the former name
