@@ -42,6 +42,7 @@ __all__ = [
     "LogSNRUniform",
     "Karras",
     "Shift",
+    "Endpoints",
     "time_uniform",
     "quadratic",
     "log_snr_uniform",
@@ -127,6 +128,26 @@ class TimeUniform(Schedule):
     def _times(self, process, num_steps, dtype):
         t_max, t_min = _ends(process, dtype)
         return jnp.linspace(t_max, t_min, num_steps + 1, dtype=dtype)
+
+
+@pytree_dataclass
+class Endpoints(Schedule):
+    """One interval ``[t_max, t_min]``, whatever ``num_steps`` is: the grid of adaptive-step
+    solvers (:class:`diffax.samplers.Adaptive`, ``DPMSolver(method="adaptive")``), which choose
+    their own steps inside it.
+
+    Example:
+      >>> import diffax
+      >>> [float(t) for t in diffax.schedules.Endpoints()(diffax.RectifiedFlow(t_min=0.0), 7)]
+      [1.0, 0.0]
+    """
+
+    def __call__(self, process, num_steps, *, dtype=None):
+        dtype = dtype or jnp.result_type(float)
+        return jnp.stack([jnp.asarray(process.t_max, dtype), jnp.asarray(process.t_min, dtype)])
+
+    def _times(self, process, num_steps, dtype):  # pragma: no cover - __call__ is overridden
+        raise NotImplementedError
 
 
 @pytree_dataclass

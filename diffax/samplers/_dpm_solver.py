@@ -64,7 +64,7 @@ from diffax.samplers._exponential import (
     t_from_half_log_snr,
     taylor_weights,
 )
-from diffax.schedules import LogSNRUniform
+from diffax.schedules import Endpoints, LogSNRUniform
 from diffax.typing import Array
 
 __all__ = ["DPMSolver", "DPMSolverPP", "DPMSolverAdaptiveState"]
@@ -300,8 +300,7 @@ class DPMSolver(_DPMBase):
 
     def default_schedule(self, process):
         if self.method == "adaptive":
-            from diffax.samplers._adaptive import _Endpoints
-            return _Endpoints()
+            return Endpoints()
         return LogSNRUniform()
 
     def init(self, process, denoiser, x, times):
