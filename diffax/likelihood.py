@@ -71,7 +71,7 @@ from diffax._checks import (
     check_positive,
 )
 from diffax._pytree import concrete_value
-from diffax.processes import DiscreteVP, Process, StateProcess, expand
+from diffax.processes import DiscreteVP, Process, StateProcess, expand, time_at_log_snr
 from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
 
 __all__ = [
@@ -211,31 +211,6 @@ def hutchinson_trace(fn: Callable[[Array], Array], x: Array, probes: Array
 # The probability-flow likelihood.
 
 
-def _uses_default_inverse(process: Process) -> bool:
-    return type(process)._t_from_log_snr is Process._t_from_log_snr
-
-
-def _time_at_log_snr(process: Process, lam: Array, lo: Array, hi: Array) -> Array:
-    """``t`` with ``log_snr(t) = lam`` on ``[lo, hi]``.
-
-    Closed forms when the process has them; otherwise a bisection on ``[lo, hi]`` (the
-    process's own bisection only searches ``[t_min, t_max]``, and ``t_start`` may lie below).
-    """
-    if not _uses_default_inverse(process):
-        return jnp.clip(process.t_from_log_snr(lam), lo, hi)
-    a = jnp.broadcast_to(lo, lam.shape)
-    b = jnp.broadcast_to(hi, lam.shape)
-
-    def body(_, bounds):
-        a, b = bounds
-        mid = 0.5 * (a + b)
-        above = process.log_snr(mid) > lam
-        return jnp.where(above, mid, a), jnp.where(above, b, mid)
-
-    a, b = jax.lax.fori_loop(0, 64 if lam.dtype == jnp.float64 else 32, body, (a, b))
-    return 0.5 * (a + b)
-
-
 def _error_norm(scaled_error: Any) -> Array:
     """``max(rms(x_hat error), |logp error|)`` for one example (both already scaled)."""
     ex, el = scaled_error
@@ -272,7 +247,7 @@ def _solve(process, x, probes, t_start, rtol, atol, *, denoiser, n_dims, max_ste
         phi = jnp.clip(phi, phi0, phi1)
         c, s = jnp.maximum(jnp.cos(phi), 0.0), jnp.sin(phi)
         lam = jnp.clip(2.0 * (jnp.log(c) - jnp.log(s)), lam_lo, lam_hi)
-        t = _time_at_log_snr(process, lam, t_lo, t_hi)
+        t = time_at_log_snr(process, lam, lo=t_lo, hi=t_hi)
         scale = jnp.hypot(process.alpha(t), process.sigma(t))
         fn = lambda z: denoiser(z, t)  # noqa: E731
         z = expand(scale, x_hat) * x_hat

@@ -42,6 +42,7 @@ __all__ = [
     "RectifiedFlow",
     "DiscreteVP",
     "expand",
+    "time_at_log_snr",
 ]
 
 
@@ -178,16 +179,12 @@ class Process(abc.ABC):
         """In-graph bisection on ``[t_min, t_max]`` (log-SNR decreases with time)."""
         lo = jnp.broadcast_to(jnp.asarray(self.t_min, lam.dtype), lam.shape)
         hi = jnp.broadcast_to(jnp.asarray(self.t_max, lam.dtype), lam.shape)
+        return _bisect_log_snr(self._log_snr, lam, lo, hi)
 
-        def body(_, bounds):
-            lo, hi = bounds
-            mid = 0.5 * (lo + hi)
-            above = self._log_snr(mid) > lam  # mid is still too early in time
-            return jnp.where(above, mid, lo), jnp.where(above, hi, mid)
-
-        iters = 64 if lam.dtype == jnp.float64 else 32
-        lo, hi = jax.lax.fori_loop(0, iters, body, (lo, hi))
-        return 0.5 * (lo + hi)
+    closed_form_inverse: ClassVar[bool] = False
+    """Whether :meth:`t_from_log_snr` is a closed form valid for any log-SNR (the process
+    overrides ``_t_from_log_snr``), rather than the default bisection on ``[t_min, t_max]``;
+    :func:`time_at_log_snr` reads it. A process overriding ``_t_from_log_snr`` sets it."""
 
     # ---- public interface -------------------------------------------------------------------
 
@@ -488,6 +485,8 @@ class VP(_LinearBeta, _VPFamily):
         """The improved-DDPM cosine schedule as a continuous process (see :class:`CosineVP`)."""
         return CosineVP(s=s, t_min=t_min, t_max=t_max)
 
+    closed_form_inverse = True
+
     def _t_from_log_snr(self, lam: Array) -> Array:
         return self._time_at_neg_log_alpha_sq(self._neg_log_alpha_sq(lam))
 
@@ -523,6 +522,8 @@ class CosineVP(_VPFamily):
     def _log_alpha(self, t: Array) -> Array:
         c = jnp.maximum(jnp.cos(self._angle(t)), 0.0)
         return jnp.log(c) - jnp.log(jnp.cos(self._angle(jnp.zeros_like(t))))
+
+    closed_form_inverse = True
 
     def _t_from_log_snr(self, lam: Array) -> Array:
         alpha = jnp.exp(-0.5 * self._neg_log_alpha_sq(lam))
@@ -561,6 +562,8 @@ class SubVP(_LinearBeta):
 
     def _log_sigma(self, t: Array) -> Array:
         return _log_neg_expm1(2.0 * self._log_alpha(t))
+
+    closed_form_inverse = True
 
     def _t_from_log_snr(self, lam: Array) -> Array:
         # alpha^2 / (1 - alpha^2)^2 = e^lam; with q = e^-lam,
@@ -612,6 +615,8 @@ class VE(Process):
 
     def _log_snr(self, t: Array) -> Array:
         return -2.0 * self._log_sigma(t)
+
+    closed_form_inverse = True
 
     def _t_from_log_snr(self, lam: Array) -> Array:
         return (-0.5 * lam - jnp.log(self.sigma_min)) / self._log_ratio()
@@ -669,6 +674,8 @@ class EDM(Process):
     def _sigma(self, t: Array) -> Array:
         return t
 
+    closed_form_inverse = True
+
     def _t_from_log_snr(self, lam: Array) -> Array:
         return jnp.exp(-0.5 * lam)
 
@@ -715,6 +722,8 @@ class RectifiedFlow(Process):
 
     def _log_sigma(self, t: Array) -> Array:
         return jnp.log(t)
+
+    closed_form_inverse = True
 
     def _t_from_log_snr(self, lam: Array) -> Array:
         return jax.nn.sigmoid(-0.5 * lam)
@@ -816,6 +825,8 @@ class DiscreteVP(_VPFamily):
         times, half_log_abar = self._grid(t.dtype)
         return jnp.interp(t, times, half_log_abar)
 
+    closed_form_inverse = True
+
     def _t_from_log_snr(self, lam: Array) -> Array:
         times, half_log_abar = self._grid(lam.dtype)
         log_alpha = -0.5 * self._neg_log_alpha_sq(lam)
@@ -853,3 +864,65 @@ class DiscreteVP(_VPFamily):
         var = (1.0 - abar_prev) / (1.0 - abar_n) * beta_n
         return (expand(c_x0, x0) * x0 + expand(c_xn, x_n) * x_n,
                 expand(jnp.sqrt(var), x_n))
+
+
+def _bisect_log_snr(log_snr: Any, lam: Array, lo: Array, hi: Array) -> Array:
+    """The ``t`` in ``[lo, hi]`` with ``log_snr(t) = lam`` by in-graph bisection (log-SNR
+    decreases with time): 64 halvings in float64, 32 otherwise."""
+
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        above = log_snr(mid) > lam  # mid is still too early in time
+        return jnp.where(above, mid, lo), jnp.where(above, hi, mid)
+
+    iters = 64 if lam.dtype == jnp.float64 else 32
+    lo, hi = jax.lax.fori_loop(0, iters, body, (lo, hi))
+    return 0.5 * (lo + hi)
+
+
+def _differentiable_inverse(process: Process, lam: Array) -> Array:
+    @jax.custom_jvp
+    def inverse(lam):
+        return process.t_from_log_snr(lam)
+
+    @inverse.defjvp
+    def inverse_jvp(primals, tangents):
+        (lam,), (dlam,) = primals, tangents
+        t = process.t_from_log_snr(lam)
+        _, slope = jax.jvp(process.log_snr, (t,), (jnp.ones_like(t),))
+        return t, dlam / slope
+
+    return inverse(lam)
+
+
+def time_at_log_snr(process: Process, log_snr: Array, *, lo: Array | None = None,
+                    hi: Array | None = None) -> Array:
+    """The time ``t`` with ``process.log_snr(t) = log_snr``: the one log-SNR -> time inverse.
+
+    Without bounds this is ``process.t_from_log_snr(log_snr)`` with the derivative
+    ``1 / (d log_snr / dt)`` (the inverse function's), so gradients flow whatever the inverse
+    is computed with (also :func:`diffax.schedules.time_at_log_snr`). With ``lo`` and ``hi`` (arrays
+    of ``log_snr``'s dtype, broadcastable to its shape; ``lo`` may lie below ``t_min``, as the
+    likelihood's ``t_start`` may): a process with a closed-form inverse
+    (:attr:`Process.closed_form_inverse`) gives it clipped to ``[lo, hi]``, any other is
+    bisected on ``[lo, hi]`` through ``process.log_snr``.
+
+    Example:
+      >>> import jax.numpy as jnp, diffax
+      >>> from diffax.processes import time_at_log_snr
+      >>> p = diffax.VP()
+      >>> float(time_at_log_snr(p, p.log_snr(0.3)))  # doctest: +ELLIPSIS
+      0.3...
+      >>> round(float(time_at_log_snr(p, jnp.asarray(50.0), lo=jnp.asarray(1e-3),
+      ...                             hi=jnp.asarray(1.0))), 6)  # clipped to lo
+      0.001
+    """
+    if lo is None and hi is None:
+        return _differentiable_inverse(process, log_snr)
+    if lo is None or hi is None:
+        raise ValueError("time_at_log_snr: give both `lo` and `hi`, or neither.")
+    if process.closed_form_inverse:
+        return jnp.clip(process.t_from_log_snr(log_snr), lo, hi)
+    return _bisect_log_snr(process.log_snr, log_snr, jnp.broadcast_to(lo, log_snr.shape),
+                           jnp.broadcast_to(hi, log_snr.shape))

@@ -28,12 +28,11 @@ from __future__ import annotations
 import abc
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from diffax._pytree import concrete_value, pytree_dataclass, static_field
-from diffax.processes import Process
+from diffax.processes import Process, time_at_log_snr  # re-exported: one inverse
 from diffax.typing import Array, ArrayLike
 
 __all__ = [
@@ -45,6 +44,7 @@ __all__ = [
     "Shift",
     "Spacing",
     "diffusers_timesteps",
+    "Endpoints",
     "time_uniform",
     "quadratic",
     "log_snr_uniform",
@@ -130,6 +130,26 @@ class TimeUniform(Schedule):
     def _times(self, process, num_steps, dtype):
         t_max, t_min = _ends(process, dtype)
         return jnp.linspace(t_max, t_min, num_steps + 1, dtype=dtype)
+
+
+@pytree_dataclass
+class Endpoints(Schedule):
+    """One interval ``[t_max, t_min]``, whatever ``num_steps`` is: the grid of adaptive-step
+    solvers (:class:`diffax.samplers.Adaptive`, ``DPMSolver(method="adaptive")``), which choose
+    their own steps inside it.
+
+    Example:
+      >>> import diffax
+      >>> [float(t) for t in diffax.schedules.Endpoints()(diffax.RectifiedFlow(t_min=0.0), 7)]
+      [1.0, 0.0]
+    """
+
+    def __call__(self, process, num_steps, *, dtype=None):
+        dtype = dtype or jnp.result_type(float)
+        return jnp.stack([jnp.asarray(process.t_max, dtype), jnp.asarray(process.t_min, dtype)])
+
+    def _times(self, process, num_steps, dtype):  # pragma: no cover - __call__ is overridden
+        raise NotImplementedError
 
 
 @pytree_dataclass
@@ -507,24 +527,6 @@ def is_clean(process: Process, t: float) -> bool:
     except ValueError:
         return False
     return s is not None and float(s) == 0.0
-
-
-def time_at_log_snr(process: Process, lam: Array) -> Array:
-    """``process.t_from_log_snr`` with the derivative ``1 / (d log_snr / dt)`` (the inverse
-    function's), so gradients flow whatever the process's inverse is computed with."""
-
-    @jax.custom_jvp
-    def inverse(lam):
-        return process.t_from_log_snr(lam)
-
-    @inverse.defjvp
-    def inverse_jvp(primals, tangents):
-        (lam,), (dlam,) = primals, tangents
-        t = process.t_from_log_snr(lam)
-        _, slope = jax.jvp(process.log_snr, (t,), (jnp.ones_like(t),))
-        return t, dlam / slope
-
-    return inverse(lam)
 
 
 _time_at_log_snr = time_at_log_snr  # the former name

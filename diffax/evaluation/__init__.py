@@ -4,7 +4,8 @@
   (:func:`fit_pca`, :func:`pca_features`), the Fréchet distance between Gaussian fits of two
   feature sets (:func:`gaussian_statistics`, :func:`frechet_distance`), the sliced Wasserstein
   distance (:func:`sliced_wasserstein`) and nearest-neighbour distances
-  (:func:`nearest_neighbor_distances`);
+  (:func:`nearest_neighbor_distances`); the task metrics :func:`psnr`, :func:`auroc` and
+  :func:`segmentation_metrics`;
 * :mod:`~diffax.evaluation.plots`: image grids (:func:`image_grid`, :func:`write_png`) and
   scatter plots of 2-D samples over the data density (:func:`scatter_png`).
 
@@ -27,11 +28,14 @@ Example:
 from diffax.evaluation import metrics, plots
 from diffax.evaluation.metrics import (
     PCA,
+    auroc,
     fit_pca,
     frechet_distance,
     gaussian_statistics,
     nearest_neighbor_distances,
     pca_features,
+    psnr,
+    segmentation_metrics,
     sliced_wasserstein,
     ssim,
 )
@@ -41,6 +45,9 @@ __all__ = [
     "metrics",
     "plots",
     "PCA",
+    "psnr",
+    "auroc",
+    "segmentation_metrics",
     "fit_pca",
     "pca_features",
     "gaussian_statistics",

@@ -12,22 +12,12 @@ from diffax import _ode
 from diffax._pytree import concrete_value, pytree_dataclass, static_field
 from diffax.parameterization import velocity_from_denoiser
 from diffax.samplers._base import Solver, StepContext
-from diffax.schedules import Schedule
+from diffax.schedules import Endpoints
 from diffax.typing import Array
 
 __all__ = ["Adaptive", "AdaptiveState"]
 
-
-@pytree_dataclass
-class _Endpoints(Schedule):
-    """One interval ``[t_max, t_min]``, whatever ``num_steps`` is."""
-
-    def __call__(self, process, num_steps, *, dtype=None):
-        dtype = dtype or jnp.result_type(float)
-        return jnp.stack([jnp.asarray(process.t_max, dtype), jnp.asarray(process.t_min, dtype)])
-
-    def _times(self, process, num_steps, dtype):  # pragma: no cover - __call__ is overridden
-        raise NotImplementedError
+_Endpoints = Endpoints  # the former name (now diffax.schedules.Endpoints)
 
 
 class AdaptiveState(NamedTuple):
@@ -101,7 +91,7 @@ class Adaptive(Solver):
                              f"{self.max_steps!r}.")
 
     def default_schedule(self, process):
-        return _Endpoints()
+        return Endpoints()
 
     def check(self, process, times):
         v = concrete_value(times)

@@ -67,7 +67,7 @@ from diffax.samplers._exponential import (
     taylor_weights,
 )
 from diffax.samplers._final_steps import as_rule
-from diffax.schedules import LogSNRUniform
+from diffax.schedules import Endpoints, LogSNRUniform
 from diffax.typing import Array
 
 __all__ = ["DPMSolver", "DPMSolverPP", "DPMSolverAdaptiveState"]
@@ -312,8 +312,7 @@ class DPMSolver(_DPMBase):
 
     def default_schedule(self, process):
         if self.method == "adaptive":
-            from diffax.samplers._adaptive import _Endpoints
-            return _Endpoints()
+            return Endpoints()
         return LogSNRUniform()
 
     def init(self, process, denoiser, x, times):

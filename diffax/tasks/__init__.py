@@ -15,7 +15,8 @@
 * :mod:`~diffax.tasks.medical`: sparse-view CT and undersampled MRI on procedural phantoms
   (Song et al. 2022's consistency sampler and DPS vs FBP / zero-filling).
 
-:func:`fit` trains any ``loss_fn(params, key, batch)`` on in-memory arrays with diffax's train
+:func:`fit` (:func:`diffax.train.fit`) trains any ``loss_fn(params, key, batch)`` on in-memory
+arrays with diffax's train
 step. Each module's ``run(config, workdir)`` is its digits example; the configs are in
 ``configs/tasks/`` and ``diffax task CONFIG --workdir DIR`` (or ``python -m diffax.tasks CONFIG
 --workdir DIR``) runs one through :func:`run`.

@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffax.evaluation.metrics import auroc  # re-exported: it moved there
 from diffax.losses import DenoisingLoss
 from diffax.processes import Process, expand
 from diffax.typing import Array, Denoiser, PRNGKey
@@ -336,38 +337,6 @@ def anomaly_scores(x: Array, reconstruction: Array) -> tuple[Array, Array]:
                          f"{reconstruction.shape} must be images [B, H, W, C] of one shape.")
     pixel = jnp.sum(jnp.square(x - reconstruction), axis=-1)
     return pixel, jnp.mean(pixel, axis=(1, 2))
-
-
-def auroc(scores: Any, labels: Any) -> float:
-    """Area under the ROC curve of ``scores`` for binary ``labels`` (1 = positive / anomaly).
-
-    Equal to the probability that a random positive scores above a random negative, ties
-    counted half (the Mann-Whitney U statistic over ``P * N``), computed from average ranks.
-
-    Example:
-      >>> auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
-      0.75
-      >>> auroc([1.0, 1.0], [0, 1])
-      0.5
-    """
-    s = np.asarray(scores, np.float64).reshape(-1)
-    y = np.asarray(labels).reshape(-1)
-    if s.shape != y.shape:
-        raise ValueError(f"auroc: `scores` ({s.size}) and `labels` ({y.size}) differ in length.")
-    if not np.all((y == 0) | (y == 1)):
-        raise ValueError("auroc: `labels` must be 0 or 1.")
-    y = y.astype(bool)
-    num_pos, num_neg = int(y.sum()), int((~y).sum())
-    if num_pos == 0 or num_neg == 0:
-        raise ValueError("auroc: `labels` must contain both classes.")
-    if not np.all(np.isfinite(s)):
-        raise ValueError("auroc: `scores` must be finite.")
-    ordered = np.sort(s)
-    # Average 1-based rank of each score among all scores (ties share their mean rank).
-    ranks = 0.5 * (np.searchsorted(ordered, s, "left") + np.searchsorted(ordered, s, "right")
-                   + 1)
-    u = ranks[y].sum() - num_pos * (num_pos + 1) / 2.0
-    return float(u / (num_pos * num_neg))
 
 
 def baseline_scores(train_x: Any, test_x: Any, *, num_neighbors: int = 5,

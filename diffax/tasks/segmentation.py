@@ -35,6 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from diffax.evaluation.metrics import (  # re-exported: it moved there
+    segmentation_metrics,
+)
 from diffax.losses import NoiseInput, TimeInput
 from diffax.models.unet import UNetConfig
 from diffax.processes import Process, expand
@@ -162,30 +165,6 @@ def pixel_loss(model: PixelClassifier):
         return jnp.mean(nll), {}
 
     return loss_fn
-
-
-def segmentation_metrics(pred: Any, target: Any, num_classes: int) -> dict[str, Any]:
-    """Pixel accuracy, per-class IoU and mean IoU of integer label maps.
-
-    IoU of class ``k`` is ``|pred = k and target = k| / |pred = k or target = k|`` (NaN for a
-    class absent from both, left out of the mean).
-
-    Example:
-      >>> m = segmentation_metrics([[0, 1], [1, 1]], [[0, 1], [0, 1]], 2)
-      >>> m["accuracy"], m["iou"], round(m["mean_iou"], 4)
-      (0.75, [0.5, 0.6666666666666666], 0.5833)
-    """
-    pred, target = np.asarray(pred), np.asarray(target)
-    if pred.shape != target.shape:
-        raise ValueError(f"segmentation_metrics: `pred` {pred.shape} and `target` "
-                         f"{target.shape} differ.")
-    ious = []
-    for k in range(int(num_classes)):
-        union = np.sum((pred == k) | (target == k))
-        ious.append(float(np.sum((pred == k) & (target == k)) / union) if union else
-                    float("nan"))
-    return {"accuracy": float(np.mean(pred == target)), "iou": ious,
-            "mean_iou": float(np.nanmean(ious))}
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from diffax._pytree import concrete_value
+from diffax import inverse
+from diffax.evaluation.metrics import psnr  # re-exported: it moved there
 from diffax.models.layers import init_variables, positive_int
 from diffax.models.unet import VARIANTS as UNET_VARIANTS
 from diffax.models.unet import UNet, UNetConfig
@@ -52,6 +53,9 @@ def _factor(x: Array, factor: int, fn: str) -> int:
 def downsample(x: Array, factor: int) -> Array:
     """``factor x factor`` average pooling of images ``[B, H, W, C]``.
 
+    ``diffax.inverse.downsample(factor=factor)(x)`` (the forward operator of super-resolution)
+    after checking the arguments.
+
     Example:
       >>> downsample(jnp.arange(16.0).reshape(1, 4, 4, 1), 2)[0, ..., 0]
       Array([[ 2.5,  4.5],
@@ -62,7 +66,7 @@ def downsample(x: Array, factor: int) -> Array:
     b, h, w, c = x.shape
     if h % factor or w % factor:
         raise ValueError(f"downsample: `factor`={factor} must divide the image size {h}x{w}.")
-    return x.reshape(b, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+    return inverse.downsample(factor=factor)(x)  # the one average pooling
 
 
 def upsample(x: Array, factor: int, *, method: str = "nearest") -> Array:
@@ -85,30 +89,6 @@ def upsample(x: Array, factor: int, *, method: str = "nearest") -> Array:
         return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
     b, h, w, c = x.shape
     return jax.image.resize(x, (b, h * factor, w * factor, c), method=method)
-
-
-def psnr(x: Array, reference: Array, *, data_range: float = 2.0,
-         where: Array | None = None) -> Array:
-    """Peak signal-to-noise ratio per image, ``10 log10(data_range^2 / MSE)``, in dB (``[B]``).
-
-    ``data_range`` is the span of the values (2 for images in ``[-1, 1]``). With ``where``
-    (0/1, broadcast against ``x``) the MSE is over the entries where it is 1 only.
-
-    Example:
-      >>> psnr(jnp.zeros((1, 2, 2, 1)), jnp.full((1, 2, 2, 1), 0.2)).round(3)
-      Array([20.], dtype=float32)
-    """
-    x, reference = jnp.asarray(x), jnp.asarray(reference)
-    if x.shape != reference.shape:
-        raise ValueError(f"psnr: `x` {x.shape} and `reference` {reference.shape} differ.")
-    weight = jnp.ones_like(x) if where is None else jnp.broadcast_to(
-        jnp.asarray(where, x.dtype), x.shape)
-    count = jnp.sum(weight.reshape(x.shape[0], -1), axis=-1)
-    concrete = concrete_value(count)  # checked outside jit only
-    if concrete is not None and not concrete.min() > 0:
-        raise ValueError("psnr: `where` selects no entry of some image.")
-    mse = jnp.sum((weight * jnp.square(x - reference)).reshape(x.shape[0], -1), axis=-1) / count
-    return 10.0 * jnp.log10(data_range**2 / mse)
 
 
 class ConditionalUNet(nn.Module):

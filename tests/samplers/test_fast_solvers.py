@@ -12,7 +12,9 @@ import pytest
 
 import diffax
 from diffax import samplers, schedules
-from diffax.samplers import _dpm_solver, _multistep, _unipc
+from diffax.samplers import dpm_solver as _dpm_solver
+from diffax.samplers import multistep as _multistep
+from diffax.samplers import unipc as _unipc
 
 from ._oracle import (
     PROCESSES,

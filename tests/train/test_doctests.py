@@ -14,6 +14,7 @@ MODULES = [
     "diffax.train.build",
     "diffax.train.loop",
     "diffax.train._tensorboard",
+    "diffax.train.in_memory",
 ]
 
 
