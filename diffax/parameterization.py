@@ -479,9 +479,6 @@ class Parameterization(abc.ABC):
         ``None`` if it uses none)."""
         return None
 
-    def _sigma_data(self, process: Process) -> Any:  # the former name, kept for callers
-        return self.sigma_data_for(process)
-
 
 @pytree_dataclass
 class Predict(Parameterization):

@@ -529,9 +529,6 @@ def is_clean(process: Process, t: float) -> bool:
     return s is not None and float(s) == 0.0
 
 
-_time_at_log_snr = time_at_log_snr  # the former name
-
-
 def __getattr__(name: str) -> Any:
     # ``diffax.schedules.optimize`` runs samplers, which import this module: it lives above
     # them, in :mod:`diffax.samplers.grid_search`, and is reached here lazily (no import cycle).

@@ -191,7 +191,7 @@ def _perturbed_exact_net(loss, bias=0.0):
         return exact(x, t) + theta[0] + theta[1] * x + theta[2] * jnp.tanh(x) + bias
 
     if isinstance(par, losses.EDMPrecond):
-        sd = par._sigma_data(p)
+        sd = par.sigma_data_for(p)
 
         def raw(theta, x_in, c_noise):
             t = p.t_from_log_snr(-8.0 * c_noise)

@@ -17,8 +17,6 @@ from diffax.typing import Array
 
 __all__ = ["Adaptive", "AdaptiveState"]
 
-_Endpoints = Endpoints  # the former name (now diffax.schedules.Endpoints)
-
 
 class AdaptiveState(NamedTuple):
     """Per-example totals over the intervals solved so far, each ``[B]`` int32."""
