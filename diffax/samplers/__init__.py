@@ -15,6 +15,8 @@ solver                                                   file
 ``UniPC``                                                ``_unipc.py``
 ``DEIS``, ``IPNDM``, ``LMS``                             ``_multistep.py``
 ``Adaptive``                                             ``_adaptive.py``
+``SSCS`` (CLD's symmetric splitting)                     ``_sscs.py``
+``StepCount``, ``StepRatio``, ``Orders`` (final orders)  ``_final_steps.py``
 the loop :func:`sample`; the solver interface            ``_run.py``; ``_base.py``
 shared exponential-integrator pieces                     ``_exponential.py``
 :func:`grid_search.optimize` (``schedules.optimize``)    ``grid_search.py``
