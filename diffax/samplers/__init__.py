@@ -32,9 +32,6 @@ Example:
   35
 """
 
-from diffax.samplers import _dpm_solver as dpm_solver  # the fast solvers' modules, public
-from diffax.samplers import _multistep as multistep
-from diffax.samplers import _unipc as unipc
 from diffax.samplers import grid_search
 from diffax.samplers._adaptive import Adaptive, AdaptiveState
 from diffax.samplers._base import EmptyState, NoiseFn, Solver, StepContext, default_noise
@@ -57,9 +54,6 @@ from diffax.samplers._unipc import UniPC, UniPCState
 __all__ = [
     "sample",
     "grid_search",
-    "dpm_solver",
-    "multistep",
-    "unipc",
     "SampleResult",
     "STATUS_NONFINITE",
     # solvers
