@@ -10,7 +10,7 @@ runs a few steps of a smaller UNet, for tests.
 
 import ml_collections
 
-from diffax.cli import EVAL_DEFAULTS, SAMPLE_DEFAULTS
+from diffax.train.options import EVAL_DEFAULTS, SAMPLE_DEFAULTS
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:

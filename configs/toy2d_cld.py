@@ -13,7 +13,7 @@ diffax.cld.data_log_likelihood_bound (not `diffax eval`, whose likelihood is Gau
 
 import ml_collections
 
-from diffax.cli import EVAL_DEFAULTS, SAMPLE_DEFAULTS
+from diffax.train.options import EVAL_DEFAULTS, SAMPLE_DEFAULTS
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:

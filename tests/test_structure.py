@@ -163,3 +163,18 @@ def test_the_config_read_check_finds_one(monkeypatch):
     text = "def f(config):\n    return config.sample.num_samples, cfg.get('x')\n"
     monkeypatch.setattr(pathlib.Path, "read_text", lambda self: text)
     assert len(list(_config_reads(PACKAGE / "x.py"))) >= 2
+
+
+def test_configs_take_their_defaults_from_the_options_module():
+    """configs/ import defaults from diffax.train.options (where each is written once), never
+    from the command line module."""
+    found = []
+    for path in sorted((ROOT / "configs").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module else
+                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            if isinstance(node, ast.ImportFrom) and node.module == "diffax":
+                names = [f"diffax.{a.name}" for a in node.names]
+            found += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names
+                      if n == "diffax.cli" or n.startswith("diffax.cli.")]
+    assert not found, "\n".join(found)
