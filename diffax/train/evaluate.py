@@ -30,6 +30,7 @@ import json
 import math
 import os
 import time
+import weakref
 from typing import Any
 
 from diffax.train import parallel
@@ -50,9 +51,6 @@ class Trained:
     state: Any
     step: int
     mesh: Any
-    # Sampling programs (:func:`sampling_program`) by batch size: the eval samples and the
-    # untrained baseline (other parameters, same shapes) run one compiled program.
-    sample_fns: dict[int, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def options(self) -> Options:
@@ -160,12 +158,14 @@ def sampling_program(exp: Experiment, *, batch: int, mesh: Any) -> Any:
 
     ``diffax sample | eval`` (:func:`generate`) and the training loop's periodic sample grids
     (:func:`diffax.train.loop.train_and_evaluate`) both run it, so the same options sample
-    through the same compiled program. The prior draw and the solver's noise come from
-    ``key`` (split in two); ``labels`` ``[batch]`` (int) condition a class-conditional model
-    (``None`` otherwise, see :func:`sample_labels`); the prior is sharded over ``mesh``'s
-    devices when ``batch`` divides over them. A discrete process
-    (:mod:`diffax.discrete`) runs its ``sample.solver`` method on tokens ``[batch, L]``; CLD's
-    state ``(x, v)`` returns its data part ``x``.
+    through the same compiled program (one per experiment object, batch and mesh: the
+    loop's grids and ``diffax demo``'s samples of one experiment share it when their batch
+    sizes agree; the eval samples and the untrained baseline always do). The prior draw and
+    the solver's noise come from ``key`` (split in two); ``labels`` ``[batch]`` (int)
+    condition a class-conditional model (``None`` otherwise, see :func:`sample_labels`); the
+    prior is sharded over ``mesh``'s devices when ``batch`` divides over them. A discrete
+    process (:mod:`diffax.discrete`) runs its ``sample.solver`` method on tokens
+    ``[batch, L]``; CLD's state ``(x, v)`` returns its data part ``x``.
 
     Example (``exp`` from :func:`diffax.train.build.build_experiment`)::
 
@@ -176,6 +176,12 @@ def sampling_program(exp: Experiment, *, batch: int, mesh: Any) -> Any:
 
     from diffax import samplers
 
+    programs = _PROGRAMS.get(id(exp))
+    if programs is None:  # one cache per experiment object, dropped with it
+        programs = _PROGRAMS[id(exp)] = {}
+        weakref.finalize(exp, _PROGRAMS.pop, id(exp), None)
+    if (batch, mesh) in programs:
+        return programs[batch, mesh]
     shape = (batch, *exp.data_info.shape)
     denoise_final = exp.options.sample.denoise_final
 
@@ -196,7 +202,12 @@ def sampling_program(exp: Experiment, *, batch: int, mesh: Any) -> Any:
         x = res.x[0] if isinstance(res.x, tuple) else res.x  # CLD's (x, v): the data part
         return x, res.nfe
 
-    return jax.jit(run)
+    programs[batch, mesh] = jax.jit(run)
+    return programs[batch, mesh]
+
+
+_PROGRAMS: dict[int, dict[tuple[int, Any], Any]] = {}
+""":func:`sampling_program`'s programs by experiment (``id``), then by ``(batch, mesh)``."""
 
 
 def sample_labels(exp: Experiment, batch: int, *, offset: Any = 0) -> Any:
@@ -220,9 +231,7 @@ def generate(trained: Trained, params: Any, *, num: int, batch_size: int, seed_t
     exp = trained.exp
     batch = min(int(batch_size), int(num))
     batch = max(trained.mesh.devices.size, batch - batch % trained.mesh.devices.size)
-    if batch not in trained.sample_fns:
-        trained.sample_fns[batch] = sampling_program(exp, batch=batch, mesh=trained.mesh)
-    run = trained.sample_fns[batch]
+    run = sampling_program(exp, batch=batch, mesh=trained.mesh)
     base = jax.random.fold_in(jax.random.key(trained.options.seed), seed_tag)
     chunks = int(math.ceil(num / batch))
     bar = Progress(label, num)
