@@ -1116,6 +1116,7 @@ class InverseOptions(_Section):
     resample: int = _field(5, ("int", 1))
     dps_step_size: float = _field(1.0, ("real", 0.0, True))
     blur_std: float = _field(1.0, ("real", 0.0, True))
+    prior: str = _field("unet", ("choice", ("unet", "gaussian")))
 
 
 @dataclasses.dataclass(frozen=True)
