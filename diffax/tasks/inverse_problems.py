@@ -168,8 +168,9 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     interval = lambda v: list(bootstrap_interval(np.mean, np.asarray(v, np.float64)))
 
     problem_index = itertools.count(1)  # each problem draws its own keys
-    metrics: dict[str, Any] = {**extra_metrics, "num_eval": int(x.shape[0]), "num_samples": num_samples,
-                               "num_steps": num_steps, "inpainting": {}, "problems": {}}
+    metrics: dict[str, Any] = {**extra_metrics, "num_eval": int(x.shape[0]),
+                               "num_samples": num_samples, "num_steps": num_steps,
+                               "inpainting": {}, "problems": {}}
     rows = []
     train_mean = jnp.mean(jnp.asarray(train["x"]), axis=0, keepdims=True)
     for mask_name in cfg.masks:

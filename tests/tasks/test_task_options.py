@@ -102,3 +102,22 @@ def test_validation_split_is_disjoint_fixed_and_complete():
     assert not np.array_equal(pl.validation_split(data, 12, seed=4)[1]["label"], val["label"])
     with pytest.raises(ValueError, match="num_validation"):
         pl.validation_split(data, 50)
+
+
+def test_no_task_default_is_written_outside_the_options_module():
+    """diffax/tasks and configs/tasks read no config key with a default of their own
+    (``x.get("key", default)`` / ``x.get("key")`` on a config section): the options do."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(CONFIGS).parent.parent
+    found = []
+    for path in [*(root / "diffax" / "tasks").glob("*.py"), *pathlib.Path(CONFIGS).glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "get" and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id in ("cfg", "config", "data_cfg", "eval_cfg")):
+                found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    assert not found, "\n".join(found)
