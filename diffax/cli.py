@@ -418,9 +418,10 @@ def _cmd_task(argv: Sequence[str]) -> int:
     fv = _parse_flags("task", [f"--config={argv[0]}", *argv[1:]],
                       lambda fv: _define_workdir(fv, step=False), config_file=True)
     workdir = _require_workdir(fv)
-    if fv.config.get("task") not in tasks.TASKS:
-        raise UsageError(f"config.task={fv.config.get('task')!r} is not one of {tasks.TASKS}")
-    json.dump(tasks.run(fv.config, workdir), sys.stdout, indent=2, default=float)
+    from diffax.train import options
+
+    opts = options.parse_task_config(fv.config)  # checked once, before any compute
+    json.dump(tasks.run(opts, workdir), sys.stdout, indent=2, default=float)
     _say("")
     return 0
 
