@@ -41,7 +41,14 @@ from diffax.samplers._base import EmptyState, NoiseFn, Solver, StepContext, defa
 from diffax.samplers._dpm_solver import DPMSolver, DPMSolverAdaptiveState, DPMSolverPP
 from diffax.samplers._edm import EDMStochastic, Heun
 from diffax.samplers._exponential import History
-from diffax.samplers._final_steps import FinalOrder, Orders, StepCount, StepRatio, diffusers_rule
+from diffax.samplers._final_steps import (
+    FinalOrder,
+    Orders,
+    StepCount,
+    StepRatio,
+    default_rule,
+    diffusers_rule,
+)
 from diffax.samplers._first_order import DDIM, DDPM, Euler
 from diffax.samplers._multistep import DEIS, IPNDM, LMS
 from diffax.samplers._run import STATUS_NONFINITE, SampleResult, sample
@@ -90,6 +97,7 @@ __all__ = [
     "StepRatio",
     "Orders",
     "diffusers_rule",
+    "default_rule",
     # interface for new solvers
     "Solver",
     "StepContext",

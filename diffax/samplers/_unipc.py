@@ -44,7 +44,7 @@ from diffax.samplers._exponential import (
     select_weights,
     taylor_weights,
 )
-from diffax.samplers._final_steps import as_rule
+from diffax.samplers._final_steps import as_rule, resolve
 from diffax.schedules import LogSNRUniform
 from diffax.typing import Array
 
@@ -77,11 +77,13 @@ class UniPC(Solver):
         ``order + 1`` (``convergence_order``).
       variant: ``"bh1"`` (``B(h) = h``) or ``"bh2"`` (``B(h) = 1 - e^-h``).
       corrector: apply UniC (no extra evaluations). ``order=1, corrector=False`` is DDIM.
-      lower_order_final: lower orders on the last steps of grids with fewer than 15 steps
-        (``True``), never (``False``), or by a rule of :mod:`diffax.samplers`
-        (:class:`~diffax.samplers.StepRatio`; :func:`~diffax.samplers.diffusers_rule` gives
-        diffusers' UniPC rule, ``StepCount(below=None)``; :class:`~diffax.samplers.Orders`
-        for per-step orders).
+      lower_order_final: the order on the last steps. ``None`` (default): by the step sizes,
+        ``StepRatio(max_ratio=2.0, long_step=1.0)`` (:func:`~diffax.samplers.default_rule`);
+        ``True``: ``min(order, steps left)`` on grids with fewer than 15 steps (the rule
+        before); ``False``: never; or a rule of :mod:`diffax.samplers`
+        (:class:`~diffax.samplers.StepRatio`, :class:`~diffax.samplers.StepCount`,
+        :func:`~diffax.samplers.diffusers_rule`, :class:`~diffax.samplers.Orders` for the
+        order of every step).
 
     The default grid is :class:`~diffax.schedules.LogSNRUniform`, as for DPM-Solver++.
 
@@ -97,7 +99,7 @@ class UniPC(Solver):
     order: int = static_field(default=2)
     variant: str = static_field(default="bh2")
     corrector: bool = static_field(default=True)
-    lower_order_final: Any = static_field(default=True)
+    lower_order_final: Any = static_field(default=None)
     nfe_per_step = 1
     stochastic = False
     reaches_clean_data = True
@@ -185,7 +187,7 @@ class UniPC(Solver):
         h = half_log_snr(process, ctx.t_next) - lam_t
         hist = push(hist, d, ctx.t, lam_t, jnp.isfinite(lam_t))
         q = effective_order(self.order, hist.count, ctx, h,
-                            lower_order_final=self.lower_order_final,
+                            lower_order_final=resolve(self),
                             lam_grid=lambda: half_log_snr(process, ctx.times))
         lam_w, h_w = safe_step(lam_t, h)
         rho = (hist.lam[1:] - lam_w) / h_w if size > 1 else jnp.zeros((0,), x.dtype)
