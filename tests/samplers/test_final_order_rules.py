@@ -14,22 +14,10 @@ import pytest
 import diffax
 from diffax import samplers as S
 from diffax.schedules import Spacing
-from diffax.testing import GaussianMixture
 
-MULTISTEP = {
-    "DPMSolver": lambda o, r: S.DPMSolver(order=o, lower_order_final=r),
-    "DPMSolverPP": lambda o, r: S.DPMSolverPP(order=o, lower_order_final=r),
-    "UniPC": lambda o, r: S.UniPC(order=o, lower_order_final=r),
-    "DEIS": lambda o, r: S.DEIS(order=o, lower_order_final=r),
-    "IPNDM": lambda o, r: S.IPNDM(order=o, lower_order_final=r),
-}
+from .test_final_steps import SOLVERS, _mixture
 
-
-def _mixture():
-    rng = np.random.default_rng(0)
-    return GaussianMixture(means=jnp.asarray(rng.standard_normal((3, 4))),
-                           stds=jnp.array([0.1, 0.3, 0.2]),
-                           weights=jnp.array([0.3, 0.45, 0.25]))
+MULTISTEP = SOLVERS  # name: (order, rule) -> solver, the five multistep solvers
 
 
 @pytest.mark.parametrize("name", sorted(MULTISTEP))
@@ -84,9 +72,7 @@ def test_issue_n10_not_lowered_one_step_too_early(x64):
     computation (grid to t = 0, final_sigmas_type="zero"; max error 0.414 against the old
     0.574), and 3M beats the old default (max 0.440, RMS 0.1028 against 0.496, 0.1157;
     diffusers' rule: 0.398, 0.1036)."""
-    rng = np.random.default_rng(0)
-    gm = GaussianMixture(means=jnp.asarray(rng.standard_normal((3, 4))),
-                         stds=jnp.array([0.1, 0.3, 0.2]), weights=jnp.array([0.3, 0.45, 0.25]))
+    gm = _mixture()
     p = diffax.DiscreteVP.linear()
     x = p.prior_sample(jax.random.key(0), (64, 4))
     grid = np.asarray(Spacing(spacing="linspace", clean_end=True)(p, 10))  # ends at t = 0
