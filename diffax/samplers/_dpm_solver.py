@@ -53,8 +53,10 @@ from diffax.samplers._base import (
 )
 from diffax.samplers._exponential import (
     History,
+    check_clean_order,
     check_flags,
     check_order,
+    clean_end_estimate,
     combine,
     effective_order,
     empty_history,
@@ -179,6 +181,11 @@ class _DPMBase(Solver):
         weights = masked(select_weights(q, [order1, order2, order3][:self.order]), h)
         x_first = self._base(x, d, ctx, a_t, s_t, a_s, s_s, lam_t, lam_s)
         x_next = combine(x_first, m0, hist.values, weights)
+        if getattr(self, "clean_order", 1) > 1:  # DPMSolverPP's higher-order step to sigma = 0
+            est = clean_end_estimate(jnp.concatenate([lam_t[None], hist.lam]),
+                                     jnp.concatenate([m0[None], hist.values]),
+                                     hist.count + 1, self.clean_order)
+            x_next = jnp.where(jnp.isposinf(lam_s), a_s * est, x_next)
         hist = push(hist, m0, ctx.t, lam_t, jnp.isfinite(lam_t))
         return x_next, hist, jnp.int32(1)
 
@@ -436,6 +443,11 @@ class DPMSolverPP(_DPMBase):
         order of every step).
       sde: integrate the reverse SDE instead of the probability-flow ODE (multistep only);
         needs a PRNG key.
+      clean_order: the order of a multistep ODE step that ends at clean data (``sigma = 0``,
+        a grid ending at ``t = 0``): 1 (default) is ``x = alpha D``, diffusers'
+        ``final_sigmas_type="zero"``; 2 or 3 (at most ``order``) extrapolate ``D`` to
+        ``sigma = 0`` through the last 2 or 3 outputs with a polynomial in
+        ``sigma^2 / alpha^2`` (an LMS-style higher-order last step, no ``denoise_final``).
 
     The default grid is :class:`~diffax.schedules.LogSNRUniform`.
 
@@ -452,6 +464,7 @@ class DPMSolverPP(_DPMBase):
     method: str = static_field(default="multistep")
     lower_order_final: Any = static_field(default=None)
     sde: bool = static_field(default=False)
+    clean_order: int = static_field(default=1)
 
     def __post_init__(self):
         if self.method not in ("singlestep", "multistep"):
@@ -463,6 +476,10 @@ class DPMSolverPP(_DPMBase):
         if self.sde and self.method != "multistep":
             raise ValueError("DPMSolverPP: `sde=True` needs method='multistep' (SDE-DPM-Solver++ "
                              "2M/3M).")
+        check_clean_order("DPMSolverPP", self.clean_order, self.order)
+        if self.clean_order > 1 and (self.sde or self.method != "multistep"):
+            raise ValueError("DPMSolverPP: `clean_order` > 1 needs method='multistep' and "
+                             "sde=False.")
 
     @property
     def _sde(self) -> bool:

@@ -30,8 +30,10 @@ from diffax._pytree import pytree_dataclass, static_field
 from diffax.samplers._base import Solver, StepContext, call, first_order_update, scalars
 from diffax.samplers._exponential import (
     History,
+    check_clean_order,
     check_flags,
     check_order,
+    clean_end_estimate,
     combine,
     effective_order,
     empty_history,
@@ -84,6 +86,10 @@ class UniPC(Solver):
         (:class:`~diffax.samplers.StepRatio`, :class:`~diffax.samplers.StepCount`,
         :func:`~diffax.samplers.diffusers_rule`, :class:`~diffax.samplers.Orders` for the
         order of every step).
+      clean_order: the order of a step that ends at clean data (``sigma = 0``): 1 (default)
+        is ``x = alpha D`` (diffusers' ``final_sigmas_type="zero"``); 2 or 3 (at most
+        ``order``) extrapolate ``D`` to ``sigma = 0`` through the last outputs with a
+        polynomial in ``sigma^2 / alpha^2``, as :class:`~diffax.samplers.DPMSolverPP`.
 
     The default grid is :class:`~diffax.schedules.LogSNRUniform`, as for DPM-Solver++.
 
@@ -100,6 +106,7 @@ class UniPC(Solver):
     variant: str = static_field(default="bh2")
     corrector: bool = static_field(default=True)
     lower_order_final: Any = static_field(default=None)
+    clean_order: int = static_field(default=1)
     nfe_per_step = 1
     stochastic = False
     reaches_clean_data = True
@@ -109,6 +116,7 @@ class UniPC(Solver):
         if self.variant not in _VARIANTS:
             raise ValueError(f"UniPC: `variant` must be 'bh1' or 'bh2'; got {self.variant!r}.")
         check_flags("UniPC", self, ("corrector",))
+        check_clean_order("UniPC", self.clean_order, self.order)
         as_rule(self.lower_order_final, "UniPC")
 
     @property
@@ -196,4 +204,7 @@ class UniPC(Solver):
         # w[j] weighs the history slot j + 1 (slot 0 is the current output itself).
         past = jnp.concatenate([hist.values[1:], jnp.zeros_like(hist.values[:1])])
         x_next = combine(first_order_update(x, d, a_t, s_t, a_s, s_s), d, past, w)
+        if self.clean_order > 1:  # the higher-order step to sigma = 0
+            est = clean_end_estimate(hist.lam, hist.values, hist.count, self.clean_order)
+            x_next = jnp.where(jnp.isposinf(lam_t + h), a_s * est, x_next)
         return x_next, UniPCState(history=hist, x_prev=x, order_prev=q), jnp.int32(1)
