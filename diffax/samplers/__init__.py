@@ -16,7 +16,8 @@ solver                                                   file
 ``DEIS``, ``IPNDM``, ``LMS``                             ``_multistep.py``
 ``Adaptive``                                             ``_adaptive.py``
 ``SSCS`` (CLD's symmetric splitting)                     ``_sscs.py``
-``StepCount``, ``StepRatio``, ``Orders`` (final orders)  ``_final_steps.py``
+``StepCount``, ``StepRatio``, ``Orders``,                ``_final_steps.py``
+``default_rule`` (final orders)
 the loop :func:`sample`; the solver interface            ``_run.py``; ``_base.py``
 shared exponential-integrator pieces                     ``_exponential.py``
 :func:`grid_search.optimize` (``schedules.optimize``)    ``grid_search.py``
