@@ -6,6 +6,8 @@ Oracles: bitwise identities between rules that prescribe the same orders, and
 rtol = atol = 1e-10) for errors.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -142,3 +144,33 @@ def test_higher_order_step_to_clean_data(x64):
                 lambda: S.UniPC(order=2, clean_order=0)):
         with pytest.raises(ValueError, match="clean_order"):
             bad()
+
+
+def test_default_orders_are_step_ratio_on_diffusers_grids(x64):
+    """On all 18 diffusers grids of test_final_steps (10/25/50 steps, linspace / leading /
+    trailing, ending at t_min or 0), with or without ``denoise_final``, the default rule of
+    DPM-Solver++ and UniPC (``long_step=1.0``) gives every step the order ``StepRatio(2)``
+    gives: the truth test there (every multistep solver beats DDIM) covers the defaults."""
+    p = diffax.DiscreteVP.linear()
+    default = S.default_rule(S.UniPC())
+
+    @functools.partial(jax.jit, static_argnums=(0, 1))
+    def caps(rule, final, grid):
+        n = grid.shape[0] - 1
+        lam = 0.5 * p.log_snr(grid)
+
+        def cap(i):
+            ctx = S.StepContext(index=i, t=grid[i], t_next=grid[i + 1], times=grid, key=None,
+                                num_steps=n, requested_steps=n, noise_fn=None,
+                                denoise_final=final)
+            return jnp.minimum(rule.cap(ctx, lam), 3)
+        return jax.vmap(cap)(jnp.arange(n))
+
+    for n in (10, 25, 50):
+        for sp in ("linspace", "leading", "trailing"):
+            for clean in (False, True):
+                grid = Spacing(spacing=sp, clean_end=clean)(p, n)
+                for final in (False, True):
+                    np.testing.assert_array_equal(caps(default, final, grid),
+                                                  caps(S.StepRatio(2.0), final, grid),
+                                                  err_msg=f"{n} {sp} {clean} {final}")
