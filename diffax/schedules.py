@@ -34,6 +34,7 @@ import abc
 import dataclasses
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -668,7 +669,9 @@ def resolve(schedule: Schedule | ArrayLike, process: Process, num_steps: int | N
 def is_clean(process: Process, t: float) -> bool:
     """Whether the concrete time ``t`` is in the process's domain with ``sigma(t) = 0``."""
     try:
-        s = concrete_value(process.sigma(jnp.asarray(t, jnp.result_type(float))))
+        # Evaluated eagerly also under jit (a concrete grid given to a jitted sample).
+        with jax.ensure_compile_time_eval():
+            s = concrete_value(process.sigma(jnp.asarray(t, jnp.result_type(float))))
     except ValueError:
         return False
     return s is not None and float(s) == 0.0

@@ -16,7 +16,8 @@ solver                                                   file
 ``DEIS``, ``IPNDM``, ``LMS``                             ``_multistep.py``
 ``Adaptive``                                             ``_adaptive.py``
 ``SSCS`` (CLD's symmetric splitting)                     ``_sscs.py``
-``StepCount``, ``StepRatio``, ``Orders`` (final orders)  ``_final_steps.py``
+``StepCount``, ``StepRatio``, ``Orders``,                ``_final_steps.py``
+``default_rule`` (final orders)
 the loop :func:`sample`; the solver interface            ``_run.py``; ``_base.py``
 shared exponential-integrator pieces                     ``_exponential.py``
 :func:`grid_search.optimize` (``schedules.optimize``)    ``grid_search.py``
@@ -38,7 +39,14 @@ from diffax.samplers._base import EmptyState, NoiseFn, Solver, StepContext, defa
 from diffax.samplers._dpm_solver import DPMSolver, DPMSolverAdaptiveState, DPMSolverPP
 from diffax.samplers._edm import EDMStochastic, Heun
 from diffax.samplers._exponential import History
-from diffax.samplers._final_steps import FinalOrder, Orders, StepCount, StepRatio, diffusers_rule
+from diffax.samplers._final_steps import (
+    FinalOrder,
+    Orders,
+    StepCount,
+    StepRatio,
+    default_rule,
+    diffusers_rule,
+)
 from diffax.samplers._first_order import DDIM, DDPM, Euler
 from diffax.samplers._multistep import DEIS, IPNDM, LMS
 from diffax.samplers._run import STATUS_NONFINITE, SampleResult, sample
@@ -84,6 +92,7 @@ __all__ = [
     "StepRatio",
     "Orders",
     "diffusers_rule",
+    "default_rule",
     # interface for new solvers
     "Solver",
     "StepContext",

@@ -631,8 +631,10 @@ class SampleOptions(_Section):
     of :data:`SCHEDULES` or an explicit grid: a tuple of ``num_steps + 1`` decreasing times
     (e.g. :func:`diffax.schedules.optimize`'s ``grid.tolist()``; on the command line
     ``--config.sample.schedule="[1.0, 0.5, 0.001]"``). ``method``, ``variant``, ``corrector``,
-    ``sde`` and ``lower_order_final`` ``None`` keep the solver's defaults; an option the
-    chosen solver does not have is ignored.
+    ``sde`` and ``lower_order_final`` ``None`` keep the solver's defaults (for
+    ``lower_order_final``: the order near the data end chosen by the step sizes,
+    :func:`diffax.samplers.default_rule`; ``true`` is the step-count rule below 15 steps,
+    ``false`` never lowers); an option the chosen solver does not have is ignored.
     """
 
     solver: str = "euler"
