@@ -360,6 +360,9 @@ def _cmd_likelihood(argv: Sequence[str]) -> int:
     _say(f"diffax likelihood: NLL {out['value']:.4f} ± {out['stderr']:.4f} {out['unit']} on "
          f"{out['num_examples']} {out['split']} examples (mean NFE {out['nfe']:.0f}) -> "
          f"{out['path']}")
+    if "bits_per_dim" in out:  # CLD: the paper's bound on -log p(x0), in both units
+        _say(f"diffax likelihood: CLD bound, {out['nats']['value']:.4f} nats/example = "
+             f"{out['bits_per_dim']['value']:.4f} bits/dim (an upper bound on -log p(x0))")
     return 0
 
 
