@@ -55,6 +55,12 @@ class TransformerConfig:
             the network starts as the zero map. ``False``: gates start at one and the output
             layer at a small random matrix (a plain pre-LN transformer at step 0), which
             learns faster in short runs.
+        conv_kernel: token models only: ``k > 0`` (odd) adds, after the embedding and before
+            the first block, a residual depthwise convolution over the sequence (kernel ``k``,
+            zero padding) of the normalised stream (the depthwise part of Conformer's
+            convolution module, Gulati et al. 2020): local, direction-aware context from the
+            first step, which a character model otherwise learns slowly through attention.
+            ``0``: none.
         dropout: dropout rate on the residual branches (``train=True`` only).
         num_classes: classes of a conditional model (``None``: unconditional); label
             ``num_classes`` is the null label.
@@ -82,6 +88,7 @@ class TransformerConfig:
     time_scale: float = 1000.0
     distance_bias: bool = False
     zero_init: bool = True
+    conv_kernel: int = 0
     dropout: float = 0.0
     num_classes: int | None = None
     dtype: Any = jnp.float32
@@ -100,6 +107,13 @@ class TransformerConfig:
         elif self.image_size % self.patch_size:
             raise ValueError(f"patch_size={self.patch_size} must divide "
                              f"image_size={self.image_size}")
+        if isinstance(self.conv_kernel, bool) or not isinstance(self.conv_kernel, int) or (
+                self.conv_kernel < 0 or (self.conv_kernel and self.conv_kernel % 2 == 0)):
+            raise ValueError(f"conv_kernel must be 0 or an odd positive int; got "
+                             f"{self.conv_kernel!r}")
+        if self.conv_kernel and self.vocab_size is None:
+            raise ValueError("conv_kernel is for token models (vocab_size set); got an image "
+                             "model")
         if self.width % self.num_heads:
             raise ValueError(f"num_heads={self.num_heads} must divide width={self.width}")
         if not 0.0 <= float(self.dropout) < 1.0:
@@ -144,6 +158,25 @@ class _DistanceBiasedAttention(nn.Module):
         weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(cfg.dtype)
         out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
         return nn.DenseGeneral(cfg.width, axis=(-2, -1), dtype=cfg.dtype, name="out")(out)
+
+
+class _DepthwiseConv(nn.Module):
+    """Depthwise convolution over the sequence axis with zero padding, as ``k`` shifted
+    multiply-adds (much cheaper on CPU than a grouped ``lax.conv`` and its gradient)."""
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        cfg = self.config
+        k, n = cfg.conv_kernel, x.shape[1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(in_axis=0, out_axis=()),
+                            (k, cfg.width))
+        bias = self.param("bias", nn.initializers.zeros, (cfg.width,))
+        pad = jnp.pad(x, ((0, 0), (k // 2, k // 2), (0, 0)))
+        kernel, bias = kernel.astype(cfg.dtype)[:, None, None, :], bias.astype(cfg.dtype)
+        out = sum(pad[:, j:j + n] * kernel[j] for j in range(k))
+        return out + bias[None, None, :]
 
 
 class _Block(nn.Module):
@@ -250,6 +283,10 @@ class Transformer(nn.Module):
         pos = self.param("pos_embed", nn.initializers.normal(0.02),
                          (cfg.num_positions, cfg.width))
         h = h + pos[:length].astype(cfg.dtype)[None]
+        if cfg.conv_kernel:
+            h = h + _DepthwiseConv(cfg, name="conv")(nn.LayerNorm(
+                epsilon=1e-6, use_bias=False, use_scale=False, dtype=cfg.dtype,
+                name="norm_conv")(h))
 
         c = sinusoidal_embedding(t * cfg.time_scale, cfg.width)
         c = nn.Dense(cfg.width, dtype=cfg.dtype, name="temb_0")(c)

@@ -535,6 +535,45 @@ def _quality(x: Any, reference: Any, pca: Any, ev: EvalOptions, scale: float
 _MAX_TRAIN_EXAMPLES = 10_000  # training examples used for the PCA, the floor and neighbours
 
 
+def _sample_scores(x: Any, x_untrained: Any, test_s: Any, train_s: Any, pca: Any,
+                   ev: EvalOptions, is_image: bool) -> dict[str, Any]:
+    """Samples ``x`` against held-out ``test_s`` (whitened-PCA Frechet distance and sliced
+    Wasserstein), with the floor (as many training examples) and an untrained model's samples
+    as references, and nearest-training-example distances; all arrays in the same units."""
+    import numpy as np
+
+    from diffax.evaluation import metrics
+
+    # The floor: training examples (as many as there are samples) against the same test set.
+    floor_idx = np.random.default_rng(0).permutation(len(train_s))[:len(x)]
+    finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    sample_q = (_quality(x[finite], test_s, pca, ev, 1.0) if finite.sum() > 1
+                else {"fd_pca": float("nan"), "sliced_wasserstein": float("nan")})
+    nn_samples = metrics.nearest_neighbor_distances(x[finite], train_s)
+    nn_test = metrics.nearest_neighbor_distances(test_s, train_s)
+    return {
+        "num_finite": int(finite.sum()),
+        "fd_pca": sample_q["fd_pca"],
+        "sliced_wasserstein": sample_q["sliced_wasserstein"],
+        "reference": {
+            "train_vs_held_out": _quality(train_s[floor_idx], test_s, pca, ev, 1.0),
+            "untrained_model": _quality(x_untrained, test_s, pca, ev, 1.0)
+            if np.isfinite(x_untrained).all() else None,
+        },
+        "nearest_train_distance": {
+            "samples_median": float(np.median(nn_samples)) if len(nn_samples) else None,
+            "held_out_median": float(np.median(nn_test)),
+        },
+        "feature_space": {
+            "kind": "whitened PCA fitted on the training split"
+                    + (" (pixels in [0, 1])" if is_image else ""),
+            "num_components": int(pca.components.shape[0]),
+            "explained_variance": float(np.sum(pca.explained_variance_ratio)),
+        },
+        "sliced_wasserstein_units": "pixels in [0, 1]" if is_image else "data units",
+    }
+
+
 def evaluate(trained: Trained, workdir: str, *, nll: dict[str, Any] | None = None
             ) -> dict[str, Any]:
     """Sample quality against held-out data, NLL and NFE; writes ``eval/metrics.json``.
@@ -565,39 +604,16 @@ def evaluate(trained: Trained, workdir: str, *, nll: dict[str, Any] | None = Non
     x_untrained = to_data_range(exp, x_untrained)[0].astype(np.float64) / scale
     test_s = np.asarray(test, np.float64) / scale
     train_s = np.asarray(train, np.float64) / scale
-    # The floor: training examples (as many as there are samples) against the same test set.
-    floor_idx = np.random.default_rng(0).permutation(len(train_s))[:num]
-    finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
-    sample_q = (_quality(x[finite], test_s, pca, ev, 1.0) if finite.sum() > 1
-                else {"fd_pca": float("nan"), "sliced_wasserstein": float("nan")})
-    nn_samples = metrics.nearest_neighbor_distances(x[finite], train_s)
-    nn_test = metrics.nearest_neighbor_distances(test_s, train_s)
+    scores = _sample_scores(x, x_untrained, test_s, train_s, pca, ev, info.is_image)
     result: dict[str, Any] = {
         "step": trained.step,
         "data": {"name": info.name, "held_out_split": split, "num_held_out": int(len(test_s)),
                  "num_train": int(len(train_s)), "shape": list(info.shape)},
-        "samples": {"num": int(num), "num_finite": int(finite.sum()),
+        "samples": {"num": int(num), "num_finite": scores.pop("num_finite"),
                     "solver": trained.options.sample.solver,
                     "num_steps": int(exp.sample_steps), "nfe": int(nfe),
                     "seconds": seconds},
-        "fd_pca": sample_q["fd_pca"],
-        "sliced_wasserstein": sample_q["sliced_wasserstein"],
-        "reference": {
-            "train_vs_held_out": _quality(train_s[floor_idx], test_s, pca, ev, 1.0),
-            "untrained_model": _quality(x_untrained, test_s, pca, ev, 1.0)
-            if np.isfinite(x_untrained).all() else None,
-        },
-        "nearest_train_distance": {
-            "samples_median": float(np.median(nn_samples)) if len(nn_samples) else None,
-            "held_out_median": float(np.median(nn_test)),
-        },
-        "feature_space": {
-            "kind": "whitened PCA fitted on the training split"
-                    + (" (pixels in [0, 1])" if info.is_image else ""),
-            "num_components": int(pca.components.shape[0]),
-            "explained_variance": float(np.sum(pca.explained_variance_ratio)),
-        },
-        "sliced_wasserstein_units": "pixels in [0, 1]" if info.is_image else "data units",
+        **scores,
         "nll": None,
         "nfe": {"sample": int(nfe)},
     }
@@ -635,10 +651,32 @@ def write_tokens(exp: Any, x: Any, path: str) -> str:
     return path
 
 
+def _digit_token_scores(trained: Trained, x: Any) -> dict[str, Any]:
+    """``digits_tokens`` samples as 8x8 images in ``[0, 1]`` (the ``digits`` dataset's own
+    pixels: same split, same ``digits_to_uint8`` map), scored as :func:`evaluate` scores the
+    ``digits`` models (:func:`_sample_scores`, with an untrained model's samples)."""
+    import numpy as np
+
+    from diffax import data
+    from diffax.evaluation import metrics
+
+    ev = trained.options.eval
+    pixels = lambda tokens: data.digits_to_uint8(np.asarray(tokens).reshape(-1, 8, 8, 1)
+                                                 ).astype(np.float64) / 255.0
+    test_s = pixels(held_out(trained.exp, ev.split)["x"])
+    train_s = pixels(held_out(trained.exp, "train", _MAX_TRAIN_EXAMPLES)["x"])
+    pca = metrics.fit_pca(train_s, num_components=ev.feature_dim)
+    x_untrained, _, _ = generate(trained, _untrained_params(trained), num=len(x),
+                                 batch_size=ev.batch_size, seed_tag=2,
+                                 label="untrained baseline")
+    return _sample_scores(pixels(x), pixels(x_untrained), test_s, train_s, pca, ev, True)
+
+
 def evaluate_tokens(trained: Trained, workdir: str) -> dict[str, Any]:
     """A discrete model: held-out NELBO in bits per token next to add-one and Kneser-Ney
-    n-gram baselines fitted on the training split, samples (text) and throughput; writes
-    ``eval/metrics.json`` (with a printable ``table``) and ``eval/samples.txt``."""
+    n-gram baselines fitted on the training split, samples (text) and throughput, and for
+    ``digits_tokens`` the samples' image scores (``image_quality``, as :func:`evaluate`);
+    writes ``eval/metrics.json`` (with a printable ``table``) and ``eval/samples.txt``."""
     import jax
 
     from diffax.discrete import evaluation
@@ -675,6 +713,8 @@ def evaluate_tokens(trained: Trained, workdir: str) -> dict[str, Any]:
                     "text": text or None},
         "table": evaluation.format_table(model, baselines),
     }
+    if exp.data_info.name == "digits_tokens":  # scored as images, like the digits models
+        result["image_quality"] = _digit_token_scores(trained, x)
     path = os.path.join(workdir, "eval", "metrics.json")
     write_json(path, result)
     result["path"] = path
@@ -723,7 +763,10 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 def summary_table(m: dict[str, Any]) -> str:
     if "table" in m:  # a discrete model (evaluate_tokens)
-        return m["table"]
+        if "image_quality" not in m:
+            return m["table"]
+        images = summary_table(dict(m["image_quality"], samples=m["samples"]))
+        return f"{m['table']}\n\nsamples as 8x8 images:\n{images}"
     ref = m["reference"]
     untrained = ref.get("untrained_model") or {}
     rows = [("metric", "model", "train split", "untrained"),

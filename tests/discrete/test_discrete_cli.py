@@ -42,6 +42,13 @@ def test_tiny_train_sample_eval(name, vocab, length, tmp_path, data_dir, capsys,
     assert np.isfinite(m["nelbo"]["bits_per_token"]) and m["nelbo"]["bits_per_token"] > 0
     assert m["baselines"]["unigram"]["add_one"] < np.log2(vocab) + 1e-9
     assert m["samples"]["tokens_per_second"] > 0
+    if name == "digits_d3pm":  # samples scored as images, like the digits models
+        q = m["image_quality"]
+        assert np.isfinite(q["fd_pca"]) and q["reference"]["untrained_model"] is not None
+        assert q["sliced_wasserstein_units"] == "pixels in [0, 1]"
+        assert "FD in PCA features" in printed
+    else:
+        assert "image_quality" not in m
     if name.startswith("text8"):
         with open(os.path.join(wd, "eval", "samples.txt")) as f:
             lines = f.read().splitlines()
