@@ -6,6 +6,8 @@
   distance (:func:`sliced_wasserstein`) and nearest-neighbour distances
   (:func:`nearest_neighbor_distances`); the task metrics :func:`psnr`, :func:`auroc` and
   :func:`segmentation_metrics`;
+* :mod:`~diffax.evaluation.intervals`: 95% intervals of the task metrics (percentile
+  bootstrap over test items, Wilson for proportions);
 * :mod:`~diffax.evaluation.plots`: image grids (:func:`image_grid`, :func:`write_png`) and
   scatter plots of 2-D samples over the data density (:func:`scatter_png`).
 
