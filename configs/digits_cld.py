@@ -4,13 +4,14 @@ Critically-damped Langevin diffusion (Dockhorn et al. 2022: beta 4, M^-1 4, gamm
 scikit-learn's 8x8 digits: the digits UNet reading (x, v) with the channels concatenated
 ([B, 8, 8, 2]) and predicting the velocity noise, trained with hybrid score matching (eps
 weighting), sampled with SSCS (100 steps). The same model, optimiser and step count as
-configs/digits_vp_continuous.py's UNet, for the comparison in tools/bench_cld.py. ``:tiny``
-runs a few steps of a smaller UNet, for tests.
+configs/digits_vp_continuous.py's UNet, for the comparison in experiments/cld/README.md
+(experiments/cld/digits_equal_steps.sh). ``:tiny`` runs a few steps of a smaller UNet, for
+tests.
 """
 
 import ml_collections
 
-from diffax.cli import EVAL_DEFAULTS, SAMPLE_DEFAULTS
+from diffax.train.options import EVAL_DEFAULTS, SAMPLE_DEFAULTS
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:

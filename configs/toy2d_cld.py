@@ -6,14 +6,17 @@ noise, trained with hybrid score matching (eps weighting), sampled with SSCS (10
 NFE). ``:tiny`` (300 steps) is what the end-to-end test runs. Then::
 
     diffax sample --workdir /tmp/toy2d_cld
+    diffax likelihood --workdir /tmp/toy2d_cld   # the paper's bound on -log p(x0), nats
+    diffax eval --workdir /tmp/toy2d_cld         # sample metrics of the x part (and the bound)
 
-Likelihoods of CLD models go through diffax.log_likelihood on (x, v) and
-diffax.cld.data_log_likelihood_bound (not `diffax eval`, whose likelihood is Gaussian-only).
+The likelihood of a CLD model is diffax.cld.data_log_likelihood_bound (E_v0[log p(x0, v0) -
+log N(v0; 0, gamma M)] <= log p(x0), one velocity draw per example), reported in nats and
+bits/dim.
 """
 
 import ml_collections
 
-from diffax.cli import EVAL_DEFAULTS, SAMPLE_DEFAULTS
+from diffax.train.options import EVAL_DEFAULTS, SAMPLE_DEFAULTS
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:

@@ -608,6 +608,13 @@ def data_log_likelihood_bound(key: PRNGKey, process: CLD, denoiser: Denoiser, x:
       >>> b.shape
       (2,)
     """
+    return _bound_and_nfe(key, process, denoiser, x, num_samples=num_samples, **kwargs)[0]
+
+
+def _bound_and_nfe(key: PRNGKey, process: CLD, denoiser: Denoiser, x: ArrayLike, *,
+                   num_samples: int = 1, **kwargs: Any) -> tuple[Array, Array]:
+    """:func:`data_log_likelihood_bound` ``[B]`` and the denoiser evaluations per example
+    ``[B]`` its ODE solves took (summed over the velocity draws), for ``diffax likelihood``."""
     from diffax.likelihood import log_likelihood  # likelihood depends on processes, not cld
 
     x = jnp.asarray(x)
@@ -621,6 +628,7 @@ def data_log_likelihood_bound(key: PRNGKey, process: CLD, denoiser: Denoiser, x:
     var = (jnp.asarray(process.gamma) * process.mass).astype(x.dtype)
     n = math.prod(x.shape[1:])
     total = jnp.zeros(x.shape[:1], x.dtype)
+    nfe = jnp.zeros(x.shape[:1], jnp.int32)
     for i in range(int(num_samples)):
         kv, kl = jax.random.split(jax.random.fold_in(key, i))
         v = jnp.sqrt(var) * jax.random.normal(kv, x.shape, x.dtype)
@@ -629,4 +637,5 @@ def data_log_likelihood_bound(key: PRNGKey, process: CLD, denoiser: Denoiser, x:
         ll = log_likelihood(kl if kwargs.get("divergence") == "hutchinson" else None,
                             process, denoiser, (x, v), **kwargs)
         total = total + ll.logp - log_q
-    return total / num_samples
+        nfe = nfe + ll.nfe
+    return total / num_samples, nfe

@@ -26,7 +26,6 @@ corrupt checkpoint, a full disk, a NaN loss, a dead process) print one line, exi
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import os
 import re
@@ -35,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from diffax.cli_help import HELP
+from diffax.cli_help import TRAIN_FLAGS, command_help, usage
 from diffax.train.demo import demo_config
 from diffax.train.options import EVAL_DEFAULTS, SAMPLE_DEFAULTS, ConfigError
 
@@ -64,14 +63,6 @@ def _say(text: str) -> None:
 
 # ============================================================================================
 # Flags and configs.
-
-
-@dataclasses.dataclass
-class _Command:
-    name: str
-    summary: str
-    description: str
-    run: Callable[[Sequence[str]], int]
 
 
 def _override_keys(argv: Sequence[str]) -> list[str]:
@@ -264,23 +255,8 @@ def _define_train_flags(fv: Any) -> None:
     from absl import flags
 
     _define_workdir(fv, step=False)
-    flags.DEFINE_bool("distributed", False, "Join a multi-process job: call "
-                      "jax.distributed.initialize(), which finds the cluster by itself on Cloud "
-                      "TPU, Slurm and Open MPI (already done when such a cluster is in the "
-                      "environment, except on Cloud TPU VMs).", flag_values=fv)
-    flags.DEFINE_string("coordinator_address", None, "host:port of process 0's coordination "
-                        "service, for clusters jax does not detect (needs --num_processes and "
-                        "--process_id).", flag_values=fv)
-    flags.DEFINE_integer("num_processes", None, "Processes in the job (with "
-                         "--coordinator_address).", flag_values=fv)
-    flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes) "
-                         "(with --coordinator_address).", flag_values=fv)
-    flags.DEFINE_integer("distributed_timeout", 300, "Seconds to wait for every process to "
-                         "join before failing.", flag_values=fv)
-    flags.DEFINE_bool("restore_fallback", False, "If the newest checkpoint is corrupt or was "
-                      "written by an incompatible config, move it to checkpoints.corrupt/ and "
-                      "resume from the newest good one (sets config.train.restore_fallback).",
-                      flag_values=fv)
+    for name, (kind, default, text) in TRAIN_FLAGS.items():
+        getattr(flags, f"DEFINE_{kind}")(name, default, text, flag_values=fv)
 
 
 def _distributed_options(fv: Any) -> dict[str, Any]:
@@ -341,13 +317,9 @@ def _cmd_sample(argv: Sequence[str]) -> int:
 
 def _cmd_sample_pretrained(argv: Sequence[str]) -> int:
     """``diffax sample --pretrained DIR --workdir OUT``: a local diffusers UNet, no training."""
-    import jax
     import ml_collections
-    import numpy as np
     from absl import flags
 
-    from diffax import data, interop
-    from diffax.interop import pipeline
     from diffax.train import build, evaluate
 
     defaults = ml_collections.ConfigDict({
@@ -362,36 +334,21 @@ def _cmd_sample_pretrained(argv: Sequence[str]) -> int:
     fv = _parse_flags("sample", argv, define, config_dict=defaults,
                       allowed_overrides=("seed", "sample.", "eval.batch_size"))
     workdir = _require_workdir(fv)
-    folder = root = os.path.expanduser(fv.pretrained or "")
-    if os.path.isfile(os.path.join(folder, "unet", "config.json")):
-        folder = os.path.join(folder, "unet")
     cfg = dict(fv.config.sample)
+    explicit = set(_override_keys(argv))
     try:
         solver, num_steps = build.build_solver(cfg)
         schedule = build.build_schedule(cfg)
-        pre = interop.load_pretrained(folder)
-        # The scheduler_config.json next to the model (or in the pipeline's scheduler/);
-        # without one, diffusers' DDIMScheduler defaults (DDPM's linear betas, eps).
-        roots = [r for r in (root, folder) if os.path.isfile(
-            os.path.join(r, "scheduler_config.json")) or os.path.isfile(
-            os.path.join(r, "scheduler", "scheduler_config.json"))]
-        sched = interop.load_scheduler(roots[0] if roots else {"_class_name": "DDIMScheduler"})
-        explicit = set(_override_keys(argv))
-        x, nfe = pipeline.sample_pretrained(
-            jax.random.key(int(fv.config.seed)), pre, sched, num_steps=num_steps,
+        out = evaluate.sample_pretrained(
+            fv.pretrained or "", workdir, seed=int(fv.config.seed), num_steps=num_steps,
             num_samples=int(cfg["num_samples"]), batch_size=int(fv.config.eval.batch_size),
             solver=solver if "sample.solver" in explicit else None,
             schedule=schedule if "sample.schedule" in explicit else None)
     except ValueError as e:
         raise UsageError(_one_line(e)) from None
-    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-    npz = os.path.join(workdir, "samples",
-                       f"pretrained_{num_steps}steps_seed{int(fv.config.seed)}.npz")
-    evaluate.write_npz(npz, x=data.from_model_range(x), range=np.asarray((0.0, 255.0)),
-               nfe=np.int64(nfe))
-    where = f"the config in {roots[0]}" if roots else "diffusers' defaults"
-    _say(f"diffax sample: {len(x)} samples of {folder} ({pre.class_name}; "
-         f"{sched.class_name} with {where}), NFE {nfe} -> {npz}")
+    _say(f"diffax sample: {out['num_samples']} samples of {out['folder']} ({out['model']}; "
+         f"{out['scheduler']} with {out['scheduler_config']}), NFE {out['nfe']} -> "
+         f"{out['npz']}")
     return 0
 
 
@@ -403,6 +360,9 @@ def _cmd_likelihood(argv: Sequence[str]) -> int:
     _say(f"diffax likelihood: NLL {out['value']:.4f} ± {out['stderr']:.4f} {out['unit']} on "
          f"{out['num_examples']} {out['split']} examples (mean NFE {out['nfe']:.0f}) -> "
          f"{out['path']}")
+    if "bits_per_dim" in out:  # CLD: the paper's bound on -log p(x0), in both units
+        _say(f"diffax likelihood: CLD bound, {out['nats']['value']:.4f} nats/example = "
+             f"{out['bits_per_dim']['value']:.4f} bits/dim (an upper bound on -log p(x0))")
     return 0
 
 
@@ -461,38 +421,17 @@ def _cmd_task(argv: Sequence[str]) -> int:
     fv = _parse_flags("task", [f"--config={argv[0]}", *argv[1:]],
                       lambda fv: _define_workdir(fv, step=False), config_file=True)
     workdir = _require_workdir(fv)
-    if fv.config.get("task") not in tasks.TASKS:
-        raise UsageError(f"config.task={fv.config.get('task')!r} is not one of {tasks.TASKS}")
-    json.dump(tasks.run(fv.config, workdir), sys.stdout, indent=2, default=float)
+    from diffax.train import options
+
+    opts = options.parse_task_config(fv.config)  # checked once, before any compute
+    json.dump(tasks.run(opts, workdir), sys.stdout, indent=2, default=float)
     _say("")
     return 0
 
 
-_COMMANDS: dict[str, _Command] = {
-    name: _Command(name, summary, description + "\n\nflags:\n" + flags_help, run)
-    for name, run in (("train", _cmd_train), ("sample", _cmd_sample),
-                      ("likelihood", _cmd_likelihood), ("eval", _cmd_eval),
-                      ("demo", _cmd_demo), ("task", _cmd_task))
-    for summary, description, flags_help in [HELP[name]]}
-
-
-def _usage() -> str:
-    width = max(len(n) for n in _COMMANDS)
-    lines = ["usage: diffax <command> [flags]", "", "Diffusion models in JAX: train, sample, "
-             "score.", "", "commands:"]
-    lines += [f"  {c.name.ljust(width)}  {c.summary}" for c in _COMMANDS.values()]
-    lines += ["", "`diffax <command> --help` describes a command's flags. Errors in flags or "
-              "config keys exit with code 2 before anything is computed or written."]
-    return "\n".join(lines)
-
-
-def _command_help(cmd: _Command) -> str:
-    import textwrap
-
-    usage, _, rest = cmd.description.partition("\n\n")
-    details, _, flags_help = rest.partition("\n\nflags:\n")
-    body = textwrap.fill(details, 92)
-    return f"usage: {usage}\n\n{cmd.summary}.\n\n{body}\n\nflags:\n{flags_help}"
+_COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "train": _cmd_train, "sample": _cmd_sample, "likelihood": _cmd_likelihood,
+    "eval": _cmd_eval, "demo": _cmd_demo, "task": _cmd_task}
 
 
 def run_command(name: str, argv: Sequence[str]) -> int:
@@ -501,7 +440,7 @@ def run_command(name: str, argv: Sequence[str]) -> int:
 
     logging.set_verbosity(logging.ERROR)
     try:
-        return _COMMANDS[name].run(argv)
+        return _COMMANDS[name](argv)
     except ConfigError as e:
         raise UsageError(_one_line(e)) from None
 
@@ -517,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        _say(_usage())
+        _say(usage())
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in _COMMANDS:
@@ -526,9 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"diffax: error: unknown command {name!r}{hint} (commands: "
                          f"{', '.join(_COMMANDS)})\n")
         return 2
-    cmd = _COMMANDS[name]
     if any(a in ("-h", "--help", "-help", "--helpfull") for a in rest):
-        _say(_command_help(cmd))
+        _say(command_help(name))
         return 0
     try:
         return run_command(name, rest)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from diffax.train.options import EVAL_DEFAULTS
 
-__all__ = ["HELP", "WORKDIR_HELP", "POST_HELP", "eval_keys_help"]
+__all__ = ["HELP", "TRAIN_FLAGS", "WORKDIR_HELP", "POST_HELP", "eval_keys_help", "usage",
+           "command_help"]
 
 HELP: dict[str, tuple[str, str, str]] = {}
 """command -> (summary, description, flags)."""
@@ -14,6 +15,27 @@ WORKDIR_HELP = ("  --workdir DIR            the run's directory (required)\n"
                 "  --step N                 the checkpoint to use (default: the latest)\n")
 POST_HELP = ("  --config.seed=S          another seed for sampling and probes\n"
              "  --config.data.data_dir=DIR  where the dataset is prepared, if it moved\n")
+
+
+TRAIN_FLAGS: dict[str, tuple[str, object, str]] = {
+    "distributed": ("bool", False, "Join a multi-process job: call "
+                    "jax.distributed.initialize(), which finds the cluster by itself on Cloud "
+                    "TPU, Slurm and Open MPI (already done when such a cluster is in the "
+                    "environment, except on Cloud TPU VMs)."),
+    "coordinator_address": ("string", None, "host:port of process 0's coordination "
+                            "service, for clusters jax does not detect (needs --num_processes "
+                            "and --process_id)."),
+    "num_processes": ("integer", None, "Processes in the job (with --coordinator_address)."),
+    "process_id": ("integer", None, "This process's index in [0, num_processes) "
+                   "(with --coordinator_address)."),
+    "distributed_timeout": ("integer", 300, "Seconds to wait for every process to join before "
+                            "failing."),
+    "restore_fallback": ("bool", False, "If the newest checkpoint is corrupt or was written by "
+                         "an incompatible config, move it to checkpoints.corrupt/ and resume "
+                         "from the newest good one (sets config.train.restore_fallback)."),
+}
+"""``diffax train``'s flags besides ``--config`` and ``--workdir``: name -> (absl kind,
+default, help)."""
 
 
 def eval_keys_help() -> str:
@@ -101,3 +123,22 @@ HELP["task"] = (
     "  --config.KEY=VALUE       e.g. --config.data.data_dir=/tmp/tfds\n")
 
 
+def usage() -> str:
+    """``diffax --help``: the commands and their summaries."""
+    width = max(len(n) for n in HELP)
+    lines = ["usage: diffax <command> [flags]", "", "Diffusion models in JAX: train, sample, "
+             "score.", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {summary}" for name, (summary, _, _) in HELP.items()]
+    lines += ["", "`diffax <command> --help` describes a command's flags. Errors in flags or "
+              "config keys exit with code 2 before anything is computed or written."]
+    return "\n".join(lines)
+
+
+def command_help(name: str) -> str:
+    """``diffax NAME --help``: usage line, summary, description and flags."""
+    import textwrap
+
+    summary, description, flags_help = HELP[name]
+    usage_line, _, details = description.partition("\n\n")
+    body = textwrap.fill(details, 92)
+    return f"usage: {usage_line}\n\n{summary}.\n\n{body}\n\nflags:\n{flags_help}"

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffax._checks import check_denoiser_accepts, check_number
-from diffax._pytree import concrete_value, pytree_dataclass, static_field
+from diffax._pytree import concrete_value, pytree_dataclass, replace, static_field
 from diffax.processes import Process, expand
 from diffax.samplers._base import (
     EmptyState,
@@ -531,18 +531,6 @@ def downsample(*, factor: int) -> ForwardFn:
 # SDEdit
 
 
-class _StartingAt:
-    """A view of a process whose ``t_max`` is ``t0``, for building a schedule from ``t0``
-    (schedules read ``t_max``, ``t_min`` and the process's coefficient functions)."""
-
-    def __init__(self, process: Process, t0: Any):
-        self._process = process
-        self.t_max = t0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._process, name)
-
-
 def sdedit(
     key: PRNGKey,
     process: Process,
@@ -596,7 +584,10 @@ def sdedit(
         raise ValueError(f"`t0` must be a scalar time in (t_min, t_max] = ({lo}, {hi}], got "
                          f"{t0!r}.")
     schedule = solver.default_schedule(process) if schedule is None else schedule
-    times = schedule(_StartingAt(process, jnp.asarray(t0, x.dtype)), num_steps, dtype=x.dtype)
+    if schedule.t_start is not None:
+        raise ValueError(f"`schedule` has t_start={schedule.t_start!r}; sdedit starts its grid "
+                         f"at `t0` (leave the schedule's t_start unset).")
+    times = replace(schedule, t_start=t0)(process, num_steps, dtype=x.dtype)
     k_noise, k_sample = jax.random.split(key)
     x_t0 = process.marginal_sample(k_noise, x, jnp.asarray(t0, x.dtype)).astype(x.dtype)
     return sample(k_sample, process, denoiser, x_t0, solver=solver, num_steps=num_steps,

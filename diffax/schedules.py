@@ -11,6 +11,11 @@ Schedules defined on the noise level use the process's *scaled* noise level
 (``alpha = 1``, ``sigma = t``) :class:`Karras` is exactly EDM's grid, and on
 :class:`diffax.RectifiedFlow` (``t_min = 0``) :class:`Shift` is Stable Diffusion 3's time shift.
 
+Every schedule takes keyword-only ``t_start=`` and ``t_end=``: the grid then runs from
+``t_start`` (default ``process.t_max``) to ``t_end`` (default ``process.t_min``) by the same law,
+as if the process ended there (SDEdit starts at ``t_start < t_max``; a sampler may stop at
+``t_end > t_min``); left at ``None`` the grid is exactly the one over the whole interval.
+
 Where the process makes the scaled noise level infinite (``alpha(t_max) = 0``, as for
 rectified flow at ``t = 1``) or zero (``sigma(t_min) = 0``), a schedule that needs a finite
 value uses the one at ``1e-3`` of the time range inside the interval instead; the end points
@@ -26,8 +31,10 @@ Example:
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -98,18 +105,107 @@ def _pin(ts: Array, process: Process) -> Array:
     return ts.at[0].set(t_max).at[-1].set(t_min)
 
 
+class _Interval:
+    """A view of a process whose time range is ``[t_end, t_start]``: schedules read ``t_max``,
+    ``t_min`` and the process's coefficient functions, so a grid built on the view follows the
+    same law over the sub-interval."""
+
+    def __init__(self, process: Process, t_start: Any, t_end: Any):
+        self._process = process
+        self.t_max, self.t_min = t_start, t_end
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._process, name)
+
+
+def _check_time(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if jnp.ndim(value) != 0:
+        raise ValueError(f"`{name}` must be a scalar time, got shape {tuple(jnp.shape(value))}.")
+    v = concrete_value(value)
+    if v is not None and not np.isfinite(v):
+        raise ValueError(f"`{name}` must be a finite time, got {value!r}.")
+
+
+_ENDS = ("t_start", "t_end")
+
+
 @pytree_dataclass
 class Schedule(abc.ABC):
-    """A map ``(process, num_steps) -> times [num_steps + 1]``, decreasing from ``t_max`` to
-    ``t_min``.
+    """A map ``(process, num_steps) -> times [num_steps + 1]``, decreasing from ``t_start``
+    (default ``t_max``) to ``t_end`` (default ``t_min``).
 
-    Subclasses implement ``_times(process, num_steps, dtype)``; ``__call__`` validates
-    ``num_steps`` and pins the end points exactly.
+    Subclasses implement ``_times(process, num_steps, dtype)`` on a process whose ``t_max`` and
+    ``t_min`` are the grid's ends; ``__call__`` validates ``num_steps`` and the ends and pins the
+    end points exactly.
+
+    Args:
+      t_start: the first time (noise side), in ``(t_end, t_max]``; ``None``: ``process.t_max``.
+      t_end: the last time (data side), in ``[t_min, t_start)``; ``None``: ``process.t_min``.
+        Both are pytree leaves (they may be traced); checks against the process run at call
+        time when the values are concrete.
+
+    Example:
+      >>> import diffax
+      >>> p = diffax.RectifiedFlow(t_min=0.0)
+      >>> ts = diffax.schedules.TimeUniform(t_start=0.5, t_end=0.1)(p, 4)
+      >>> [round(float(t), 6) for t in ts]
+      [0.5, 0.4, 0.3, 0.2, 0.1]
     """
+
+    t_start: Any = None
+    t_end: Any = None
+
+    def __post_init__(self):
+        for name in _ENDS:
+            _check_time(name, getattr(self, name))
+        a, b = concrete_value(self.t_start), concrete_value(self.t_end)
+        if a is not None and b is not None and not float(b) < float(a):
+            raise ValueError(f"{type(self).__name__}: `t_end`={float(b):g} must be below "
+                             f"`t_start`={float(a):g} (times decrease from noise to data).")
+
+    def __init_subclass__(cls, **kwargs: Any):
+        # The dataclass decorator keeps a __repr__ found in the class's own namespace: every
+        # schedule prints its own options first and t_start / t_end only when they are set.
+        super().__init_subclass__(**kwargs)
+        if "__repr__" not in cls.__dict__:
+            cls.__repr__ = Schedule.__repr__
+
+    def __repr__(self) -> str:
+        names = [f.name for f in dataclasses.fields(self) if f.repr and f.name not in _ENDS]
+        names += [n for n in _ENDS if getattr(self, n) is not None]
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in names)})"
+
+    def interval(self, process: Process, dtype: Any = None) -> Process:
+        """``process`` itself, or (with ``t_start`` / ``t_end`` set) a view of it whose
+        ``t_max`` / ``t_min`` are those times, after checking they lie in its range.
+
+        Raises:
+          ValueError: naming ``t_start`` or ``t_end`` when it lies outside
+            ``[process.t_min, process.t_max]`` (concrete values only).
+        """
+        if self.t_start is None and self.t_end is None:
+            return process
+        dtype = dtype or _float_dtype()
+        lo, hi = concrete_value(process.t_min), concrete_value(process.t_max)
+        tol = 1e-6 * max(1.0, abs(float(hi))) if hi is not None else 0.0
+        for name, value in zip(_ENDS, (self.t_start, self.t_end), strict=True):
+            v = concrete_value(value)
+            if v is None or lo is None or hi is None:
+                continue
+            if not float(lo) - tol <= float(v) <= float(hi) + tol:
+                raise ValueError(f"{type(self).__name__}: `{name}`={float(v):g} lies outside "
+                                 f"the time range [t_min, t_max] = [{float(lo):g}, "
+                                 f"{float(hi):g}] of {type(process).__name__}.")
+        t_start = process.t_max if self.t_start is None else self.t_start
+        t_end = process.t_min if self.t_end is None else self.t_end
+        return _Interval(process, jnp.asarray(t_start, dtype), jnp.asarray(t_end, dtype))
 
     def __call__(self, process: Process, num_steps: int, *, dtype: Any = None) -> Array:
         num_steps = check_num_steps(num_steps)
         dtype = dtype or _float_dtype()
+        process = self.interval(process, dtype)
         return _pin(self._times(process, num_steps, dtype), process)
 
     @abc.abstractmethod
@@ -146,6 +242,7 @@ class Endpoints(Schedule):
 
     def __call__(self, process, num_steps, *, dtype=None):
         dtype = dtype or jnp.result_type(float)
+        process = self.interval(process, dtype)
         return jnp.stack([jnp.asarray(process.t_max, dtype), jnp.asarray(process.t_min, dtype)])
 
     def _times(self, process, num_steps, dtype):  # pragma: no cover - __call__ is overridden
@@ -211,6 +308,7 @@ class Karras(Schedule):
     sigma_max: Any = None
 
     def __post_init__(self):
+        super().__post_init__()
         v = concrete_value(self.rho)
         if v is not None and not bool(np.all(v > 0)):
             raise ValueError(f"Karras: `rho` must be positive, got {self.rho!r}.")
@@ -267,6 +365,7 @@ class Shift(Schedule):
     base: Schedule | None = None
 
     def __post_init__(self):
+        super().__post_init__()
         v = concrete_value(self.shift)
         if v is not None and not (np.all(np.isfinite(v)) and np.all(v > 0)):
             raise ValueError(f"Shift: `shift` must be positive, got {self.shift!r}.")
@@ -366,6 +465,12 @@ class Spacing(Schedule):
     ddim: bool = static_field(default=False)
 
     def __post_init__(self):
+        for name in _ENDS:
+            if getattr(self, name) is not None:
+                raise ValueError(f"Spacing: `{name}` is not an option of diffusers' timestep "
+                                 f"spacings (their timesteps are fixed by `spacing`, "
+                                 f"`steps_offset` and the process); pass an explicit array of "
+                                 f"times instead.")
         if self.spacing not in _SPACINGS:
             raise ValueError(f"Spacing: `spacing` must be one of "
                              f"{', '.join(map(repr, _SPACINGS))}; got {self.spacing!r}.")
@@ -420,30 +525,71 @@ def _discrete_steps(process: Process) -> int:
     return int(steps)
 
 
-def time_uniform() -> TimeUniform:
-    """:class:`TimeUniform`."""
-    return TimeUniform()
+def time_uniform(*, t_start: Any = None, t_end: Any = None) -> TimeUniform:
+    """:class:`TimeUniform` (from ``t_start`` to ``t_end``, default ``t_max`` to ``t_min``).
+
+    Example:
+      >>> import diffax
+      >>> p = diffax.RectifiedFlow(t_min=0.0)
+      >>> [float(t) for t in diffax.schedules.time_uniform(t_start=0.5)(p, 2)]
+      [0.5, 0.25, 0.0]
+    """
+    return TimeUniform(t_start=t_start, t_end=t_end)
 
 
-def quadratic() -> Quadratic:
-    """:class:`Quadratic`."""
-    return Quadratic()
+def quadratic(*, t_start: Any = None, t_end: Any = None) -> Quadratic:
+    """:class:`Quadratic` (from ``t_start`` to ``t_end``, default ``t_max`` to ``t_min``).
+
+    Example:
+      >>> import diffax
+      >>> p = diffax.RectifiedFlow(t_min=0.0)
+      >>> [float(t) for t in diffax.schedules.quadratic(t_start=0.5)(p, 2)]
+      [0.5, 0.125, 0.0]
+    """
+    return Quadratic(t_start=t_start, t_end=t_end)
 
 
-def log_snr_uniform() -> LogSNRUniform:
-    """:class:`LogSNRUniform`."""
-    return LogSNRUniform()
+def log_snr_uniform(*, t_start: Any = None, t_end: Any = None) -> LogSNRUniform:
+    """:class:`LogSNRUniform` (from ``t_start`` to ``t_end``, default ``t_max`` to ``t_min``).
+
+    Example:
+      >>> import diffax
+      >>> p = diffax.VP()
+      >>> ts = diffax.schedules.log_snr_uniform(t_start=0.5, t_end=0.1)(p, 2)
+      >>> lam = p.log_snr(ts)
+      >>> [round(float(t), 6) for t in ts], bool(abs(float(2 * lam[1] - lam[0] - lam[2])) < 1e-4)
+      ([0.5, 0.273308, 0.1], True)
+    """
+    return LogSNRUniform(t_start=t_start, t_end=t_end)
 
 
 def karras(rho: float = 7.0, *, sigma_min: float | None = None,
-           sigma_max: float | None = None) -> Karras:
-    """:class:`Karras` with exponent ``rho``."""
-    return Karras(rho=rho, sigma_min=sigma_min, sigma_max=sigma_max)
+           sigma_max: float | None = None, t_start: Any = None, t_end: Any = None) -> Karras:
+    """:class:`Karras` with exponent ``rho`` (from ``t_start`` to ``t_end``, default ``t_max``
+    to ``t_min``).
+
+    Example:
+      >>> import diffax
+      >>> ts = diffax.schedules.karras(7.0, t_start=10.0)(diffax.EDM(), 2)
+      >>> [round(float(t), 4) for t in ts]
+      [10.0, 0.4803, 0.002]
+    """
+    return Karras(rho=rho, sigma_min=sigma_min, sigma_max=sigma_max, t_start=t_start,
+                  t_end=t_end)
 
 
-def shift(shift: float = 3.0, *, base: Schedule | None = None) -> Shift:
-    """:class:`Shift` by ``shift`` (of ``base``, default :class:`TimeUniform`)."""
-    return Shift(shift=shift, base=base)
+def shift(shift: float = 3.0, *, base: Schedule | None = None, t_start: Any = None,
+          t_end: Any = None) -> Shift:
+    """:class:`Shift` by ``shift`` (of ``base``, default :class:`TimeUniform`; from ``t_start``
+    to ``t_end``, default ``t_max`` to ``t_min``).
+
+    Example:
+      >>> import diffax
+      >>> ts = diffax.schedules.shift(3.0, t_start=0.5)(diffax.RectifiedFlow(t_min=0.0), 2)
+      >>> [round(float(t), 6) for t in ts]
+      [0.5, 0.375, 0.0]
+    """
+    return Shift(shift=shift, base=base, t_start=t_start, t_end=t_end)
 
 
 def resolve(schedule: Schedule | ArrayLike, process: Process, num_steps: int | None, *,
@@ -523,7 +669,9 @@ def resolve(schedule: Schedule | ArrayLike, process: Process, num_steps: int | N
 def is_clean(process: Process, t: float) -> bool:
     """Whether the concrete time ``t`` is in the process's domain with ``sigma(t) = 0``."""
     try:
-        s = concrete_value(process.sigma(jnp.asarray(t, jnp.result_type(float))))
+        # Evaluated eagerly also under jit (a concrete grid given to a jitted sample).
+        with jax.ensure_compile_time_eval():
+            s = concrete_value(process.sigma(jnp.asarray(t, jnp.result_type(float))))
     except ValueError:
         return False
     return s is not None and float(s) == 0.0

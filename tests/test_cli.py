@@ -195,6 +195,6 @@ def test_demo_tiny_writes_everything(tmp_path, capsys):
         m = json.load(f)
     assert m["nll"]["unit"] == "bits/dim" and np.isfinite(m["nll"]["value"])
     assert m["samples"]["nfe"] == 8 and m["step"] == 4
-    # (The demo's training is also test_configs.py's check of the digits_demo config.)
+    # (The demo's training is also tests/train/test_configs.py's check of the digits_demo config.)
     assert sorted(os.listdir(os.path.join(wd, "checkpoints")), key=int)[-1] == "4"
     assert "diffax demo: done in" in out and wd in out

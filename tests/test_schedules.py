@@ -1,6 +1,9 @@
 """Schedules: exact end points, strictly decreasing grids for every process, the published
 formulas where a process makes them checkable, and clear errors for bad explicit grids."""
 
+import dataclasses
+import doctest
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -149,3 +152,81 @@ def test_resolve_explicit_arrays(x64):
     # Under jit the values are not known: the shape is still checked, values are not.
     out = jax.jit(lambda ts: schedules.resolve(ts, p, 2))(jnp.array([1.0, 0.5, 0.001]))
     np.testing.assert_allclose(out, [1.0, 0.5, 0.001])
+
+
+# --------------------------------------------------------------------------------------------
+# t_start / t_end: a grid over a sub-interval, by the same law.
+
+ENDS_SCHEDULES = dict(SCHEDULES, endpoints=schedules.Endpoints())
+
+
+def test_t_start_and_t_end_follow_each_law(x64):
+    a, b, n = 0.6, 0.1, 4
+    u = np.linspace(1.0, 0.0, n + 1)
+    p = diffax.VP()
+    np.testing.assert_allclose(schedules.TimeUniform(t_start=a, t_end=b)(p, n),
+                               np.linspace(a, b, n + 1), rtol=1e-12)
+    np.testing.assert_allclose(schedules.Quadratic(t_start=a, t_end=b)(p, n),
+                               b + (a - b) * u**2, rtol=1e-12)
+    lam = p.log_snr(schedules.LogSNRUniform(t_start=a, t_end=b)(p, n))
+    np.testing.assert_allclose(lam, np.linspace(p.log_snr(a), p.log_snr(b), n + 1), rtol=1e-10)
+    np.testing.assert_array_equal(schedules.Endpoints(t_start=a, t_end=b)(p, 7), [a, b])
+    # EDM's eq. 5 with sigma_max = t_start, sigma_min = t_end (sigma = t on EDM).
+    rho, i = 7.0, np.arange(n + 1)
+    ref = (10.0 ** (1 / rho) + i / n * (0.01 ** (1 / rho) - 10.0 ** (1 / rho))) ** rho
+    np.testing.assert_allclose(schedules.Karras(rho=rho, t_start=10.0, t_end=0.01)(
+        diffax.EDM(), n), ref, rtol=1e-12)
+    # SD3's shift on rectified flow restricted to [0, 0.5]: s = t / (1 - t) runs over [0, 1];
+    # the Moebius map fixing both ends, v' = k v / (1 + (k - 1) v), then t = s / (1 + s).
+    k, t = 3.0, np.linspace(0.5, 0.0, n + 1)
+    v = t / (1 - t)
+    s = k * v / (1 + (k - 1) * v)
+    np.testing.assert_allclose(schedules.Shift(shift=k, t_start=0.5)(
+        diffax.RectifiedFlow(t_min=0.0), n), s / (1 + s), rtol=1e-12, atol=1e-15)
+
+
+def test_t_start_and_t_end_give_exact_ends_on_every_process(x64):
+    for pname, p in PROCESSES.items():
+        lo, hi = float(p.t_min), float(p.t_max)
+        a, b = lo + 0.6 * (hi - lo), lo + 0.1 * (hi - lo)
+        for sname, sched in ENDS_SCHEDULES.items():
+            ts = np.asarray(dataclasses.replace(sched, t_start=a, t_end=b)(p, 7))
+            assert ts[0] == a and ts[-1] == b, (pname, sname, ts)
+            assert np.all(np.isfinite(ts)) and np.all(np.diff(ts) < 0), (pname, sname, ts)
+            # The whole interval written out is the default grid, bit for bit.
+            full = dataclasses.replace(sched, t_start=hi, t_end=lo)
+            np.testing.assert_array_equal(full(p, 7), sched(p, 7), err_msg=f"{pname} {sname}")
+
+
+def test_t_start_traces_without_recompiling(x64):
+    f = jax.jit(lambda sched: sched(diffax.VP(), 5))
+    for a in (0.9, 0.4):
+        sched = schedules.Karras(t_start=a)
+        np.testing.assert_allclose(f(sched), sched(diffax.VP(), 5), rtol=1e-12)
+    assert f._cache_size() == 1
+
+
+def test_t_start_and_t_end_errors_name_the_argument():
+    p = diffax.VP()
+    with pytest.raises(ValueError, match="`t_start`=1.5 lies outside"):
+        schedules.TimeUniform(t_start=1.5)(p, 4)
+    with pytest.raises(ValueError, match="`t_end`=0 lies outside"):
+        schedules.karras(t_end=0.0)(p, 4)
+    with pytest.raises(ValueError, match="`t_end`=0.5 must be below `t_start`=0.5"):
+        schedules.Quadratic(t_start=0.5, t_end=0.5)
+    with pytest.raises(ValueError, match="`t_start` must be a scalar"):
+        schedules.LogSNRUniform(t_start=np.ones(2))
+    with pytest.raises(ValueError, match="`t_end` must be a finite"):
+        schedules.shift(t_end=float("nan"))
+    with pytest.raises(ValueError, match="`t_start` is not an option"):
+        schedules.Spacing(t_start=0.5)
+    with pytest.raises(TypeError):
+        schedules.time_uniform(0.5)  # keyword-only
+    with pytest.raises(ValueError, match="t_start.*sdedit starts"):
+        diffax.inverse.sdedit(jax.random.key(0), p, lambda x, t: x, jnp.ones((2, 2)), t0=0.5,
+                              num_steps=2, schedule=schedules.TimeUniform(t_start=0.7))
+
+
+def test_docstring_examples():
+    result = doctest.testmod(schedules, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0, result

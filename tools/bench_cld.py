@@ -52,10 +52,19 @@ def run(process, gm, solver, steps, n, key):
     d = gm.denoiser(process)
     dim = gm.dim
     x_init = process.prior_sample(jax.random.fold_in(key, 1), (n, dim))
-    res = jax.jit(lambda k, u: diffax.sample(k, process, d, u, solver=solver,
-                                             num_steps=steps))(key, x_init)
+    fn = jax.jit(lambda k, u: diffax.sample(k, process, d, u, solver=solver, num_steps=steps))
+    if isinstance(x_init, tuple) and not solver.stochastic and n > CHUNK:
+        # The CLD probability-flow ODE at n = 2000 in 16-D hung in XLA's CPU runtime (every
+        # thread in a futex wait, no CPU used; 3 of 3 tries, n = 200 ran): a deterministic
+        # solver gives the same samples in chunks.
+        parts = [fn(key, tuple(a[i:i + CHUNK] for a in x_init)) for i in range(0, n, CHUNK)]
+        return jnp.concatenate([r.x[0] for r in parts]), int(parts[0].nfe)
+    res = fn(key, x_init)
     x = res.x[0] if isinstance(res.x, tuple) else res.x
     return x, int(res.nfe)
+
+
+CHUNK = 250
 
 
 def _draw(key, process, d, solver, steps, n):
@@ -115,13 +124,66 @@ def trained(steps, n):
     return "\n".join(lines)
 
 
+ORDER_STEPS = (8, 16, 32, 64, 128)
+
+
+def weak_order(num):
+    """Weak error of SSCS and Euler-Maruyama against step count on an exact 1-D mixture, in
+    float64: chains start at the exact marginal of ``t_max`` (so only the discretisation
+    errs); the error is the Frobenius norm of the error of ``E[u u^T]`` at ``t_min`` (exact:
+    ``m m^T E[x0^2] + Sigma(t_min)``), with its Monte Carlo standard error (delta method)."""
+    jax.config.update("jax_enable_x64", True)
+    p = diffax.CLD()
+    gm = GaussianMixture(means=jnp.array([[-1.0], [1.5]]), stds=jnp.array([0.4, 0.6]),
+                         weights=jnp.array([0.4, 0.6]))
+    m, cov = p.marginal_coefficients(jnp.float64(p.t_min))
+    second = float(jnp.sum(gm.weights * (jnp.square(gm.means[:, 0]) + jnp.square(gm.stds))))
+    exact = np.asarray(jnp.outer(m, m) * second + cov).reshape(-1)
+    u0 = gm.sample(jax.random.key(1), p, p.t_max, num)
+    d = gm.denoiser(p)
+    lines = [f"Weak error vs steps (1-D mixture, exact denoiser, float64, M = {num} chains "
+             f"from the exact marginal at t_max; error = |E[u u^T] - exact|_F at t_min, "
+             f"+- its standard error):", "",
+             "| steps (NFE) | " + " | ".join(str(k) for k in ORDER_STEPS) + " | fitted order |",
+             "|---|" + "---|" * len(ORDER_STEPS) + "---|"]
+    for name, solver in (("SSCS", samplers.SSCS()), ("EM", samplers.EulerMaruyama())):
+        errs, ses = [], []
+        for steps in ORDER_STEPS:
+            res = jax.jit(lambda u, s=solver, k=steps: diffax.sample(
+                jax.random.key(3), p, d, u, solver=s, num_steps=k))(u0)
+            x, v = (np.asarray(a[:, 0]) for a in res.x)
+            prods = np.stack([x * x, x * v, x * v, v * v], -1)
+            diff = prods.mean(0) - exact
+            err = float(np.sqrt(np.sum(diff ** 2)))
+            errs.append(err)
+            ses.append(float(np.std(prods @ (diff / err)) / np.sqrt(num)))
+            print(name, steps, err, ses[-1], flush=True)
+        e = np.asarray(errs)
+        pairs = ", ".join(f"{-np.log2(e[i + 1] / e[i]):.2f}" for i in range(len(e) - 1))
+        fit = -np.polyfit(np.log(ORDER_STEPS), np.log(e), 1)[0]
+        lines.append(f"| {name} | " + " | ".join(f"{a:.4f} +- {b:.4f}" for a, b in
+                                                 zip(errs, ses, strict=True))
+                     + f" | {fit:.2f} (per doubling: {pairs}) |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=4000)
     ap.add_argument("--out", default=None)
     ap.add_argument("--trained", type=int, default=0)
+    ap.add_argument("--order", type=int, default=0,
+                    help="measure the weak order with this many chains (instead of tables)")
+    ap.add_argument("--dims", default="2-D,16-D", help="which mixtures to tabulate")
     args = ap.parse_args()
     n = args.n
+    if args.order:
+        text = weak_order(args.order)
+        print(text)
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write(text + "\n")
+        return
     if args.trained:
         text = trained(args.trained, n)
         print(text)
@@ -141,6 +203,8 @@ def main():
     slopes = []
     t0 = time.time()
     for name, gm in mixtures().items():
+        if name not in args.dims.split(","):
+            continue
         key = jax.random.key(0)
         ref = gm.sample_data(jax.random.key(100), n)
         floor = sliced_w2(gm.sample_data(jax.random.key(101), n), ref, jax.random.key(7))

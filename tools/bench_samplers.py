@@ -21,8 +21,9 @@ Prints markdown tables and writes them to ``--out``:
 4. Diffusers' default grids (``--parts diffusers``): DDPM's linear schedule with diffusers'
    ``linspace`` / ``leading`` / ``trailing`` timesteps (``diffax.schedules.Spacing``), 10/25/50
    steps, ending at ``t_min`` and at clean data ``t = 0``; every multistep solver under the old
-   lower-order rule, diffusers' rule and diffax's ``StepRatio``, with DDIM as the baseline,
-   against ``diffax.testing.log_snr_reference``.
+   lower-order rule, diffusers' rule, ``StepRatio(2)`` and its default now
+   (``samplers.default_rule``), with DDIM as the baseline, against
+   ``diffax.testing.log_snr_reference``.
 
 Timings are paired (the two things compared run back to back, alternately first) and reported
 as the median of the paired ratios, which is robust to a machine whose load drifts.
@@ -35,6 +36,7 @@ only, ``--dims 2 --parts accuracy`` for one accuracy table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -109,8 +111,11 @@ def steps_for_budget(solver, budget: int) -> int:
     split of the budget)."""
     if isinstance(solver, (samplers.DPMSolver, samplers.DPMSolverPP)) \
             and solver.method == "singlestep":
+        rule = solver.lower_order_final
+        rule = samplers.default_rule(solver) if rule is None else rule
+
         def cost(n):
-            if solver.lower_order_final and n < 15:
+            if rule is True and n < 15:
                 return sum(min(solver.order, n - i) for i in range(n))
             return solver.order * n
         return max(n for n in range(1, budget + 1) if cost(n) <= budget)
@@ -238,7 +243,8 @@ def accuracy_table(dim: int) -> str:
 # set_alpha_to_one=True). Each multistep solver runs with three lower-order rules.
 DIFFUSERS_STEPS = (10, 25, 50)
 DIFFUSERS_SPACINGS = ("linspace", "leading", "trailing")
-DIFFUSERS_RULES = {"old": True, "diffusers": "diffusers", "StepRatio(2)": samplers.StepRatio()}
+DIFFUSERS_RULES = {"old": True, "diffusers": "diffusers", "StepRatio(2)": samplers.StepRatio(),
+                   "default": None}
 DIFFUSERS_SOLVERS = {
     "DPM-Solver (3M, eps)": lambda rule: samplers.DPMSolver(order=3, lower_order_final=rule),
     "DPM-Solver++(2M)": lambda rule: samplers.DPMSolverPP(order=2, lower_order_final=rule),
@@ -270,10 +276,20 @@ def diffusers_grid_tables() -> str:
                            for clean, sp in keys])
         refs = jnp.stack([diffax.testing.log_snr_reference(
             p, gm.denoiser(p), x_init, t_start=g[0], t_end=g[-1]) for g in np.asarray(grids)])
+        done = {}  # a solver whose default rule equals another row's rule runs once
         for name, solver in rows.items():
+            if getattr(solver, "lower_order_final", True) is None:
+                solver = dataclasses.replace(solver,
+                                             lower_order_final=samplers.default_rule(solver))
+            if repr(solver) in done:
+                errs = done[repr(solver)]
+                for (clean, sp), e in zip(keys, errs, strict=True):
+                    results[clean].setdefault(name, {})[(n, sp)] = float(e)
+                continue
             run = jax.jit(jax.vmap(lambda grid, solver=solver: samplers.sample(
                 None, p, gm.denoiser(p), x_init, solver=solver, schedule=grid).x))
             errs = np.sqrt(np.mean(np.square(np.asarray(run(grids) - refs)), axis=(1, 2)))
+            done[repr(solver)] = errs
             for (clean, sp), e in zip(keys, errs, strict=True):
                 results[clean].setdefault(name, {})[(n, sp)] = float(e)
         print(f"diffusers grids: {n} steps done", flush=True)
@@ -284,8 +300,11 @@ def diffusers_grid_tables() -> str:
         lines = [f"**Diffusers' grids ending at {end}**: DDPM linear schedule (T = 1000), a "
                  f"4-component mixture in D = 4, {BATCH} examples, float64: RMS error of the "
                  "final state against the log-SNR reference (testing.log_snr_reference, "
-                 "rtol = atol = 1e-10). Rules: old = lower_order_final=True (below 15 steps), "
-                 "diffusers = diffusers_rule(solver), StepRatio(2) = diffax's rule. Bold: best "
+                 "rtol = atol = 1e-10). Rules: old = lower_order_final=True (below 15 steps, "
+                 "the default before), diffusers = diffusers_rule(solver), StepRatio(2) = "
+                 "StepRatio(max_ratio=2), default = the solver's default now "
+                 "(samplers.default_rule: StepRatio(2, long_step=1) for DPM-Solver++ and UniPC, "
+                 "StepRatio(2) for DPM-Solver and DEIS(log-SNR), none for iPNDM). Bold: best "
                  "rule per solver and column; * = worse than DDIM.", "",
                  "| solver, rule | " + " | ".join(f"{n} {sp}" for n, sp in cols) + " |",
                  "|---" * (len(cols) + 1) + "|"]
@@ -299,6 +318,7 @@ def diffusers_grid_tables() -> str:
                 text.append(f"**{e:.2e}**{mark}" if best else f"{e:.2e}{mark}")
             lines.append(f"| {name} | " + " | ".join(text) + " |")
         wins = {r: 0 for r in DIFFUSERS_RULES}
+        ties = {r: 0 for r in DIFFUSERS_RULES}
         worse = {r: 0 for r in DIFFUSERS_RULES}
         for solver_name in DIFFUSERS_SOLVERS:
             for c in cols:
@@ -306,9 +326,11 @@ def diffusers_grid_tables() -> str:
                 wins[min(errs, key=errs.get)] += 1
                 for r, e in errs.items():
                     worse[r] += e > res["DDIM"][c]
+                    ties[r] += e <= min(errs.values())
         total = len(DIFFUSERS_SOLVERS) * len(cols)
-        lines += ["", "Best rule per (solver, column): " + ", ".join(
-            f"{r} {k}/{total}" for r, k in wins.items()) + "; worse than DDIM: " + ", ".join(
+        lines += ["", "Best rule per (solver, column), ties to the first listed: " + ", ".join(
+            f"{r} {k}/{total}" for r, k in wins.items()) + "; best or tied: " + ", ".join(
+            f"{r} {k}/{total}" for r, k in ties.items()) + "; worse than DDIM: " + ", ".join(
             f"{r} {k}/{total}" for r, k in worse.items()), ""]
         out.append("\n".join(lines))
     return "\n".join(out)

@@ -12,7 +12,9 @@ For each scheduler config and step count it runs diffusers' own loop
 float64 from fixed initial noise, with ``model`` the exact eps / v / x0 prediction of a
 3-component Gaussian mixture in 4-D computed here in NumPy from ``alphas_cumprod[k]`` (an
 implementation independent of ``diffax.testing``), and stores the config (JSON), the mixture,
-the initial noise, the timesteps and the state after every step.
+the initial noise, the timesteps and the state after every step (for the stochastic
+``DDPMScheduler`` also the standard normal noise of every step, drawn from a seeded
+generator).
 """
 
 from __future__ import annotations
@@ -52,7 +54,23 @@ CASES = [
     ("unipc3_leading_offset1_v", "UniPCMultistepScheduler",
      {**SD, "solver_order": 3, "timestep_spacing": "leading", "steps_offset": 1,
       "prediction_type": "v_prediction"}, (10, 25)),
+    # DEIS (logrho, ends at t_min; lower orders on the last steps below 15 steps).
+    # Its third-order coefficients lose digits to cancellation in diffusers' float32 sigmas:
+    # the same loop with the sigmas in float64 is stored too ("__trajectory_sigmas64").
+    ("deis2_linspace_eps", "DEISMultistepScheduler", {}, (25,)),
+    ("deis3_trailing_v", "DEISMultistepScheduler",
+     {"solver_order": 3, "timestep_spacing": "trailing", "prediction_type": "v_prediction"},
+     (25,)),
+    ("deis3_leading_offset1_x0", "DEISMultistepScheduler",
+     {**SD, "solver_order": 3, "timestep_spacing": "leading", "steps_offset": 1,
+      "prediction_type": "sample"}, (10,)),
+    # DDPM (stochastic: the noise of every step is stored with the trajectory).
+    ("ddpm_leading_clip_eps", "DDPMScheduler", {}, (10,)),
+    ("ddpm_trailing_v", "DDPMScheduler",
+     {**SD, "timestep_spacing": "trailing", "prediction_type": "v_prediction",
+      "clip_sample": False}, (25,)),
 ]
+NOISE_SEED = 1
 
 
 def mixture_x0(x: np.ndarray, abar: float) -> np.ndarray:
@@ -75,18 +93,33 @@ def model(x: np.ndarray, abar: float, prediction: str) -> np.ndarray:
     return {"epsilon": eps, "v_prediction": a * eps - s * x0, "sample": x0}[prediction]
 
 
-def run(cls_name: str, config: dict, num_steps: int, x_init: np.ndarray):
+def run(cls_name: str, config: dict, num_steps: int, x_init: np.ndarray,
+        sigmas64: bool = False):
+    """diffusers' loop (with ``sigmas64`` its ``sigmas`` cast to float64 after
+    ``set_timesteps``); for DDPM with a seeded generator, whose draws (one per step with
+    ``k > 0``, as DDPMScheduler.step makes them) a twin generator records."""
     sched = getattr(diffusers, cls_name)(**config)
     sched.set_timesteps(num_steps)
+    if sigmas64:
+        sched.sigmas = sched.sigmas.double()
     abar = sched.alphas_cumprod.double().numpy()
     prediction = sched.config.prediction_type
+    stochastic = cls_name == "DDPMScheduler"
+    gen = torch.Generator().manual_seed(NOISE_SEED)
+    twin = torch.Generator().manual_seed(NOISE_SEED)
     x = torch.from_numpy(x_init.copy())
-    traj = [x_init.copy()]
+    traj, noise = [x_init.copy()], []
     for k in sched.timesteps:
         out = torch.from_numpy(model(x.numpy(), float(abar[int(k)]), prediction))
-        x = sched.step(out, k, x).prev_sample
+        if stochastic:
+            if int(k) > 0:
+                noise.append(torch.randn(out.shape, generator=twin, dtype=out.dtype).numpy())
+            x = sched.step(out, k, x, generator=gen).prev_sample
+        else:
+            x = sched.step(out, k, x).prev_sample
         traj.append(x.numpy().astype(np.float64))
-    return sched, np.asarray(sched.timesteps.numpy(), np.int64), np.stack(traj)
+    noise = np.stack(noise) if stochastic else None
+    return sched, np.asarray(sched.timesteps.numpy(), np.int64), np.stack(traj), noise
 
 
 def main() -> None:
@@ -99,12 +132,17 @@ def main() -> None:
             "diffusers_version": np.array(diffusers.__version__)}
     for name, cls_name, config, steps in CASES:
         for n in steps:
-            sched, ks, traj = run(cls_name, config, n, x_init)
+            sched, ks, traj, noise = run(cls_name, config, n, x_init)
             full = {"_class_name": cls_name, **dict(sched.config)}
             key = f"{name}__{n}"
             data[f"{key}__config"] = np.array(json.dumps(full, default=str))
             data[f"{key}__timesteps"] = ks
             data[f"{key}__trajectory"] = traj
+            if noise is not None:
+                data[f"{key}__noise"] = noise
+            if cls_name == "DEISMultistepScheduler":
+                data[f"{key}__trajectory_sigmas64"] = run(cls_name, config, n, x_init,
+                                                          sigmas64=True)[2]
             print(f"{key}: {len(ks)} steps, |x_final| max {np.abs(traj[-1]).max():.3f}")
     np.savez_compressed(args.out, **data)
     print(f"wrote {args.out}")

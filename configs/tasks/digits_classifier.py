@@ -11,7 +11,8 @@ experiments/classifier_guidance/README.md.
 
 import ml_collections
 
-from diffax.tasks.defaults import base_config, classifier_section
+from diffax.tasks.defaults import base_config, classifier_section, task_section
+from diffax.train.options import GuidanceOptions, TaskEvalOptions
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -19,10 +20,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     cfg = base_config("classifier", variant)
     tiny = variant == "tiny"
     cfg.classifier = classifier_section(variant)
-    cfg.eval = ml_collections.ConfigDict(
-        {"times": (0.001, 0.5) if tiny else (0.001, 0.2, 0.4, 0.6, 0.8, 1.0)})
-    cfg.guidance = ml_collections.ConfigDict(
-        {"scales": (0.0, 1.0) if tiny else (0.0, 1.0, 4.0),
-         "samples_per_class": 1 if tiny else 10})
+    cfg.eval = task_section(TaskEvalOptions, **({"times": (0.001, 0.5)} if tiny else {}))
+    cfg.guidance = task_section(GuidanceOptions, **(
+        {"scales": (0.0, 1.0), "samples_per_class": 1} if tiny else {}))
     cfg.lock()
     return cfg

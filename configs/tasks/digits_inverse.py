@@ -9,19 +9,16 @@ upsampling. ``:tiny`` is seconds, for tests. Figures: experiments/inverse_proble
 
 import ml_collections
 
-from diffax.tasks.defaults import base_config
+from diffax.tasks.defaults import base_config, task_section
+from diffax.train.options import InverseOptions
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     """The config; ``variant`` ``"tiny"`` is a few steps of a tiny model, for tests."""
     cfg = base_config("inverse_problems", variant, num_steps=2000)
     tiny = variant == "tiny"
-    cfg.inverse = ml_collections.ConfigDict({
-        "masks": ("center",) if tiny else ("center", "bottom_half", "random_half"),
-        "methods": ("repaint", "dps") if tiny else ("replace", "repaint", "dps"),
-        "problems": ("downsample",) if tiny else ("blur", "downsample"),
-        "num_steps": 3 if tiny else 50, "num_samples": 2,
-        "num_eval": 8 if tiny else 100, "jump_length": 2 if tiny else 5,
-        "resample": 2 if tiny else 5, "dps_step_size": 1.0, "blur_std": 1.0})
+    cfg.inverse = task_section(InverseOptions, **(
+        {"masks": ("center",), "methods": ("repaint", "dps"), "problems": ("downsample",),
+         "num_steps": 3, "num_eval": 8, "jump_length": 2, "resample": 2} if tiny else {}))
     cfg.lock()
     return cfg

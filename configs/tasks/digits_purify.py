@@ -9,7 +9,8 @@ eps-prediction UNet (SDEdit), and the classifier's accuracy before and after is 
 
 import ml_collections
 
-from diffax.tasks.defaults import base_config, classifier_section
+from diffax.tasks.defaults import base_config, classifier_section, task_section, validation_keys
+from diffax.train.options import PurifyOptions
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -17,8 +18,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     cfg = base_config("purification", variant, num_steps=2000)
     tiny = variant == "tiny"
     cfg.classifier = classifier_section(variant, num_steps=1500)
-    cfg.purify = ml_collections.ConfigDict({
-        "t0": (0.3,) if tiny else (0.1, 0.25, 0.4), "fgsm_epsilon": 0.25,
-        "noise_std": 0.5})
+    validation_keys(cfg, tiny, 20)  # held out of the train split; t0 is chosen on it
+    cfg.purify = task_section(PurifyOptions, **({"t0": (0.3,)} if tiny else {}))
     cfg.lock()
     return cfg

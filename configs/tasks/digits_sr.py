@@ -9,15 +9,14 @@ Figures: experiments/super_resolution/README.md.
 
 import ml_collections
 
-from diffax.tasks.defaults import base_config
+from diffax.tasks.defaults import base_config, task_section
+from diffax.train.options import SROptions
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     """The config; ``variant`` ``"tiny"`` is a few steps of a tiny model, for tests."""
     cfg = base_config("super_resolution", variant, num_steps=2000)
     tiny = variant == "tiny"
-    cfg.sr = ml_collections.ConfigDict({"factor": 2, "upsample": "nearest",
-                                        "num_samples": 2 if tiny else 8,
-                                        "num_eval": 8 if tiny else 300})
+    cfg.sr = task_section(SROptions, **({"num_samples": 2, "num_eval": 8} if tiny else {}))
     cfg.lock()
     return cfg

@@ -16,7 +16,8 @@ solver                                                   file
 ``DEIS``, ``IPNDM``, ``LMS``                             ``_multistep.py``
 ``Adaptive``                                             ``_adaptive.py``
 ``SSCS`` (CLD's symmetric splitting)                     ``_sscs.py``
-``StepCount``, ``StepRatio``, ``Orders`` (final orders)  ``_final_steps.py``
+``StepCount``, ``StepRatio``, ``Orders``,                ``_final_steps.py``
+``default_rule`` (final orders)
 the loop :func:`sample`; the solver interface            ``_run.py``; ``_base.py``
 shared exponential-integrator pieces                     ``_exponential.py``
 :func:`grid_search.optimize` (``schedules.optimize``)    ``grid_search.py``
@@ -32,16 +33,20 @@ Example:
   35
 """
 
-from diffax.samplers import _dpm_solver as dpm_solver  # the fast solvers' modules, public
-from diffax.samplers import _multistep as multistep
-from diffax.samplers import _unipc as unipc
 from diffax.samplers import grid_search
 from diffax.samplers._adaptive import Adaptive, AdaptiveState
 from diffax.samplers._base import EmptyState, NoiseFn, Solver, StepContext, default_noise
 from diffax.samplers._dpm_solver import DPMSolver, DPMSolverAdaptiveState, DPMSolverPP
 from diffax.samplers._edm import EDMStochastic, Heun
 from diffax.samplers._exponential import History
-from diffax.samplers._final_steps import FinalOrder, Orders, StepCount, StepRatio, diffusers_rule
+from diffax.samplers._final_steps import (
+    FinalOrder,
+    Orders,
+    StepCount,
+    StepRatio,
+    default_rule,
+    diffusers_rule,
+)
 from diffax.samplers._first_order import DDIM, DDPM, Euler
 from diffax.samplers._multistep import DEIS, IPNDM, LMS
 from diffax.samplers._run import STATUS_NONFINITE, SampleResult, sample
@@ -57,9 +62,6 @@ from diffax.samplers._unipc import UniPC, UniPCState
 __all__ = [
     "sample",
     "grid_search",
-    "dpm_solver",
-    "multistep",
-    "unipc",
     "SampleResult",
     "STATUS_NONFINITE",
     # solvers
@@ -90,6 +92,7 @@ __all__ = [
     "StepRatio",
     "Orders",
     "diffusers_rule",
+    "default_rule",
     # interface for new solvers
     "Solver",
     "StepContext",

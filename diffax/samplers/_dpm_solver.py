@@ -24,11 +24,14 @@ coefficients ``C_k`` (data: ``alpha_s h phi_{k+1}(-h)``, noise: ``-sigma_s h phi
   each grid interval, steps in ``lam`` chosen by comparing the order ``k`` and ``k - 1``
   singlestep results, which share their evaluations.
 
-``lower_order_final`` (on by default): on grids with fewer than 15 steps the last steps use
-order ``min(order, steps left)`` (the multistep solvers' usual stabilization; for singlestep it
-is DPM-Solver-fast's order pattern ``[3, ..., 3, 2, 1]``); it also takes a rule object from
-:mod:`diffax.samplers._final_steps` (``StepRatio``: by step sizes, for every ``N``;
-``StepCount``; ``Orders``: per-step orders).
+``lower_order_final``: by default (``None``) the multistep methods lower the order near the
+data end by the step sizes, for every ``N`` (DPM-Solver++: ``StepRatio(max_ratio=2.0,
+long_step=1.0)``; DPM-Solver: ``StepRatio(max_ratio=2.0)``; see
+:func:`~diffax.samplers.default_rule`) and the singlestep ones use ``True``: on grids with
+fewer than 15 steps the last steps use order ``min(order, steps left)`` (DPM-Solver-fast's
+order pattern ``[3, ..., 3, 2, 1]``); it also takes a rule object from
+:mod:`diffax.samplers._final_steps` (``StepRatio``, ``StepCount``, ``Orders``: per-step
+orders).
 """
 
 from __future__ import annotations
@@ -50,8 +53,10 @@ from diffax.samplers._base import (
 )
 from diffax.samplers._exponential import (
     History,
+    check_clean_order,
     check_flags,
     check_order,
+    clean_end_estimate,
     combine,
     effective_order,
     empty_history,
@@ -66,7 +71,7 @@ from diffax.samplers._exponential import (
     t_from_half_log_snr,
     taylor_weights,
 )
-from diffax.samplers._final_steps import as_rule
+from diffax.samplers._final_steps import as_rule, resolve
 from diffax.schedules import Endpoints, LogSNRUniform
 from diffax.typing import Array
 
@@ -157,7 +162,7 @@ class _DPMBase(Solver):
         d = call(denoiser, x, ctx.t)
         m0 = self._model(x, d, a_t, s_t)
         q = effective_order(self.order, hist.count + 1, ctx, h,
-                            lower_order_final=self.lower_order_final,
+                            lower_order_final=resolve(self),
                             lam_grid=lambda: half_log_snr(process, ctx.times))
         size = hist.values.shape[0]
         lam_w, h_w = safe_step(lam_t, h)
@@ -176,6 +181,11 @@ class _DPMBase(Solver):
         weights = masked(select_weights(q, [order1, order2, order3][:self.order]), h)
         x_first = self._base(x, d, ctx, a_t, s_t, a_s, s_s, lam_t, lam_s)
         x_next = combine(x_first, m0, hist.values, weights)
+        if getattr(self, "clean_order", 1) > 1:  # DPMSolverPP's higher-order step to sigma = 0
+            est = clean_end_estimate(jnp.concatenate([lam_t[None], hist.lam]),
+                                     jnp.concatenate([m0[None], hist.values]),
+                                     hist.count + 1, self.clean_order)
+            x_next = jnp.where(jnp.isposinf(lam_s), a_s * est, x_next)
         hist = push(hist, m0, ctx.t, lam_t, jnp.isfinite(lam_t))
         return x_next, hist, jnp.int32(1)
 
@@ -187,7 +197,7 @@ class _DPMBase(Solver):
         h = lam_s - lam_t
         d = call(denoiser, x, ctx.t)
         q = effective_order(self.order, jnp.int32(self.order), ctx, h,
-                            lower_order_final=self.lower_order_final,
+                            lower_order_final=resolve(self),
                             lam_grid=lambda: half_log_snr(process, ctx.times))
         x_next, extra = singlestep_update(self, process, denoiser, x, d, ctx.t, ctx.t_next, q)
         return x_next, 1 + extra
@@ -257,10 +267,14 @@ class DPMSolver(_DPMBase):
         ``"adaptive"`` (Alg. 4: DPM-Solver-12 for ``order=2``, -23 for ``order=3``; step sizes in
         ``lam`` from an error estimate, inside every interval of the grid; by default one
         interval from ``t_max`` to ``t_min``).
-      lower_order_final: lower orders on the last steps of grids with fewer than 15 steps
-        (``True``), never (``False``), or by a rule of :mod:`diffax.samplers`
+      lower_order_final: the order on the last steps. ``None`` (default): by the step sizes,
+        ``StepRatio(max_ratio=2.0)`` for the multistep method
+        (:func:`~diffax.samplers.default_rule`), ``True`` for the others;
+        ``True``: ``min(order, steps left)`` on grids with fewer than 15 steps (the rule
+        before); ``False``: never; or a rule of :mod:`diffax.samplers`
         (:class:`~diffax.samplers.StepRatio`, :class:`~diffax.samplers.StepCount`,
-        :class:`~diffax.samplers.Orders` for per-step orders).
+        :func:`~diffax.samplers.diffusers_rule`, :class:`~diffax.samplers.Orders` for the
+        order of every step).
       rtol, atol, theta, max_steps: the adaptive method's tolerances (Alg. 4's defaults, set
         for data in [-1, 1]), safety factor and most step attempts per interval.
 
@@ -278,7 +292,7 @@ class DPMSolver(_DPMBase):
 
     order: int = static_field(default=2)
     method: str = static_field(default="multistep")
-    lower_order_final: Any = static_field(default=True)
+    lower_order_final: Any = static_field(default=None)
     rtol: Any = 0.05
     atol: Any = 0.0078
     theta: Any = 0.9
@@ -419,12 +433,21 @@ class DPMSolverPP(_DPMBase):
       order: 1, 2 or 3 (order 1 is DDIM = :class:`~diffax.samplers.Euler`; with ``sde=True``
         it is :class:`~diffax.samplers.DDPM`'s posterior step).
       method: ``"singlestep"`` (2S/3S) or ``"multistep"`` (2M/3M).
-      lower_order_final: lower orders on the last steps of grids with fewer than 15 steps
-        (``True``), never (``False``), or by a rule of :mod:`diffax.samplers`
+      lower_order_final: the order on the last steps. ``None`` (default): by the step sizes,
+        ``StepRatio(max_ratio=2.0, long_step=1.0)`` for the multistep method
+        (:func:`~diffax.samplers.default_rule`), ``True`` for singlestep;
+        ``True``: ``min(order, steps left)`` on grids with fewer than 15 steps (the rule
+        before); ``False``: never; or a rule of :mod:`diffax.samplers`
         (:class:`~diffax.samplers.StepRatio`, :class:`~diffax.samplers.StepCount`,
-        :class:`~diffax.samplers.Orders` for per-step orders).
+        :func:`~diffax.samplers.diffusers_rule`, :class:`~diffax.samplers.Orders` for the
+        order of every step).
       sde: integrate the reverse SDE instead of the probability-flow ODE (multistep only);
         needs a PRNG key.
+      clean_order: the order of a multistep ODE step that ends at clean data (``sigma = 0``,
+        a grid ending at ``t = 0``): 1 (default) is ``x = alpha D``, diffusers'
+        ``final_sigmas_type="zero"``; 2 or 3 (at most ``order``) extrapolate ``D`` to
+        ``sigma = 0`` through the last 2 or 3 outputs with a polynomial in
+        ``sigma^2 / alpha^2`` (an LMS-style higher-order last step, no ``denoise_final``).
 
     The default grid is :class:`~diffax.schedules.LogSNRUniform`.
 
@@ -439,8 +462,9 @@ class DPMSolverPP(_DPMBase):
 
     order: int = static_field(default=2)
     method: str = static_field(default="multistep")
-    lower_order_final: Any = static_field(default=True)
+    lower_order_final: Any = static_field(default=None)
     sde: bool = static_field(default=False)
+    clean_order: int = static_field(default=1)
 
     def __post_init__(self):
         if self.method not in ("singlestep", "multistep"):
@@ -452,6 +476,10 @@ class DPMSolverPP(_DPMBase):
         if self.sde and self.method != "multistep":
             raise ValueError("DPMSolverPP: `sde=True` needs method='multistep' (SDE-DPM-Solver++ "
                              "2M/3M).")
+        check_clean_order("DPMSolverPP", self.clean_order, self.order)
+        if self.clean_order > 1 and (self.sde or self.method != "multistep"):
+            raise ValueError("DPMSolverPP: `clean_order` > 1 needs method='multistep' and "
+                             "sde=False.")
 
     @property
     def _sde(self) -> bool:

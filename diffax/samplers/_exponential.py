@@ -54,6 +54,15 @@ def check_order(owner: str, order: object, allowed: Sequence[int]) -> None:
                          f"{order!r}.")
 
 
+def check_clean_order(owner: str, value: object, order: int) -> None:
+    """Raises a ValueError naming ``owner``'s ``clean_order`` unless it is an int in
+    ``1..order``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (
+            1 <= value <= order):
+        raise ValueError(f"{owner}: `clean_order` must be an int from 1 to order={order}; got "
+                         f"{value!r}.")
+
+
 def check_flags(owner: str, solver: object, names: Sequence[str]) -> None:
     """Raises a ValueError naming the first of ``names`` on ``solver`` that is not a bool."""
     for name in names:
@@ -228,3 +237,37 @@ def lagrange_weights(nodes: Array, at: Array, quad_weights: Array) -> Array:
                 basis = basis * (at - nodes[k]) / (nodes[j] - nodes[k])
         out.append(jnp.sum(quad_weights * basis))
     return jnp.stack(out)
+
+
+# --------------------------------------------------------------------------------------------
+# The step to clean data (sigma = 0, lam = inf) at higher order, in data prediction.
+
+
+def clean_end_estimate(lam: Array, values: Array, count: Array, order: int) -> Array:
+    """``D`` extrapolated to ``sigma = 0`` from the latest ``q = min(order, count)`` outputs:
+    the Lagrange polynomial in ``z = sigma^2 / alpha^2 = e^(-2 lam)`` through the nodes
+    ``(z_j, values[j])`` (most recent first), evaluated at ``z = 0``.
+
+    The exact step to clean data in data prediction is ``x_0 = alpha_0 D(x_0, 0)`` (the
+    integral's weight ``e^(lam - lam_s)`` concentrates at ``lam_s = inf``), so the first-order
+    step uses ``D`` at the last node; along the trajectory ``D`` is smooth in ``sigma/alpha``
+    with no linear term (``d x/alpha / d(sigma/alpha) = (x/alpha - D) / (sigma/alpha)`` is
+    ``O(sigma/alpha)``), so the polynomial is in its square. ``order = 1`` (or ``count = 1``)
+    returns ``values[0]``.
+    """
+    z = jnp.exp(-2.0 * jnp.where(jnp.isfinite(lam), lam, 0.0))
+
+    def branch(q):
+        def estimate():
+            w = []
+            for j in range(q):
+                basis = jnp.ones((), z.dtype)
+                for k in range(q):
+                    if k != j:
+                        basis = basis * z[k] / (z[k] - z[j])
+                w.append(basis)
+            return jnp.tensordot(jnp.stack(w).astype(values.dtype), values[:q], axes=1)
+        return estimate
+
+    q = jnp.clip(jnp.minimum(jnp.int32(order), count), 1, order)
+    return jax.lax.switch(q - 1, [branch(k) for k in range(1, order + 1)])

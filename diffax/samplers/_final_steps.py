@@ -42,7 +42,8 @@ import numpy as np
 from diffax.samplers._base import StepContext
 from diffax.typing import Array
 
-__all__ = ["FinalOrder", "StepCount", "StepRatio", "Orders", "diffusers_rule", "as_rule"]
+__all__ = ["FinalOrder", "StepCount", "StepRatio", "Orders", "diffusers_rule", "default_rule",
+           "as_rule", "resolve", "DEFAULT_RULE"]
 
 
 class FinalOrder(abc.ABC):
@@ -98,17 +99,26 @@ class StepCount(FinalOrder):
 @dataclasses.dataclass(frozen=True)
 class StepRatio(FinalOrder):
     """diffax's rule: order ``q`` only where the step ``h_i`` (half log-SNR) is at most
-    ``max_ratio`` times each of the ``q - 1`` steps before it.
+    ``max_ratio`` times each of the ``q - 1`` steps before it; with ``long_step``, a step at
+    least that long also uses at most ``min(order, steps left)``.
 
     Extrapolating over a step ``r`` times longer than the node spacing multiplies the
     differences of past outputs by weights that grow like ``r^(q-1)``; lowering the order
     exactly there fixes the end of DDPM's grids (where the step into ``t_min`` is 2-10 times
     the one before) for every ``N``, and leaves smooth grids (log-SNR-uniform, Karras) at full
     order everywhere. ``denoise_final``'s evaluation is a step of infinite length, taken at
-    order 1 in any case.
+    order 1 in any case. On grids of uniformly long steps (few steps: ``h >= 1``, e.g. 5 steps
+    of 1.9 on VP's log-SNR grid) no ratio is large, but a third-order extrapolation over such
+    a step into the data end is itself the error (DPM-Solver++(3M) at 5 steps: 2.3x DDIM-like
+    error without lowering): ``long_step`` then lowers the last steps as DPM-Solver's
+    ``lower_order_final`` does, by their length instead of by the grid's step count, counting
+    ``denoise_final``'s evaluation as a step. ``StepRatio(long_step=1.0)`` is the default rule
+    of the multistep solvers whose extrapolation weights grow with the step (:func:`default_rule`).
 
     Args:
       max_ratio: the largest ``h_i / h_{i-j}`` accepted (> 1; default 2).
+      long_step: a step of at least this length in the half log-SNR uses at most
+        ``min(order, steps left)`` (``None``, the default: no such bound).
 
     Example:
       >>> StepRatio(max_ratio=3.0).max_ratio
@@ -116,6 +126,7 @@ class StepRatio(FinalOrder):
     """
 
     max_ratio: float = 2.0
+    long_step: float | None = None
 
     def __post_init__(self):
         if isinstance(self.max_ratio, bool) or not isinstance(
@@ -123,6 +134,11 @@ class StepRatio(FinalOrder):
                 math.isfinite(self.max_ratio) and self.max_ratio >= 1.0):
             raise ValueError(f"StepRatio: `max_ratio` must be a finite number >= 1, got "
                              f"{self.max_ratio!r}.")
+        if self.long_step is not None and (isinstance(self.long_step, bool) or not isinstance(
+                self.long_step, (int, float, np.floating)) or not (
+                math.isfinite(self.long_step) and self.long_step > 0.0)):
+            raise ValueError(f"StepRatio: `long_step` must be a finite number > 0 or None, got "
+                             f"{self.long_step!r}.")
 
     def cap(self, ctx, lam):
         h = jnp.diff(lam)  # [N]; inf where the grid ends at clean data
@@ -137,7 +153,11 @@ class StepRatio(FinalOrder):
             prev = h[jnp.maximum(i - j, 0)]
             ok = ok & (i - j >= 0) & (h_i <= self.max_ratio * prev)
             q = q + ok.astype(jnp.int32)
-        return jnp.where(q >= 4, big, q)
+        q = jnp.where(q >= 4, big, q)
+        if self.long_step is None:
+            return q
+        left = jnp.int32(ctx.num_steps + int(ctx.denoise_final)) - i
+        return jnp.where(h_i >= self.long_step, jnp.minimum(q, left), q).astype(jnp.int32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,15 +191,70 @@ class Orders(FinalOrder):
         return jnp.asarray(self.orders, jnp.int32)[ctx.index]
 
 
-def as_rule(value: bool | FinalOrder, owner: str) -> FinalOrder | None:
+def as_rule(value: bool | FinalOrder | None, owner: str) -> FinalOrder | None:
     """``lower_order_final`` as a rule: ``True`` is :class:`StepCount` (below 15), ``False``
-    none; raises a ValueError naming ``owner`` for anything else."""
+    none, ``None`` the solver's default (checked, returned as ``None``); raises a ValueError
+    naming ``owner`` for anything else."""
     if isinstance(value, FinalOrder):
         return value
     if isinstance(value, bool):
         return StepCount() if value else None
-    raise ValueError(f"{owner}: `lower_order_final` must be a bool or a rule from "
-                     f"diffax.samplers (StepCount, StepRatio, Orders), got {value!r}.")
+    if value is None:
+        return None
+    raise ValueError(f"{owner}: `lower_order_final` must be a bool, None (the solver's "
+                     f"default) or a rule from diffax.samplers (StepCount, StepRatio, Orders), "
+                     f"got {value!r}.")
+
+
+DEFAULT_RULE = StepRatio(max_ratio=2.0, long_step=1.0)
+"""The default rule of the data-prediction multistep solvers (DPM-Solver++ multistep, UniPC)."""
+
+
+def default_rule(solver: object) -> bool | FinalOrder:
+    """The rule ``solver`` uses with ``lower_order_final=None`` (the default): the one that
+    measured most accurate for its frame (tools/bench_samplers.py; README "Benchmarks").
+
+    * DPM-Solver++ (multistep) and UniPC, data prediction: ``StepRatio(max_ratio=2.0,
+      long_step=1.0)``. The step's weight ``e^(lam - lam_s)`` sits at its end, so the
+      extrapolation reaches over the whole step: lower where the step jumps, and on the last
+      steps when they are long.
+    * DPM-Solver (multistep) and ``DEIS(interpolation="log_snr")``, noise prediction with a
+      polynomial in the log-SNR: ``StepRatio(max_ratio=2.0)``. The weight ``e^-lam`` sits at
+      the step's start: a long step is no danger in itself (``long_step`` measured slightly
+      worse), a jump in the node spacing still is.
+    * ``DEIS(interpolation="time")`` (tAB) and :class:`~diffax.samplers.IPNDM`: ``False``
+      (their polynomial in time / fixed Adams-Bashforth weights measured best at full order
+      on every grid, up to 4x better than any lowering on DDPM's grids).
+    * singlestep DPM-Solver(++) (no extrapolation) and the adaptive method: ``True``
+      (DPM-Solver-fast's order pattern ``[3, ..., 3, 2, 1]`` on grids below 15 steps).
+    * anything else (:class:`~diffax.samplers.LMS`): ``False``.
+
+    Example:
+      >>> import diffax
+      >>> default_rule(diffax.samplers.UniPC()).long_step
+      1.0
+      >>> default_rule(diffax.samplers.DPMSolver(method="singlestep"))
+      True
+    """
+    from diffax.samplers._dpm_solver import _DPMBase
+    from diffax.samplers._multistep import DEIS
+    from diffax.samplers._unipc import UniPC
+
+    if isinstance(solver, _DPMBase):
+        if solver.method != "multistep":
+            return True
+        return StepRatio(max_ratio=2.0) if solver.noise_prediction else DEFAULT_RULE
+    if isinstance(solver, UniPC):
+        return DEFAULT_RULE
+    if isinstance(solver, DEIS) and solver.interpolation == "log_snr":
+        return StepRatio(max_ratio=2.0)
+    return False
+
+
+def resolve(solver: object) -> bool | FinalOrder:
+    """``solver.lower_order_final``, or :func:`default_rule` where it is ``None``."""
+    value = getattr(solver, "lower_order_final", None)
+    return default_rule(solver) if value is None else value
 
 
 def diffusers_rule(solver: object) -> FinalOrder:

@@ -42,7 +42,7 @@ from diffax.samplers._exponential import (
     select_weights,
     t_from_half_log_snr,
 )
-from diffax.samplers._final_steps import as_rule
+from diffax.samplers._final_steps import as_rule, resolve
 from diffax.schedules import Karras, Quadratic
 
 __all__ = ["DEIS", "IPNDM", "LMS"]
@@ -89,7 +89,7 @@ class _NoiseMultistep(Solver):
         d = call(denoiser, x, ctx.t)
         eps = model_output(x, d, a_t, s_t, noise=True)
         q = effective_order(self.order, hist.count + 1, ctx, h,
-                            lower_order_final=self.lower_order_final,
+                            lower_order_final=resolve(self),
                             lam_grid=lambda: half_log_snr(process, ctx.times))
         size = hist.values.shape[0]
 
@@ -115,10 +115,13 @@ class DEIS(_NoiseMultistep):
 
     Args:
       order: 1 to 3 (the number of ``eps`` values in the polynomial; 1 is DDIM).
-      lower_order_final: ``False`` (default, the paper's DEIS), ``True`` (lower orders on the
-        last steps of grids with fewer than 15 steps, diffusers' DEIS rule) or a rule of
-        :mod:`diffax.samplers` (:class:`~diffax.samplers.StepRatio`,
-        :class:`~diffax.samplers.Orders`, ...).
+      lower_order_final: ``None`` (default, :func:`~diffax.samplers.default_rule`): no
+        lowering with ``interpolation="time"`` (the paper's DEIS, most accurate at full order
+        on every grid measured), ``StepRatio(max_ratio=2.0)`` with
+        ``"log_snr"``; ``False``, ``True`` (lower orders on the last steps of grids with fewer
+        than 15 steps, diffusers' DEIS rule) or a rule of :mod:`diffax.samplers`
+        (:class:`~diffax.samplers.StepRatio`, :class:`~diffax.samplers.Orders` for the order
+        of every step, ...).
       interpolation: ``"time"`` (tAB-DEIS: the polynomial in ``t``) or ``"log_snr"`` (the
         polynomial in the log-SNR, as diffusers' ``DEISMultistepScheduler``'s ``logrho``).
 
@@ -135,7 +138,7 @@ class DEIS(_NoiseMultistep):
     """
 
     order: int = static_field(default=3)
-    lower_order_final: Any = static_field(default=False)
+    lower_order_final: Any = static_field(default=None)
     interpolation: str = static_field(default="time")
 
     def __post_init__(self):
@@ -167,7 +170,8 @@ class IPNDM(_NoiseMultistep):
 
     Args:
       order: 1 to 4.
-      lower_order_final: ``False`` (default), ``True`` or a rule, as for :class:`DEIS`.
+      lower_order_final: ``None`` (default: no lowering, which measured most accurate for its
+        fixed weights on every grid), ``False``, ``True`` or a rule, as for :class:`DEIS`.
 
     The default grid is :class:`~diffax.schedules.Quadratic`, as for DEIS.
 
@@ -181,7 +185,7 @@ class IPNDM(_NoiseMultistep):
     """
 
     order: int = static_field(default=4)
-    lower_order_final: Any = static_field(default=False)
+    lower_order_final: Any = static_field(default=None)
     max_order = 4
 
     def _weights(self, process, n_past, hist, t, lam_t, h, a_s, s_s):

@@ -30,8 +30,10 @@ from diffax._pytree import pytree_dataclass, static_field
 from diffax.samplers._base import Solver, StepContext, call, first_order_update, scalars
 from diffax.samplers._exponential import (
     History,
+    check_clean_order,
     check_flags,
     check_order,
+    clean_end_estimate,
     combine,
     effective_order,
     empty_history,
@@ -44,7 +46,7 @@ from diffax.samplers._exponential import (
     select_weights,
     taylor_weights,
 )
-from diffax.samplers._final_steps import as_rule
+from diffax.samplers._final_steps import as_rule, resolve
 from diffax.schedules import LogSNRUniform
 from diffax.typing import Array
 
@@ -77,11 +79,17 @@ class UniPC(Solver):
         ``order + 1`` (``convergence_order``).
       variant: ``"bh1"`` (``B(h) = h``) or ``"bh2"`` (``B(h) = 1 - e^-h``).
       corrector: apply UniC (no extra evaluations). ``order=1, corrector=False`` is DDIM.
-      lower_order_final: lower orders on the last steps of grids with fewer than 15 steps
-        (``True``), never (``False``), or by a rule of :mod:`diffax.samplers`
-        (:class:`~diffax.samplers.StepRatio`; :func:`~diffax.samplers.diffusers_rule` gives
-        diffusers' UniPC rule, ``StepCount(below=None)``; :class:`~diffax.samplers.Orders`
-        for per-step orders).
+      lower_order_final: the order on the last steps. ``None`` (default): by the step sizes,
+        ``StepRatio(max_ratio=2.0, long_step=1.0)`` (:func:`~diffax.samplers.default_rule`);
+        ``True``: ``min(order, steps left)`` on grids with fewer than 15 steps (the rule
+        before); ``False``: never; or a rule of :mod:`diffax.samplers`
+        (:class:`~diffax.samplers.StepRatio`, :class:`~diffax.samplers.StepCount`,
+        :func:`~diffax.samplers.diffusers_rule`, :class:`~diffax.samplers.Orders` for the
+        order of every step).
+      clean_order: the order of a step that ends at clean data (``sigma = 0``): 1 (default)
+        is ``x = alpha D`` (diffusers' ``final_sigmas_type="zero"``); 2 or 3 (at most
+        ``order``) extrapolate ``D`` to ``sigma = 0`` through the last outputs with a
+        polynomial in ``sigma^2 / alpha^2``, as :class:`~diffax.samplers.DPMSolverPP`.
 
     The default grid is :class:`~diffax.schedules.LogSNRUniform`, as for DPM-Solver++.
 
@@ -97,7 +105,8 @@ class UniPC(Solver):
     order: int = static_field(default=2)
     variant: str = static_field(default="bh2")
     corrector: bool = static_field(default=True)
-    lower_order_final: Any = static_field(default=True)
+    lower_order_final: Any = static_field(default=None)
+    clean_order: int = static_field(default=1)
     nfe_per_step = 1
     stochastic = False
     reaches_clean_data = True
@@ -107,6 +116,7 @@ class UniPC(Solver):
         if self.variant not in _VARIANTS:
             raise ValueError(f"UniPC: `variant` must be 'bh1' or 'bh2'; got {self.variant!r}.")
         check_flags("UniPC", self, ("corrector",))
+        check_clean_order("UniPC", self.clean_order, self.order)
         as_rule(self.lower_order_final, "UniPC")
 
     @property
@@ -185,7 +195,7 @@ class UniPC(Solver):
         h = half_log_snr(process, ctx.t_next) - lam_t
         hist = push(hist, d, ctx.t, lam_t, jnp.isfinite(lam_t))
         q = effective_order(self.order, hist.count, ctx, h,
-                            lower_order_final=self.lower_order_final,
+                            lower_order_final=resolve(self),
                             lam_grid=lambda: half_log_snr(process, ctx.times))
         lam_w, h_w = safe_step(lam_t, h)
         rho = (hist.lam[1:] - lam_w) / h_w if size > 1 else jnp.zeros((0,), x.dtype)
@@ -194,4 +204,7 @@ class UniPC(Solver):
         # w[j] weighs the history slot j + 1 (slot 0 is the current output itself).
         past = jnp.concatenate([hist.values[1:], jnp.zeros_like(hist.values[:1])])
         x_next = combine(first_order_update(x, d, a_t, s_t, a_s, s_s), d, past, w)
+        if self.clean_order > 1:  # the higher-order step to sigma = 0
+            est = clean_end_estimate(hist.lam, hist.values, hist.count, self.clean_order)
+            x_next = jnp.where(jnp.isposinf(lam_t + h), a_s * est, x_next)
         return x_next, UniPCState(history=hist, x_prev=x, order_prev=q), jnp.int32(1)

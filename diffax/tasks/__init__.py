@@ -101,9 +101,14 @@ def run(config, workdir: str) -> dict:
     """Runs the digits example ``config.task`` names (its module's ``run(config, workdir)``);
     returns its metrics (also written to ``workdir/metrics.json``).
 
+    The config is checked once (:func:`diffax.train.options.parse_task_config`) and the task
+    module receives the checked options.
+
     Raises:
-      ValueError: if ``config.task`` is not one of :data:`TASKS`.
+      ValueError: if ``config.task`` is not one of :data:`TASKS`, or a key is bad (a
+        :class:`diffax.train.options.ConfigError` naming it).
     """
-    if config.get("task") not in TASKS:
-        raise ValueError(f"config.task={config.get('task')!r} is not one of {TASKS}.")
-    return globals()[config.task].run(config, workdir)
+    from diffax.train import options
+
+    opts = options.parse_task_config(config)
+    return globals()[opts.task].run(opts, workdir)

@@ -1,8 +1,10 @@
-"""Shared steps of the task examples: config sections, digits arrays, a trained denoiser, PNGs.
+"""Shared steps of the task examples: digits arrays, a validation split, a trained denoiser,
+PNGs.
 
-The examples (``run(config, workdir)`` in each task module) read an ml_collections config at
-the edge, like ``diffax train`` does, and reuse :mod:`diffax.train.build` for the process and
-the solver, so the same config keys mean the same things.
+The examples (``run(config, workdir)`` in each task module) read their config only through
+:func:`diffax.train.options.parse_task_config` (checked once, typed sections) and build the
+process and the solver with :mod:`diffax.train.build`, so the same keys mean the same things as
+in ``diffax train``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,8 @@ import numpy as np
 from diffax.tasks._fit import FitResult, denoising_loss, fit
 from diffax.typing import Array, PRNGKey
 
-__all__ = ["section", "digits", "build_process", "build_solver", "train_denoiser",
-           "train_options", "save_grid", "save_metrics", "unet"]
-
-_TRAIN_KEYS = {"num_steps", "batch_size", "learning_rate", "warmup_steps", "ema_decay",
-               "steps_per_call"}
+__all__ = ["digits", "validation_split", "train_denoiser", "fit_kwargs", "save_grid",
+           "save_metrics", "unet"]
 
 
 def _log(step: int, loss: float) -> None:
@@ -33,36 +32,10 @@ def _log(step: int, loss: float) -> None:
           flush=True)
 
 
-def section(config: Any, name: str, allowed: Sequence[str] | None = None) -> dict[str, Any]:
-    """``config[name]`` as a dict; unknown keys (when ``allowed`` is given) raise, naming them."""
-    from diffax.train import build
-
-    out = build.section(config, name)
-    if allowed is not None:
-        unknown = sorted(set(out) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown config key(s) {', '.join(f'{name}.{k}' for k in unknown)}"
-                             f"; known keys of `{name}`: {', '.join(sorted(allowed))}.")
-    return out
-
-
-def train_options(config: Any, name: str = "train") -> dict[str, Any]:
-    """The keyword arguments of :func:`diffax.tasks.fit` from ``config.<name>`` (with a log)."""
-    return {**section(config, name, _TRAIN_KEYS), "log": _log}
-
-
-def build_process(config: Any):
-    """``config.process`` as a :class:`diffax.Process` (``diffax.train.build`` keys)."""
-    from diffax.train import build
-
-    return build.build_process(build.section(config, "process"))
-
-
-def build_solver(config: Any, name: str = "sample") -> tuple[Any, int]:
-    """``(solver, num_steps)`` of ``config.<name>`` (``diffax.train.build`` keys)."""
-    from diffax.train import build
-
-    return build.build_solver(build.section(config, name))
+def fit_kwargs(options: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`diffax.tasks.fit` from a checked
+    :class:`diffax.train.options.FitOptions` (with a log line per call)."""
+    return {**options.to_dict(), "log": _log}
 
 
 def digits(split: str, *, classes: Sequence[int] | None = None,
@@ -81,14 +54,33 @@ def digits(split: str, *, classes: Sequence[int] | None = None,
     return out
 
 
-def unet(model_cfg: Mapping[str, Any], factory: Callable[..., Any], **fixed: Any):
-    """``factory(variant, **kwargs, **fixed)`` from a ``{"variant", "kwargs"}`` section."""
-    unknown = sorted(set(model_cfg) - {"variant", "kwargs"})
-    if unknown:
-        raise ValueError(f"unknown model config key(s) {unknown}; known: variant, kwargs.")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v
-              for k, v in dict(model_cfg.get("kwargs") or {}).items()}
-    return factory(model_cfg.get("variant", "digits"), **kwargs, **fixed)
+def validation_split(data: Mapping[str, np.ndarray], num_validation: int, *, seed: int = 0
+                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(fit, validation)``: ``num_validation`` items of ``data`` held out by a fixed-seed
+    permutation (``np.random.default_rng(seed)``), the rest kept in their order.
+
+    The task examples choose their hyperparameters on the validation part of the digits'
+    train split and report the test split only for the chosen setting.
+
+    Example:
+      >>> fit, val = validation_split({"x": np.arange(10)}, 3)
+      >>> len(fit["x"]), len(val["x"]), sorted(set(fit["x"]) | set(val["x"])) == list(range(10))
+      (7, 3, True)
+    """
+    n = len(next(iter(data.values())))
+    num_validation = int(num_validation)
+    if not 0 < num_validation < n:
+        raise ValueError(f"validation_split: `num_validation` must lie in (0, {n}), got "
+                         f"{num_validation}.")
+    held = np.zeros(n, bool)
+    held[np.random.default_rng(int(seed)).permutation(n)[:num_validation]] = True
+    return ({k: v[~held] for k, v in data.items()}, {k: v[held] for k, v in data.items()})
+
+
+def unet(options: Any, factory: Callable[..., Any], **fixed: Any):
+    """``factory(variant, **kwargs, **fixed)`` from a checked
+    :class:`diffax.train.options.TaskModelOptions`."""
+    return factory(options.variant, **options.model_kwargs(), **fixed)
 
 
 def train_denoiser(key: PRNGKey, process: Any, model: Any, apply_fn: Callable[..., Array],

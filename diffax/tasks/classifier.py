@@ -288,21 +288,23 @@ def accuracy(apply_fn: ApplyFn, params: PyTree, x: Array, labels: Array, t: Any,
 def train(config: Any, data: Mapping[str, Any], key: PRNGKey, process: Process):
     """Trains the ``config.classifier`` classifier on ``data`` (``x``, ``label``).
 
+    ``config``: the task config or its checked :class:`diffax.train.options.TaskOptions`.
+
     Returns:
       ``(apply_fn, fit result)``.
     """
     from diffax import models
     from diffax.tasks import _pipeline as pl
+    from diffax.tasks._fit import fit
+    from diffax.train import options
 
-    cfg = pl.section(config, "classifier", ("model", "train"))
-    model = pl.unet(cfg["model"], NoisyClassifier.from_variant, num_classes=10)
+    section = options.parse_task_config(config).classifier
+    model = pl.unet(section.model, NoisyClassifier.from_variant, num_classes=10)
     apply_fn = models.apply_fn(model)
     key_init, key_fit = jax.random.split(key)
-    from diffax.tasks._fit import fit
-
-    options = pl.train_options(cfg, "train")
     result = fit(ClassifierLoss(process=process).bind(apply_fn), model.init_params(key_init),
-                 key_fit, {"x": data["x"], "label": data["label"]}, **options)
+                 key_fit, {"x": data["x"], "label": data["label"]},
+                 **pl.fit_kwargs(section.train))
     return apply_fn, result
 
 
@@ -321,24 +323,26 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     import os
 
     from diffax.tasks import _pipeline as pl
+    from diffax.train import build, options
 
-    data_cfg = pl.section(config, "data", ("data_dir",))
-    eval_cfg = pl.section(config, "eval", ("times",))
-    process = pl.build_process(config)
-    train_data = pl.digits("train", data_dir=data_cfg.get("data_dir"))
-    test = pl.digits("test", data_dir=data_cfg.get("data_dir"))
-    key = jax.random.key(int(config.seed))
+    opts = options.parse_task_config(config)
+    process = build.build_process(opts.process)
+    train_data = pl.digits("train", data_dir=opts.data.data_dir)
+    test = pl.digits("test", data_dir=opts.data.data_dir)
+    key = jax.random.key(opts.seed)
     key_clf, key_eval, key_rest = jax.random.split(key, 3)
-    apply_fn, result = train(config, train_data, key_clf, process)
+    apply_fn, result = train(opts, train_data, key_clf, process)
     x0 = jnp.asarray(test["x"])
     metrics: dict[str, Any] = {"final_loss": float(np.mean(result.losses[-50:])),
                                "accuracy_vs_t": {}}
-    for t in eval_cfg["times"]:
+    for t in opts.eval.times:
         tt = jnp.full((x0.shape[0],), t, jnp.float32)
         x_t = _noisy(process, x0, tt, jax.random.normal(key_eval, x0.shape))
         metrics["accuracy_vs_t"][str(t)] = accuracy(apply_fn, result.params, x_t,
                                                     test["label"], t)
-    metrics["guidance"] = _guided_samples(config, process, apply_fn, result.params, train_data,
+        metrics.setdefault("accuracy_vs_t_interval", {})[str(t)] = _wilson(
+            metrics["accuracy_vs_t"][str(t)], x0.shape[0])
+    metrics["guidance"] = _guided_samples(opts, process, apply_fn, result.params, train_data,
                                           test, key_rest, workdir)
     if workdir is not None:
         os.makedirs(workdir, exist_ok=True)
@@ -346,7 +350,14 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     return metrics
 
 
-def _guided_samples(config, process, clf_apply_fn, clf_params, train_data, test, key, workdir):
+def _wilson(fraction: float, n: int) -> list[float]:
+    """Wilson's 95% interval of a measured fraction of ``n`` trials."""
+    from diffax.evaluation.intervals import wilson_interval
+
+    return list(wilson_interval(int(round(fraction * n)), n))
+
+
+def _guided_samples(opts, process, clf_apply_fn, clf_params, train_data, test, key, workdir):
     """Samples each class with classifier guidance at each scale; the judge's accuracy."""
     import os
 
@@ -355,19 +366,20 @@ def _guided_samples(config, process, clf_apply_fn, clf_params, train_data, test,
     from diffax import guidance, models
     from diffax.samplers import sample
     from diffax.tasks import _pipeline as pl
+    from diffax.train import build
 
-    cfg = pl.section(config, "guidance", ("scales", "samples_per_class"))
-    solver, num_steps = pl.build_solver(config)
+    cfg = opts.guidance
+    solver, num_steps = build.build_solver(opts.sample)
     flat = lambda x: np.asarray(x).reshape(len(x), -1)
     judge = LogisticRegression(max_iter=2000).fit(flat(train_data["x"]), train_data["label"])
     judge_test = float(judge.score(flat(test["x"]), test["label"]))
-    model = pl.unet(pl.section(config, "model"), models.UNet.from_variant)
+    model = pl.unet(opts.model, models.UNet.from_variant)
     apply_fn = models.apply_fn(model)
     key_train, key_sample = jax.random.split(key)
     result, loss = pl.train_denoiser(key_train, process, model, apply_fn,
-                                     {"x": train_data["x"]}, pl.train_options(config))
+                                     {"x": train_data["x"]}, pl.fit_kwargs(opts.train))
     denoiser = loss.denoiser(apply_fn, result.params)
-    labels = jnp.repeat(jnp.arange(10), int(cfg["samples_per_class"]))
+    labels = jnp.repeat(jnp.arange(10), cfg.samples_per_class)
     log_prob = log_prob_fn(clf_apply_fn, clf_params, process, labels)
     x_init = process.prior_sample(jax.random.fold_in(key_sample, 0),
                                   (labels.shape[0], *train_data["x"].shape[1:]))
@@ -382,13 +394,16 @@ def _guided_samples(config, process, clf_apply_fn, clf_params, train_data, test,
                            "classifier_accuracy": {},
                            "denoiser_final_loss": float(np.mean(result.losses[-50:]))}
     rows = []
-    for scale in cfg["scales"]:
+    for scale in cfg.scales:
         x = jnp.clip(draw(jnp.asarray(scale, jnp.float32)), -1.0, 1.0)
         out["judge_accuracy"][str(scale)] = float(np.mean(judge.predict(flat(x)) ==
                                                           np.asarray(labels)))
         out["classifier_accuracy"][str(scale)] = accuracy(
             clf_apply_fn, clf_params, x, labels, float(process.t_min))
-        per = int(cfg["samples_per_class"])
+        for name in ("judge_accuracy", "classifier_accuracy"):
+            out.setdefault(f"{name}_interval", {})[str(scale)] = _wilson(
+                out[name][str(scale)], labels.shape[0])
+        per = cfg.samples_per_class
         by_class = np.asarray(x).reshape(10, per, *x.shape[1:])
         rows += [by_class[:, j] for j in range(min(per, 3))]
     if workdir is not None:

@@ -1,4 +1,6 @@
-"""Config sections shared by the task configs in ``configs/tasks/`` (their common defaults).
+"""The task configs' common sections (``configs/tasks/``): each section starts from the
+defaults of its options dataclass (:mod:`diffax.train.options`, where every default is written
+once); a config states only what its run changes.
 
 Example:
   >>> cfg = base_config("anomaly", "tiny")
@@ -8,9 +10,15 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import ml_collections
 
-__all__ = ["base_config", "classifier_section"]
+from diffax.train import options
+
+__all__ = ["base_config", "classifier_section", "task_section", "validation_keys",
+           "medical_config"]
 
 VARIANTS = ("", "tiny")
 
@@ -32,6 +40,21 @@ def _train(tiny: bool, num_steps: int) -> dict:
     return {"num_steps": 4 if tiny else num_steps, "batch_size": 8 if tiny else 32,
             "learning_rate": 2e-3, "warmup_steps": 0 if tiny else 100, "ema_decay": 0.999,
             "steps_per_call": 4 if tiny else 100}
+
+
+def task_section(cls: type, **changes: Any) -> ml_collections.ConfigDict:
+    """A config section holding the defaults of the options dataclass ``cls`` (e.g.
+    :class:`diffax.train.options.SROptions`), with ``changes``.
+
+    Example:
+      >>> task_section(options.SROptions, num_samples=2).num_samples
+      2
+    """
+    values = options.section_defaults(cls)
+    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(f"task_section: {cls.__name__} has no field(s) {unknown}.")
+    return ml_collections.ConfigDict({**values, **changes})
 
 
 def base_config(task: str, variant: str = "", *, num_steps: int = 500
@@ -59,3 +82,37 @@ def classifier_section(variant: str = "", *, num_steps: int = 400
     """``config.classifier``: the encoder of the same small UNet, and its training."""
     tiny = _check(variant)
     return ml_collections.ConfigDict({"model": _unet(tiny), "train": _train(tiny, num_steps)})
+
+
+def validation_keys(cfg: ml_collections.ConfigDict, tiny: bool, num_tiny: int) -> None:
+    """Adds ``data.num_validation`` (``num_tiny`` digits for ``:tiny``) and
+    ``data.validation_seed`` (their defaults otherwise) to a task config."""
+    d = options.section_defaults(options.TaskDataOptions)
+    cfg.data.num_validation = num_tiny if tiny else d["num_validation"]
+    cfg.data.validation_seed = d["validation_seed"]
+
+
+def medical_config(problem: str, variant: str, settings: tuple):
+    """The unlocked config of ``configs/tasks/phantom_ct.py`` / ``phantom_mri.py``.
+
+    Example:
+      >>> medical_config("mri", "tiny", (4, 8)).medical.settings
+      (4,)
+    """
+    cfg = base_config("medical", variant, num_steps=1200)
+    tiny = variant == "tiny"
+    cfg.model.kwargs.image_size = 32
+    if not tiny:  # sized for a shared 2-core machine: ~25 minutes with the evaluation
+        cfg.model.kwargs.ch_mult = (1, 2, 2)
+        cfg.train.batch_size = 16
+    section = task_section(
+        options.MedicalOptions, problem=problem, settings=settings[:1] if tiny else settings,
+        # per unit ||A||^2; measured on the Gaussian prior: CT best of {0.1, 1, 10} is 10
+        dps_step_size=10.0 if problem == "ct" else 1.0)
+    if tiny:
+        section.update({"num_steps": 3, "num_samples": 1, "num_eval": 2})
+    section.denoiser_from = ml_collections.FieldReference(None, field_type=str)
+    section.inverse_ridge = ml_collections.FieldReference(
+        options.section_defaults(options.MedicalOptions)["inverse_ridge"], field_type=float)
+    cfg.medical = section
+    return cfg

@@ -100,8 +100,6 @@ def nearest_neighbour_fill(x_known: Array, mask: Array, train: Array) -> Array:
 # --------------------------------------------------------------------------------------------
 # The digits example.
 
-_METHODS = ("replace", "repaint", "dps")
-_PROBLEMS = ("blur", "downsample")
 
 
 def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
@@ -118,42 +116,41 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     ``config.inverse.problems`` (``"blur"``: :func:`diffax.inverse.gaussian_blur` with
     ``blur_std``; ``"downsample"``: 2x average pooling), DPS's PSNR next to the measurement's
     own (blur) or bicubic upsampling (downsample). Writes ``workdir/inverse.png`` and
-    ``workdir/metrics.json``.
+    ``workdir/metrics.json``. ``config.inverse.prior = "gaussian"`` replaces the trained UNet
+    by :func:`diffax.tasks.medical.gaussian_prior_denoiser` of the train digits (the exact
+    denoiser of a fitted Gaussian, no training: the tests' cheap prior of known quality).
     """
     import itertools
     import os
 
     import diffax
     from diffax import models
+    from diffax.evaluation.intervals import bootstrap_interval
     from diffax.inverse import downsample, dps, gaussian_blur, masking
     from diffax.tasks import _pipeline as pl
     from diffax.tasks.super_resolution import psnr, upsample
+    from diffax.train import build, options
 
-    cfg = pl.section(config, "inverse", (
-        "masks", "methods", "problems", "num_steps", "num_samples", "num_eval", "jump_length",
-        "resample", "dps_step_size", "blur_std"))
-    data_cfg = pl.section(config, "data", ("data_dir",))
-    opts = pl.train_options(config)
-    process = pl.build_process(config)
-    for key, values, known in (("masks", cfg["masks"], MASKS), ("methods", cfg["methods"],
-                               _METHODS), ("problems", cfg["problems"], _PROBLEMS)):
-        for value in values:
-            if value not in known:
-                raise ValueError(f"config.inverse.{key}: {value!r} is not one of {known}.")
-    num_steps, num_samples = int(cfg["num_steps"]), int(cfg["num_samples"])
-    for key in ("num_steps", "num_samples"):
-        if int(cfg[key]) < 1:
-            raise ValueError(f"config.inverse.{key} must be >= 1, got {cfg[key]!r}.")
-    train = pl.digits("train", data_dir=data_cfg.get("data_dir"))
-    test = pl.digits("test", data_dir=data_cfg.get("data_dir"))
-    x = jnp.asarray(test["x"][: int(cfg.get("num_eval") or len(test["x"]))])
-    model = pl.unet(pl.section(config, "model"), models.UNet.from_variant)
-    apply_fn = models.apply_fn(model)
-    key_train, key_run = jax.random.split(jax.random.key(int(config.seed)))
-    result, loss = pl.train_denoiser(key_train, process, model, apply_fn, {"x": train["x"]},
-                                     opts)
-    D = loss.denoiser(apply_fn, result.params)
-    step_size = float(cfg["dps_step_size"])
+    opts = options.parse_task_config(config)
+    cfg = opts.inverse
+    process = build.build_process(opts.process)
+    num_steps, num_samples = cfg.num_steps, cfg.num_samples
+    train = pl.digits("train", data_dir=opts.data.data_dir)
+    test = pl.digits("test", data_dir=opts.data.data_dir)
+    x = jnp.asarray(test["x"][: cfg.num_eval or len(test["x"])])
+    key_train, key_run = jax.random.split(jax.random.key(opts.seed))
+    if cfg.prior == "gaussian":  # the exact denoiser of a Gaussian fitted to the train digits
+        from diffax.tasks.medical import gaussian_prior_denoiser
+
+        D, extra_metrics = gaussian_prior_denoiser(train["x"], process), {"prior": "gaussian"}
+    else:
+        model = pl.unet(opts.model, models.UNet.from_variant)
+        apply_fn = models.apply_fn(model)
+        result, loss = pl.train_denoiser(key_train, process, model, apply_fn,
+                                         {"x": train["x"]}, pl.fit_kwargs(opts.train))
+        D = loss.denoiser(apply_fn, result.params)
+        extra_metrics = {"final_loss": float(np.mean(result.losses[-50:]))}
+    step_size = cfg.dps_step_size
 
     def draws(fn):
         """``num_samples`` draws of ``fn(key, x_init)``, ``[S, B, ...]``, clipped to [-1, 1]."""
@@ -164,31 +161,37 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
 
     def scores(samples, score):
         """``score`` (per image, ``[B]``) of one sample and of the mean of the samples."""
-        return {"sample": float(score(samples[0]).mean()),
-                "sample_mean": float(score(samples.mean(0)).mean())}
+        one, mean = score(samples[0]), score(samples.mean(0))
+        return {"sample": float(one.mean()), "sample_mean": float(mean.mean()),
+                "sample_interval": interval(one), "sample_mean_interval": interval(mean)}
+
+    interval = lambda v: list(bootstrap_interval(np.mean, np.asarray(v, np.float64)))
 
     problem_index = itertools.count(1)  # each problem draws its own keys
-    metrics: dict[str, Any] = {"final_loss": float(np.mean(result.losses[-50:])),
-                               "num_eval": int(x.shape[0]), "num_samples": num_samples,
-                               "num_steps": num_steps, "inpainting": {}, "problems": {}}
+    metrics: dict[str, Any] = {**extra_metrics, "num_eval": int(x.shape[0]),
+                               "num_samples": num_samples, "num_steps": num_steps,
+                               "inpainting": {}, "problems": {}}
     rows = []
     train_mean = jnp.mean(jnp.asarray(train["x"]), axis=0, keepdims=True)
-    for mask_name in cfg["masks"]:
+    for mask_name in cfg.masks:
         mask = masks(mask_name, x.shape[1:3])[None]
         known = x * mask
+        nn_fill = masked_psnr(nearest_neighbour_fill(known, mask, train["x"]), x, mask)
+        mean_fill = masked_psnr(mask * x + (1 - mask) * train_mean, x, mask)
         out: dict[str, Any] = {
-            "nearest_neighbour": float(masked_psnr(
-                nearest_neighbour_fill(known, mask, train["x"]), x, mask).mean()),
-            "train_mean": float(masked_psnr(mask * x + (1 - mask) * train_mean, x, mask).mean())}
+            "nearest_neighbour": float(nn_fill.mean()),
+            "train_mean": float(mean_fill.mean()),
+            "nearest_neighbour_interval": interval(nn_fill),
+            "train_mean_interval": interval(mean_fill)}
         shown = {}
-        for method in cfg["methods"]:
+        for method in cfg.methods:
             if method == "dps":
                 fn = lambda k, x0, mask=mask, known=known: dps(
                     k, process, D, x0, known, masking(mask), step_size=step_size,
                     num_steps=num_steps).x
             else:
-                extra = ({"jump_length": int(cfg["jump_length"]),
-                          "resample": int(cfg["resample"])} if method == "repaint" else {})
+                extra = ({"jump_length": cfg.jump_length, "resample": cfg.resample}
+                         if method == "repaint" else {})
                 fn = lambda k, x0, mask=mask, known=known, method=method, extra=extra: (
                     diffax.inpaint(k, process, D, x0, known, mask, method=method,
                                    num_steps=num_steps, **extra).x)
@@ -198,18 +201,21 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
         metrics["inpainting"][mask_name] = out
         n = min(10, x.shape[0])
         # The observed pixels, the missing ones grey; then one sample of each method.
-        rows += [jnp.where(mask > 0, x, 0.0)[:n]] + [shown[m][:n] for m in cfg["methods"]]
-    for problem in cfg["problems"]:
+        rows += [jnp.where(mask > 0, x, 0.0)[:n]] + [shown[m][:n] for m in cfg.methods]
+    for problem in cfg.problems:
         if problem == "blur":
-            forward = gaussian_blur(std=float(cfg["blur_std"]))
+            forward = gaussian_blur(std=cfg.blur_std)
             y = forward(x)
-            baseline = {"measurement": float(psnr(jnp.clip(y, -1, 1), x).mean())}
+            base = psnr(jnp.clip(y, -1, 1), x)
+            baseline = {"measurement": float(base.mean()),
+                        "measurement_interval": interval(base)}
             shown_y = y
         else:
             forward = downsample(factor=2)
             y = forward(x)
             bicubic = jnp.clip(upsample(y, 2, method="bicubic"), -1.0, 1.0)
-            baseline = {"bicubic": float(psnr(bicubic, x).mean())}
+            base = psnr(bicubic, x)
+            baseline = {"bicubic": float(base.mean()), "bicubic_interval": interval(base)}
             shown_y = upsample(y, 2)
         samples = draws(lambda k, x0, y=y, forward=forward: dps(
             k, process, D, x0, y, forward, step_size=step_size, num_steps=num_steps).x)

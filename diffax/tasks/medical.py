@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffax.tasks.defaults import medical_config  # re-exported: the configs import it here
 from diffax.typing import Array
 
 __all__ = ["phantoms", "reconstruction_metrics", "operator_for", "medical_config",
@@ -97,37 +98,6 @@ def operator_for(problem: str, setting: float, *, size: int, num_full_views: int
     raise ValueError(f"config.medical.problem: {problem!r} is not one of {PROBLEMS}.")
 
 
-def medical_config(problem: str, variant: str, settings: tuple):
-    """The unlocked config of ``configs/tasks/phantom_ct.py`` / ``phantom_mri.py``.
-
-    Example:
-      >>> medical_config("mri", "tiny", (4, 8)).medical.settings
-      (4,)
-    """
-    import ml_collections
-
-    from diffax.tasks.defaults import base_config
-
-    cfg = base_config("medical", variant, num_steps=1200)
-    tiny = variant == "tiny"
-    cfg.model.kwargs.image_size = 32
-    if not tiny:  # sized for a shared 2-core machine: ~25 minutes with the evaluation
-        cfg.model.kwargs.ch_mult = (1, 2, 2)
-        cfg.train.batch_size = 16
-    cfg.medical = ml_collections.ConfigDict({
-        "problem": problem, "size": 32, "settings": settings[:1] if tiny else settings,
-        "num_full_views": 180, "mask": "cartesian", "center_fraction": 0.08,
-        "methods": ("consistency", "dps"), "num_steps": 3 if tiny else 100,
-        "num_samples": 1 if tiny else 2, "num_eval": 2 if tiny else 8, "lam": 1.0,
-        "snr": 0.16,
-        # per unit ||A||^2; measured on the Gaussian prior: CT best of {0.1, 1, 10} is 10
-        "dps_step_size": 10.0 if problem == "ct" else 1.0, "noise_std": 0.0,
-        "denoiser_from": ml_collections.FieldReference(None, field_type=str),
-        "prior": "unet",
-        "inverse_ridge": ml_collections.FieldReference(1e-2, field_type=float)})
-    return cfg
-
-
 def gaussian_prior_denoiser(x_train: Any, process: Any, *, jitter: float = 1e-4):
     """The exact denoiser of ``N(mu, Sigma)`` fitted to ``x_train`` ``[N, ...]`` (its mean and
     covariance, plus ``jitter`` on the diagonal), for ``process``:
@@ -187,9 +157,6 @@ def _baseline(problem: str, op, y: Array) -> Array:
     return inverse.fbp(op, y) if problem == "ct" else inverse.zero_filled(op, y)
 
 
-_KEYS = ("problem", "size", "settings", "num_full_views", "mask", "center_fraction",
-         "methods", "num_steps", "num_samples", "num_eval", "lam", "snr", "dps_step_size",
-         "noise_std", "denoiser_from", "prior", "inverse_ridge")
 
 
 def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
@@ -219,47 +186,37 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
 
     from diffax import inverse, models, samplers
     from diffax.tasks import _pipeline as pl
+    from diffax.train import build, options
 
-    cfg = pl.section(config, "medical", _KEYS)
-    data_cfg = pl.section(config, "data", ("data_dir",))
-    opts = pl.train_options(config)
-    process = pl.build_process(config)
-    problem = cfg["problem"]
-    if problem not in PROBLEMS:
-        raise ValueError(f"config.medical.problem: {problem!r} is not one of {PROBLEMS}.")
-    for method in cfg["methods"]:
-        if method not in METHODS:
-            raise ValueError(f"config.medical.methods: {method!r} is not one of {METHODS}.")
-    for key in ("num_steps", "num_samples", "num_eval"):
-        if int(cfg[key]) < 1:
-            raise ValueError(f"config.medical.{key} must be >= 1, got {cfg[key]!r}.")
-    size, num_steps, num_samples = int(cfg["size"]), int(cfg["num_steps"]), int(cfg["num_samples"])
-    data_dir = data_cfg.get("data_dir")
-    test = phantoms("test", size=size, data_dir=data_dir, max_examples=int(cfg["num_eval"]))
+    opts = options.parse_task_config(config)
+    med = opts.medical
+    process = build.build_process(opts.process)
+    problem = med.problem
+    size, num_steps, num_samples = med.size, med.num_steps, med.num_samples
+    data_dir = opts.data.data_dir
+    test = phantoms("test", size=size, data_dir=data_dir, max_examples=int(med.num_eval))
     x = jnp.asarray(test["x"])
-    model = pl.unet(pl.section(config, "model"), models.UNet.from_variant)
+    model = pl.unet(opts.model, models.UNet.from_variant)
     apply_fn = models.apply_fn(model)
-    key_train, key_run = jax.random.split(jax.random.key(int(config.seed)))
+    key_train, key_run = jax.random.split(jax.random.key(opts.seed))
     metrics: dict[str, Any] = {"problem": problem, "num_eval": int(x.shape[0]),
                                "num_samples": num_samples, "num_steps": num_steps,
-                               "lam": float(cfg["lam"]), "noise_std": float(cfg["noise_std"]),
+                               "lam": float(med.lam), "noise_std": float(med.noise_std),
                                "settings": {}}
     loss = pl.denoising_loss(process)
-    prior = cfg.get("prior", "unet")
-    if prior not in PRIORS:
-        raise ValueError(f"config.medical.prior: {prior!r} is not one of {PRIORS}.")
+    prior = med.prior
     metrics["prior"] = prior
     if prior == "gaussian":
         train = phantoms("train", size=size, data_dir=data_dir)
         D = gaussian_prior_denoiser(train["x"], process)
-    elif cfg.get("denoiser_from"):
-        with open(cfg["denoiser_from"], "rb") as f:
+    elif med.denoiser_from:
+        with open(med.denoiser_from, "rb") as f:
             params = serialization.from_bytes(model.init_params(key_train), f.read())
-        metrics["denoiser_from"] = cfg["denoiser_from"]
+        metrics["denoiser_from"] = med.denoiser_from
     else:
         train = phantoms("train", size=size, data_dir=data_dir)
         result, loss = pl.train_denoiser(key_train, process, model, apply_fn,
-                                         {"x": train["x"]}, opts)
+                                         {"x": train["x"]}, pl.fit_kwargs(opts.train))
         params = result.params
         metrics["final_loss"] = float(np.mean(result.losses[-50:]))
         if workdir is not None:
@@ -269,16 +226,16 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     if prior == "unet":
         D = loss.denoiser(apply_fn, params)
     pc = samplers.PredictorCorrector(predictor="reverse_diffusion", corrector="langevin",
-                                     snr=float(cfg["snr"]))
+                                     snr=float(med.snr))
     rows = [x[:8]]
-    for i, setting in enumerate(cfg["settings"]):
-        op = operator_for(problem, setting, size=size, num_full_views=int(cfg["num_full_views"]),
-                          mask=cfg["mask"], center_fraction=float(cfg["center_fraction"]),
-                          seed=int(config.seed),
-                          inverse_ridge=float(cfg.get("inverse_ridge") or 0) or None)
+    for i, setting in enumerate(med.settings):
+        op = operator_for(problem, setting, size=size, num_full_views=int(med.num_full_views),
+                          mask=med.mask, center_fraction=float(med.center_fraction),
+                          seed=opts.seed,
+                          inverse_ridge=float(med.inverse_ridge or 0) or None)
         k_noise, k_setting = jax.random.split(jax.random.fold_in(key_run, i))
         y = op(x)
-        y = y + float(cfg["noise_std"]) * jax.random.normal(k_noise, y.shape, y.dtype)
+        y = y + float(med.noise_std) * jax.random.normal(k_noise, y.shape, y.dtype)
         if problem == "mri":
             y = op.select(y)  # noise only where measured
         base = _baseline(problem, op, y)
@@ -288,15 +245,15 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
         if problem == "mri":
             out["sampled_fraction"] = float(op.mask.mean())
         shown = [jnp.clip(base, -1, 1)[:8]]
-        for j, method in enumerate(cfg["methods"]):
+        for j, method in enumerate(med.methods):
             if method == "consistency":
                 fn = lambda k, x0, op=op, y=y: inverse.consistency_sample(
-                    k, process, D, x0, y, op, num_steps=num_steps, lam=float(cfg["lam"]),
+                    k, process, D, x0, y, op, num_steps=num_steps, lam=float(med.lam),
                     solver=pc).x
             else:
                 # DPS's step is normalised by the residual, not by the operator: divide by
                 # ||A||^2 (1 for the orthonormal MRI operator, ~views x size for CT).
-                step_size = float(cfg["dps_step_size"]) / out["operator_norm_squared"]
+                step_size = float(med.dps_step_size) / out["operator_norm_squared"]
                 fn = lambda k, x0, op=op, y=y, step_size=step_size: inverse.dps(
                     k, process, D, x0, y, op, step_size=step_size, num_steps=num_steps).x
             draw = jax.jit(lambda k, fn=fn: fn(k, process.prior_sample(

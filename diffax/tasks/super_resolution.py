@@ -201,27 +201,28 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
 
     import numpy as np
 
+    from diffax.evaluation.intervals import bootstrap_interval
     from diffax.tasks import _pipeline as pl
+    from diffax.train import build, options
 
-    cfg = pl.section(config, "sr", ("factor", "upsample", "num_samples", "num_eval"))
-    data_cfg = pl.section(config, "data", ("data_dir",))
-    opts = pl.train_options(config)
-    process = pl.build_process(config)
-    solver, num_steps = pl.build_solver(config)
-    factor, method = int(cfg["factor"]), cfg.get("upsample", "nearest")
+    opts = options.parse_task_config(config)
+    cfg = opts.sr
+    process = build.build_process(opts.process)
+    solver, num_steps = build.build_solver(opts.sample)
+    factor, method = cfg.factor, cfg.upsample
     prep = lambda x: upsample(downsample(x, factor), factor, method=method)
-    train = pl.digits("train", data_dir=data_cfg.get("data_dir"))
-    test = pl.digits("test", data_dir=data_cfg.get("data_dir"))
-    model = pl.unet(pl.section(config, "model"), ConditionalUNet.from_variant)
+    train = pl.digits("train", data_dir=opts.data.data_dir)
+    test = pl.digits("test", data_dir=opts.data.data_dir)
+    model = pl.unet(opts.model, ConditionalUNet.from_variant)
     fn = apply_fn(model)
-    key_train, key_sample = jax.random.split(jax.random.key(int(config.seed)))
+    key_train, key_sample = jax.random.split(jax.random.key(opts.seed))
     result, loss = pl.train_denoiser(
-        key_train, process, model, fn, {"x": train["x"], "low_res": prep(train["x"])}, opts,
-        cond_keys=("low_res",))
+        key_train, process, model, fn, {"x": train["x"], "low_res": prep(train["x"])},
+        pl.fit_kwargs(opts.train), cond_keys=("low_res",))
 
     from diffax.samplers import sample
 
-    x = jnp.asarray(test["x"][: int(cfg.get("num_eval") or len(test["x"]))])
+    x = jnp.asarray(test["x"][: cfg.num_eval or len(test["x"])])
     low = downsample(x, factor)
     cond = prep(x)
 
@@ -234,20 +235,21 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
                       num_steps=num_steps).x
 
     samples = jnp.stack([draw(k) for k in
-                         jax.random.split(key_sample, int(cfg["num_samples"]))])
+                         jax.random.split(key_sample, cfg.num_samples)])
     samples = jnp.clip(samples, -1.0, 1.0)
     mean = samples.mean(axis=0)
     nearest = upsample(low, factor)
     bicubic = jnp.clip(upsample(low, factor, method="bicubic"), -1.0, 1.0)
+    per_image = {"sample": psnr(samples[0], x), "sample_mean": psnr(mean, x),
+                 "nearest": psnr(nearest, x), "bicubic": psnr(bicubic, x)}
     metrics = {
-        "psnr": {"sample": float(psnr(samples[0], x).mean()),
-                 "sample_mean": float(psnr(mean, x).mean()),
-                 "nearest": float(psnr(nearest, x).mean()),
-                 "bicubic": float(psnr(bicubic, x).mean())},
+        "psnr": {name: float(v.mean()) for name, v in per_image.items()},
+        "psnr_interval": {name: list(bootstrap_interval(np.mean, np.asarray(v, np.float64)))
+                          for name, v in per_image.items()},
         "consistency_rmse": float(jnp.sqrt(jnp.mean(jnp.square(
             downsample(samples[0], factor) - low)))),
         "final_loss": float(np.mean(result.losses[-50:])),
-        "num_eval": int(x.shape[0]), "num_samples": int(cfg["num_samples"]),
+        "num_eval": int(x.shape[0]), "num_samples": cfg.num_samples,
     }
     if workdir is not None:
         os.makedirs(workdir, exist_ok=True)

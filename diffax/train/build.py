@@ -411,8 +411,8 @@ def _solvers(o: SampleOptions) -> dict[str, Callable[[], Any]]:
             **order, **opts("method", "lower_order_final", "sde")),
         "unipc": lambda: samplers.UniPC(
             **order, **opts("variant", "corrector", "lower_order_final")),
-        "deis": lambda: samplers.DEIS(**order),
-        "ipndm": lambda: samplers.IPNDM(**order),
+        "deis": lambda: samplers.DEIS(**order, **opts("lower_order_final")),
+        "ipndm": lambda: samplers.IPNDM(**order, **opts("lower_order_final")),
         "lms": lambda: samplers.LMS(**order),
         # discrete processes: the `method` of diffax.discrete.sample
         **{name: (lambda name=name: name) for name in DISCRETE_SAMPLERS},

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import time
+import weakref
 from typing import Any
 
 from diffax.train import parallel
@@ -37,9 +38,9 @@ from diffax.train.build import Experiment
 from diffax.train.options import ConfigError, EvalOptions, Options
 from diffax.train.progress import Progress
 
-__all__ = ["Trained", "stored_config", "restore", "generate", "sample", "likelihood",
-           "evaluate", "run_all", "held_out", "to_data_range", "plot", "summary_table",
-           "write_json", "write_npz"]
+__all__ = ["Trained", "stored_config", "restore", "sampling_program", "sample_labels",
+           "generate", "sample", "likelihood", "evaluate", "run_all", "sample_pretrained",
+           "held_out", "to_data_range", "plot", "summary_table", "write_json", "write_npz"]
 
 
 @dataclasses.dataclass
@@ -50,9 +51,6 @@ class Trained:
     state: Any
     step: int
     mesh: Any
-    # Jitted sampling programs by batch size: the eval samples and the untrained baseline
-    # (other parameters, same shapes) run one compiled program.
-    sample_fns: dict[int, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def options(self) -> Options:
@@ -154,23 +152,40 @@ def _batch_sharding(mesh: Any, batch: int) -> Any:
     return parallel.replicated_sharding(mesh)
 
 
-def generate(trained: Trained, params: Any, *, num: int, batch_size: int, seed_tag: int,
-             label: str) -> tuple[Any, int, float]:
-    """``num`` samples in the model's range, the NFE per sample, and seconds spent."""
+def sampling_program(exp: Experiment, *, batch: int, mesh: Any) -> Any:
+    """The one sampling program of an experiment: a jitted
+    ``run(params, key, labels) -> (x [batch, ...], nfe)`` in the model's range.
+
+    ``diffax sample | eval`` (:func:`generate`) and the training loop's periodic sample grids
+    (:func:`diffax.train.loop.train_and_evaluate`) both run it, so the same options sample
+    through the same compiled program (one per experiment object, batch and mesh: the
+    loop's grids and ``diffax demo``'s samples of one experiment share it when their batch
+    sizes agree; the eval samples and the untrained baseline always do). The prior draw and
+    the solver's noise come from ``key`` (split in two); ``labels`` ``[batch]`` (int)
+    condition a class-conditional model (``None`` otherwise, see :func:`sample_labels`); the
+    prior is sharded over ``mesh``'s devices when ``batch`` divides over them. A discrete
+    process (:mod:`diffax.discrete`) runs its ``sample.solver`` method on tokens
+    ``[batch, L]``; CLD's state ``(x, v)`` returns its data part ``x``.
+
+    Example (``exp`` from :func:`diffax.train.build.build_experiment`)::
+
+        run = evaluate.sampling_program(exp, batch=64, mesh=parallel.make_mesh())
+        x, nfe = run(params, jax.random.key(1), evaluate.sample_labels(exp, 64))
+    """
     import jax
-    import jax.numpy as jnp
-    import numpy as np
 
     from diffax import samplers
 
-    exp = trained.exp
-    denoise_final = trained.options.sample.denoise_final
-    batch = min(int(batch_size), int(num))
-    batch = max(trained.mesh.devices.size, batch - batch % trained.mesh.devices.size)
+    programs = _PROGRAMS.get(id(exp))
+    if programs is None:  # one cache per experiment object, dropped with it
+        programs = _PROGRAMS[id(exp)] = {}
+        weakref.finalize(exp, _PROGRAMS.pop, id(exp), None)
+    if (batch, mesh) in programs:
+        return programs[batch, mesh]
     shape = (batch, *exp.data_info.shape)
-    num_classes = exp.data_info.num_classes if exp.conditional else None
+    denoise_final = exp.options.sample.denoise_final
 
-    def run(params, key):
+    def run(params, key, labels):
         if isinstance(exp.solver, str):  # a discrete process (diffax.discrete)
             from diffax import discrete
 
@@ -179,25 +194,56 @@ def generate(trained: Trained, params: Any, *, num: int, batch_size: int, seed_t
             return res.x, res.nfe
         k_init, k_solve = jax.random.split(key)
         x_init = exp.process.prior_sample(k_init, shape)
-        x_init = jax.lax.with_sharding_constraint(x_init, _batch_sharding(trained.mesh, batch))
-        cond = {}
-        if num_classes:
-            cond["label"] = (jnp.arange(batch) + jax.random.randint(key, (), 0, num_classes)
-                             ) % num_classes
-        D = exp.denoiser(params, **cond)
+        x_init = jax.lax.with_sharding_constraint(x_init, _batch_sharding(mesh, batch))
+        D = exp.denoiser(params, **({} if labels is None else {"label": labels}))
         res = samplers.sample(k_solve, exp.process, D, x_init, solver=exp.solver,
                               num_steps=exp.sample_steps, schedule=exp.sample_schedule,
                               denoise_final=denoise_final)
         x = res.x[0] if isinstance(res.x, tuple) else res.x  # CLD's (x, v): the data part
         return x, res.nfe
 
-    run = trained.sample_fns.setdefault(batch, jax.jit(run))
+    programs[batch, mesh] = jax.jit(run)
+    return programs[batch, mesh]
+
+
+_PROGRAMS: dict[int, dict[tuple[int, Any], Any]] = {}
+""":func:`sampling_program`'s programs by experiment (``id``), then by ``(batch, mesh)``."""
+
+
+def sample_labels(exp: Experiment, batch: int, *, offset: Any = 0) -> Any:
+    """The class labels ``(arange(batch) + offset) % num_classes`` of a conditional model
+    (``None`` for an unconditional one): every class in turn, starting at ``offset``."""
+    import jax.numpy as jnp
+
+    if not exp.conditional:
+        return None
+    num_classes = exp.data_info.num_classes
+    return (jnp.arange(batch) + offset) % num_classes
+
+
+def generate(trained: Trained, params: Any, *, num: int, batch_size: int, seed_tag: int,
+             label: str) -> tuple[Any, int, float]:
+    """``num`` samples in the model's range, the NFE per sample, and seconds spent, from
+    :func:`sampling_program` in batches of ``batch_size`` (rounded to the devices)."""
+    import jax
+    import numpy as np
+
+    exp = trained.exp
+    batch = min(int(batch_size), int(num))
+    batch = max(trained.mesh.devices.size, batch - batch % trained.mesh.devices.size)
+    run = sampling_program(exp, batch=batch, mesh=trained.mesh)
     base = jax.random.fold_in(jax.random.key(trained.options.seed), seed_tag)
     chunks = int(math.ceil(num / batch))
     bar = Progress(label, num)
     start, out, nfe = time.perf_counter(), [], 0
     for i in range(chunks):
-        x, n = run(params, jax.random.fold_in(base, i))
+        key = jax.random.fold_in(base, i)
+        labels = None
+        if exp.conditional and not isinstance(exp.solver, str):
+            # A random first class per batch, so that the classes are spread over batches.
+            labels = sample_labels(exp, batch, offset=jax.random.randint(
+                key, (), 0, exp.data_info.num_classes))
+        x, n = run(params, key, labels)
         out.append(parallel.gather(x))
         nfe = int(n)
         bar.update(min((i + 1) * batch, num), f"NFE {nfe}")
@@ -300,6 +346,48 @@ def sample(trained: Trained, workdir: str) -> dict[str, Any]:
             "x": x_data, "solver": solver, "num_steps": trained.exp.sample_steps}
 
 
+def sample_pretrained(folder: str, workdir: str, *, seed: int, num_steps: int,
+                      num_samples: int, batch_size: int, solver: Any = None,
+                      schedule: Any = None) -> dict[str, Any]:
+    """``diffax sample --pretrained``: samples of a local diffusers UNet (a model folder, or a
+    pipeline folder holding ``unet/``) with the scheduler whose ``scheduler_config.json`` lies
+    next to it (or in the pipeline's ``scheduler/``; diffusers' ``DDIMScheduler`` defaults
+    without one), :func:`diffax.interop.pipeline.sample_pretrained`; writes
+    ``samples/pretrained_<num_steps>steps_seed<seed>.npz`` (uint8 images in 0..255).
+
+    Returns:
+      ``npz`` (path), ``num_samples``, ``nfe``, ``folder`` (the model's), ``model`` and
+      ``scheduler`` (diffusers class names), ``scheduler_config`` (where it came from).
+
+    Raises:
+      ValueError: a folder diffax cannot read, a conditional model, bad counts.
+    """
+    import jax
+    import numpy as np
+
+    from diffax import data, interop
+    from diffax.interop import pipeline
+
+    folder = root = os.path.expanduser(folder)
+    if os.path.isfile(os.path.join(folder, "unet", "config.json")):
+        folder = os.path.join(folder, "unet")
+    pre = interop.load_pretrained(folder)
+    roots = [r for r in (root, folder) if os.path.isfile(
+        os.path.join(r, "scheduler_config.json")) or os.path.isfile(
+        os.path.join(r, "scheduler", "scheduler_config.json"))]
+    sched = interop.load_scheduler(roots[0] if roots else {"_class_name": "DDIMScheduler"})
+    x, nfe = pipeline.sample_pretrained(
+        jax.random.key(int(seed)), pre, sched, num_steps=num_steps, num_samples=num_samples,
+        batch_size=batch_size, solver=solver, schedule=schedule)
+    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+    npz = os.path.join(workdir, "samples", f"pretrained_{num_steps}steps_seed{int(seed)}.npz")
+    write_npz(npz, x=data.from_model_range(x), range=np.asarray((0.0, 255.0)),
+              nfe=np.int64(nfe))
+    return {"npz": npz, "num_samples": len(x), "nfe": nfe, "folder": folder,
+            "model": pre.class_name, "scheduler": sched.class_name,
+            "scheduler_config": f"the config in {roots[0]}" if roots else "diffusers' defaults"}
+
+
 def likelihood(trained: Trained, workdir: str) -> dict[str, Any]:
     """Held-out NLL through the probability-flow ODE; writes ``eval/likelihood.json``.
 
@@ -310,6 +398,7 @@ def likelihood(trained: Trained, workdir: str) -> dict[str, Any]:
     import jax
     import numpy as np
 
+    from diffax import cld
     from diffax import likelihood as lik
 
     if isinstance(trained.exp.solver, str):
@@ -328,6 +417,7 @@ def likelihood(trained: Trained, workdir: str) -> dict[str, Any]:
     if divergence == "hutchinson":
         kwargs["num_probes"] = int(ev.num_probes)
     num_classes = info.num_classes if exp.conditional else None
+    is_cld = isinstance(exp.process, cld.CLD)
     labels = held.get("label")
     ndev = trained.mesh.devices.size
     batch = min(ev.batch_size, num)
@@ -344,6 +434,8 @@ def likelihood(trained: Trained, workdir: str) -> dict[str, Any]:
                 x = lo + (hi - lo) * x.astype(jax.numpy.float32) / 255.0
         cond = {"label": label} if num_classes else {}
         D = exp.denoiser(params, **cond)
+        if is_cld:  # the paper's bound on log p(x0): one velocity draw per example
+            return cld._bound_and_nfe(k_ll, exp.process, D, x, num_samples=1, **kwargs)
         res = lik.log_likelihood(k_ll, exp.process, D, x, **kwargs)
         return res.logp, res.nfe
 
@@ -376,11 +468,29 @@ def likelihood(trained: Trained, workdir: str) -> dict[str, Any]:
                    "seconds": time.perf_counter() - start})
     if divergence == "hutchinson":
         result["num_probes"] = kwargs["num_probes"]
+    if is_cld:
+        result.update(_cld_bound_fields(result, dims))
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
     path = os.path.join(workdir, "eval", "likelihood.json")
     write_json(path, result)
     result["path"] = path
     return result
+
+
+def _cld_bound_fields(result: dict[str, Any], dims: int) -> dict[str, Any]:
+    """What a CLD likelihood reports besides the NLL: that it is the paper's bound, and the
+    same number in the other unit (nats per example and bits/dim)."""
+    value, stderr = result["value"], result["stderr"]
+    if result["unit"] == "nats":
+        nats = {"value": value, "stderr": stderr}
+        bpd = {"value": value / (dims * math.log(2.0)), "stderr": stderr / (dims * math.log(2.0))}
+    else:  # bits/dim (of dequantized images, in the data's 0..255 range)
+        nats = {"value": value * dims * math.log(2.0), "stderr": stderr * dims * math.log(2.0)}
+        bpd = {"value": value, "stderr": stderr}
+    return {"bound": "upper bound on -log p(x0) (CLD, diffax.cld.data_log_likelihood_bound: "
+                     "E_v0[log p(x0, v0) - log N(v0; 0, gamma M)], one velocity draw per "
+                     "example)",
+            "nats": nats, "bits_per_dim": bpd}
 
 
 def _nll_summary(logp: Any, info: Any, dims: int, value_range: tuple[float, float],

@@ -11,7 +11,9 @@ The loop (on every process of a multi-host job, each feeding its share of the ba
 5. every ``train.log_every`` steps: loss, grad norm, learning rate, steps/s and examples/s to
    the console (a progress line) and to TensorBoard event files in ``workdir``;
    every ``train.checkpoint_every`` steps an asynchronous checkpoint (plus the config as JSON);
-   every ``train.sample_every`` steps a PNG grid of samples in ``workdir/samples``;
+   every ``train.sample_every`` steps a PNG grid of samples in ``workdir/samples`` (from
+   :func:`diffax.train.evaluate.sampling_program`, the program of ``diffax sample``; a discrete
+   process writes its tokens: :func:`diffax.train.evaluate.write_tokens`);
 6. SIGTERM (preemption): the current step is checkpointed and the function returns normally.
 
 Faults (see the README's "Reliability" section and ``tests/train/test_faults.py``):
@@ -51,11 +53,9 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from diffax import samplers
-from diffax.train import build, parallel
+from diffax.train import build, evaluate, parallel
 from diffax.train._tensorboard import SummaryWriter
 from diffax.train.checkpoint import (
     Checkpointer,
@@ -66,7 +66,7 @@ from diffax.train.progress import Progress
 from diffax.train.state import TrainState
 from diffax.train.step import make_train_step
 
-__all__ = ["train_and_evaluate", "TrainResult", "sample_grid_png", "make_sample_fn",
+__all__ = ["train_and_evaluate", "TrainResult", "sample_grid_png",
            "NonFiniteLossError", "CollectiveError", "TrainingError", "check_compatible",
            "COMPATIBLE_KEYS"]
 
@@ -184,39 +184,6 @@ class _Preemption:
 
 # --------------------------------------------------------------------------------------------
 # Sampling and PNG grids.
-
-
-def make_sample_fn(exp: build.Experiment, *, key: jax.Array, num_samples: int,
-                   num_steps: int, denoise_final: bool = False):
-    """A jitted ``sample(params) -> x [num_samples, ...]`` for an experiment's model.
-
-    The prior draws, the sampler's noise and (for conditional models) the labels
-    ``arange(num_samples) % num_classes`` are fixed by ``key``, so successive grids show the
-    same noise decoded by the model at different steps. Everything is created inside the
-    program, which makes it valid on several hosts as well.
-    """
-    shape = (num_samples, *exp.data_info.shape)
-    if isinstance(exp.solver, str):  # a discrete process: tokens [N, L]
-        from diffax import discrete
-
-        return jax.jit(lambda params: discrete.sample(
-            key, exp.process, exp.loss.denoiser(exp.apply_fn, params), shape=shape,
-            num_steps=num_steps, method=exp.solver).x)
-
-    @jax.jit
-    def sample(params):
-        k_prior, k_solver = jax.random.split(key)
-        x_init = exp.process.prior_sample(k_prior, shape)
-        cond = {}
-        if exp.conditional:
-            cond["label"] = jnp.arange(num_samples) % exp.data_info.num_classes
-        D = exp.loss.denoiser(exp.apply_fn, params, **cond)
-        x = samplers.sample(k_solver, exp.process, D, x_init, solver=exp.solver,
-                            num_steps=num_steps, schedule=exp.sample_schedule,
-                            denoise_final=denoise_final).x
-        return x[0] if isinstance(x, tuple) else x  # CLD's state (x, v): the data part
-
-    return sample
 
 
 def sample_grid_png(x: np.ndarray, *, value_range: tuple[float, float] = (-1.0, 1.0),
@@ -386,20 +353,27 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike, *,
             f"such updates.", step=bad, last_checkpoint=last)
 
     def write_samples(at_step: int) -> None:
+        # The program of `diffax sample` (one for both): the same prior draws, sampler noise
+        # and labels (every class in turn) at every step, so successive grids show the same
+        # noise decoded by the model as it trains.
         nonlocal sample_fn
         if sample_fn is None:
-            sample_fn = make_sample_fn(
-                exp, key=k_sample, num_samples=num_samples, num_steps=exp.sample_steps,
-                denoise_final=options.sample.denoise_final)
+            sample_fn = evaluate.sampling_program(exp, batch=num_samples, mesh=mesh)
         params = state.sampling_params(use_ema=options.sample.use_ema)
-        x = parallel.gather(sample_fn(params))
-        if is_main:
-            png, h, w, c = sample_grid_png(x, value_range=options.data.value_range)
-            os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-            with open(os.path.join(workdir, "samples", f"step_{at_step:08d}.png"), "wb") as f:
-                f.write(png)
-            writer.image("samples", png, height=h, width=w, channels=c, step=at_step)
-            writer.flush()
+        x, _ = sample_fn(params, k_sample, evaluate.sample_labels(exp, num_samples))
+        x = parallel.gather(x)
+        if not is_main:
+            return
+        os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+        path = os.path.join(workdir, "samples", f"step_{at_step:08d}")
+        if isinstance(exp.solver, str):  # tokens: text lines, or digit images
+            evaluate.write_tokens(exp, np.asarray(x), path + ".txt")
+            return
+        png, h, w, c = sample_grid_png(x, value_range=options.data.value_range)
+        with open(path + ".png", "wb") as f:
+            f.write(png)
+        writer.image("samples", png, height=h, width=w, channels=c, step=at_step)
+        writer.flush()
 
     collective_failed = False
     try:

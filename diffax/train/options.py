@@ -631,8 +631,10 @@ class SampleOptions(_Section):
     of :data:`SCHEDULES` or an explicit grid: a tuple of ``num_steps + 1`` decreasing times
     (e.g. :func:`diffax.schedules.optimize`'s ``grid.tolist()``; on the command line
     ``--config.sample.schedule="[1.0, 0.5, 0.001]"``). ``method``, ``variant``, ``corrector``,
-    ``sde`` and ``lower_order_final`` ``None`` keep the solver's defaults; an option the
-    chosen solver does not have is ignored.
+    ``sde`` and ``lower_order_final`` ``None`` keep the solver's defaults (for
+    ``lower_order_final``: the order near the data end chosen by the step sizes,
+    :func:`diffax.samplers.default_rule`; ``true`` is the step-count rule below 15 steps,
+    ``false`` never lowers); an option the chosen solver does not have is ignored.
     """
 
     solver: str = "euler"
@@ -887,3 +889,335 @@ def parse_config(config: Any, *, num_devices: int | None = None) -> Options:
     evaluation = eval_options(_section(config, "eval"))
     return Options(seed=int(seed), process=process, model=model, loss=loss, optim=optim,
                    train=train, data=data, sample=sample, eval=evaluation)
+
+
+# --------------------------------------------------------------------------------------------
+# the task examples (``diffax task CONFIG``): one frozen section per config section, each
+# default written once, in the field. Each field's ``metadata["check"]`` says how it is checked.
+
+
+def _field(default: Any = _REQUIRED, check: tuple = ("any",)) -> Any:
+    if default is _REQUIRED:
+        return dataclasses.field(metadata={"check": check})
+    if isinstance(default, list | dict):
+        raise TypeError("task option defaults are immutable (tuples)")
+    return dataclasses.field(default=default, metadata={"check": check})
+
+
+def _tuple_of(value: Any, sec: str, key: str, kind: Any, *, nonempty: bool = True) -> tuple:
+    if isinstance(value, str) or not isinstance(value, tuple | list):
+        value = (value,) if value is not None else ()
+    if nonempty and not value:
+        raise ConfigError(f"{sec}.{key}", f"config.{sec}.{key} must not be empty.")
+    return tuple(kind({key: v}, sec, key) for v in value)
+
+
+def _checked(cfg: Mapping[str, Any], sec: str, key: str, default: Any, check: tuple) -> Any:
+    """One task option: ``cfg[key]`` (or ``default``) checked by ``check``."""
+    kind = check[0]
+    value = cfg.get(key, default)
+    if value is _REQUIRED:
+        raise ConfigError(f"{sec}.{key}", f"config key `{sec}.{key}` is required.")
+    if kind == "any":
+        return value
+    if value is None and check[-1] == "optional":
+        return None
+    if kind == "int":
+        return _integer(cfg, sec, key, default, minimum=check[1])
+    if kind == "real":
+        return _real(cfg, sec, key, default, low=check[1], low_open=check[2],
+                     high=check[3] if len(check) > 3 and check[3] != "optional" else None,
+                     high_open=True)
+    if kind == "str":
+        return _string(cfg, sec, key, default)
+    if kind == "choice":
+        return _choice(cfg, sec, key, check[1], default)
+    if kind == "ints":
+        return _tuple_of(value, sec, key, lambda c, s, k: _integer(c, s, k, minimum=check[1]))
+    if kind == "reals":
+        return _tuple_of(value, sec, key, lambda c, s, k: _real(c, s, k, None, low=check[1]))
+    if kind == "choices":
+        return _tuple_of(value, sec, key, lambda c, s, k: _choice(c, s, k, check[1]))
+    if kind == "strs":
+        return _tuple_of(value, sec, key, lambda c, s, k: _string(c, s, k))
+    if kind == "time_sets":  # a tuple of times, or a tuple of non-empty tuples of times
+        value = tuple(value) if isinstance(value, tuple | list) else (value,)
+        if value and all(isinstance(v, tuple | list) for v in value):
+            return tuple(_tuple_of(v, sec, key, lambda c, s, k: _real(c, s, k, None, low=0.0,
+                                                                       low_open=True))
+                         for v in value)
+        return (_tuple_of(value, sec, key, lambda c, s, k: _real(c, s, k, None, low=0.0,
+                                                                  low_open=True)),)
+    raise AssertionError(kind)
+
+
+def _parse_section(cls: type, cfg: Mapping[str, Any], sec: str) -> Any:
+    """``cls`` from ``cfg`` (unknown keys raise), each field checked by its metadata."""
+    if isinstance(cfg, cls):
+        return cfg
+    cfg = dict(cfg)
+    fields = dataclasses.fields(cls)
+    check_keys(cfg, sec, {f.name for f in fields})
+    values = {}
+    for f in fields:
+        default = _REQUIRED if f.default is dataclasses.MISSING else f.default
+        check = f.metadata.get("check", ("any",))
+        if check[0] == "section":
+            values[f.name] = _parse_section(check[1], _section(cfg, f.name), f"{sec}.{f.name}")
+        else:
+            values[f.name] = _checked(cfg, sec, f.name, default, check)
+    return cls(**values)
+
+
+def section_defaults(cls: type) -> dict[str, Any]:
+    """The stated defaults of a task section (fields without a default left out): the values a
+    task config starts from (``configs/tasks/``), so each default is written once.
+
+    Example:
+      >>> section_defaults(SROptions)["num_samples"]
+      8
+    """
+    return {f.name: (section_defaults(f.metadata["check"][1])
+                     if f.metadata.get("check", ("",))[0] == "section" else f.default)
+            for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING
+            or f.metadata.get("check", ("",))[0] == "section"}
+
+
+@dataclasses.dataclass(frozen=True)
+class FitOptions(_Section):
+    """``config.train`` (and ``classifier.train``, ``pixel_train``) of a task: the keyword
+    arguments of :func:`diffax.train.fit` (its defaults)."""
+
+    num_steps: int = _field(check=("int", 1))
+    batch_size: int = _field(check=("int", 1))
+    learning_rate: float = _field(1e-3, ("real", 0.0, True))
+    warmup_steps: int = _field(0, ("int", 0))
+    ema_decay: float = _field(0.999, ("real", 0.0, False, 1.0))
+    steps_per_call: int = _field(100, ("int", 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskModelOptions(_Section):
+    """``config.model`` (``classifier.model``) of a task: a UNet ``variant`` and the config
+    fields ``kwargs`` it overrides (lists become tuples)."""
+
+    variant: str = _field("digits", ("str",))
+    kwargs: Mapping[str, Any] = _field(None, ("any",))
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """``kwargs`` as keyword arguments (lists as tuples)."""
+        kwargs = self.kwargs.to_dict() if hasattr(self.kwargs, "to_dict") else self.kwargs
+        return {k: tuple(v) if isinstance(v, list) else v
+                for k, v in dict(kwargs or {}).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskDataOptions(_Section):
+    """``config.data`` of a task: where the digits are, the anomaly example's classes, and
+    the validation split held out of the train split (fixed-seed permutation) on which the
+    examples choose their hyperparameters."""
+
+    data_dir: str | None = _field(None, ("str", "optional"))
+    normal_classes: tuple[int, ...] = _field(tuple(range(9)), ("ints", 0))
+    anomaly_classes: tuple[int, ...] = _field((9,), ("ints", 0))
+    num_validation: int = _field(300, ("int", 1))
+    validation_seed: int = _field(0, ("int", 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierSectionOptions(_Section):
+    """``config.classifier``: the noise-conditional classifier's model and training."""
+
+    model: TaskModelOptions = _field(check=("section", TaskModelOptions))
+    train: FitOptions = _field(check=("section", FitOptions))
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskEvalOptions(_Section):
+    """``config.eval`` of the classifier example: the times its accuracy is measured at."""
+
+    times: tuple[float, ...] = _field((0.001, 0.2, 0.4, 0.6, 0.8, 1.0), ("reals", 0.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class GuidanceOptions(_Section):
+    """``config.guidance``: guidance scales and samples per class."""
+
+    scales: tuple[float, ...] = _field((0.0, 1.0, 4.0), ("reals", 0.0))
+    samples_per_class: int = _field(10, ("int", 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class SROptions(_Section):
+    """``config.sr``: pooling factor, upsampling of the condition, samples, test images
+    (0: all)."""
+
+    factor: int = _field(2, ("int", 1))
+    upsample: str = _field("nearest", ("choice", ("nearest", "linear", "bilinear", "cubic",
+                                                  "bicubic", "lanczos3", "lanczos5")))
+    num_samples: int = _field(8, ("int", 1))
+    num_eval: int = _field(300, ("int", 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class PurifyOptions(_Section):
+    """``config.purify``: candidate purification times (chosen on validation), the FGSM
+    budget and the Gaussian perturbation's std."""
+
+    t0: tuple[float, ...] = _field((0.1, 0.25, 0.4), ("reals", 0.0))
+    fgsm_epsilon: float = _field(0.25, ("real", 0.0, False))
+    noise_std: float = _field(0.5, ("real", 0.0, False))
+
+
+@dataclasses.dataclass(frozen=True)
+class AnomalyOptions(_Section):
+    """``config.anomaly``: noises, candidate times (chosen on validation), draws, the simplex
+    noise, and balanced evaluation subsets (0: all)."""
+
+    noises: tuple[str, ...] = _field(("gaussian", "simplex"),
+                                     ("choices", ("gaussian", "simplex")))
+    times: tuple[float, ...] = _field((0.1, 0.2, 0.3), ("reals", 0.0))
+    num_draws: int = _field(8, ("int", 1))
+    simplex_frequency: float = _field(1.0, ("real", 0.0, True))
+    simplex_octaves: int = _field(3, ("int", 1))
+    simplex_persistence: float = _field(0.8, ("real", 0.0, True))
+    num_eval: int = _field(0, ("int", 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class SegOptions(_Section):
+    """``config.seg``: candidate sets of feature times (chosen on validation), UNet blocks,
+    labelled images per class, labellings, the pixel classifier's hidden widths."""
+
+    times: tuple[tuple[float, ...], ...] = _field(
+        ((0.01, 0.05), (0.05, 0.2), (0.01,), (0.1,), (0.4,)), ("time_sets",))
+    blocks: tuple[str, ...] = _field(("mid_block_1", "mid_attn", "up_1_block_0", "up_1_block_1",
+                                      "up_0_block_0", "up_0_block_1"), ("strs",))
+    labelled_per_class: int = _field(2, ("int", 1))
+    labellings: tuple[str, ...] = _field(("parts", "digit_class"),
+                                         ("choices", ("parts", "digit_class")))
+    hidden: tuple[int, ...] = _field((64, 64), ("ints", 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class InverseOptions(_Section):
+    """``config.inverse``: masks, methods, problems, DDPM steps, samples, test images (0: all),
+    RePaint's jumps, DPS's step size, the blur's std."""
+
+    masks: tuple[str, ...] = _field(("center", "bottom_half", "random_half"),
+                                    ("choices", ("center", "bottom_half", "random_half")))
+    methods: tuple[str, ...] = _field(("replace", "repaint", "dps"),
+                                      ("choices", ("replace", "repaint", "dps")))
+    problems: tuple[str, ...] = _field(("blur", "downsample"),
+                                       ("choices", ("blur", "downsample")))
+    num_steps: int = _field(50, ("int", 1))
+    num_samples: int = _field(2, ("int", 1))
+    num_eval: int = _field(100, ("int", 0))
+    jump_length: int = _field(5, ("int", 1))
+    resample: int = _field(5, ("int", 1))
+    dps_step_size: float = _field(1.0, ("real", 0.0, True))
+    blur_std: float = _field(1.0, ("real", 0.0, True))
+    prior: str = _field("unet", ("choice", ("unet", "gaussian")))
+
+
+@dataclasses.dataclass(frozen=True)
+class MedicalOptions(_Section):
+    """``config.medical``: the phantom CT / MRI example (see :mod:`diffax.tasks.medical`)."""
+
+    problem: str = _field(check=("choice", ("ct", "mri")))
+    settings: tuple[int, ...] = _field(check=("ints", 1))
+    size: int = _field(32, ("int", 1))
+    num_full_views: int = _field(180, ("int", 1))
+    mask: str = _field("cartesian", ("choice", ("cartesian", "random")))
+    center_fraction: float = _field(0.08, ("real", 0.0, False, 1.0))
+    methods: tuple[str, ...] = _field(("consistency", "dps"),
+                                      ("choices", ("consistency", "dps")))
+    num_steps: int = _field(100, ("int", 1))
+    num_samples: int = _field(2, ("int", 1))
+    num_eval: int = _field(8, ("int", 1))
+    lam: float = _field(1.0, ("real", 0.0, False))
+    snr: float = _field(0.16, ("real", 0.0, False))
+    dps_step_size: float = _field(1.0, ("real", 0.0, True))
+    noise_std: float = _field(0.0, ("real", 0.0, False))
+    denoiser_from: str | None = _field(None, ("str", "optional"))
+    prior: str = _field("unet", ("choice", ("unet", "gaussian")))
+    inverse_ridge: float | None = _field(1e-2, ("real", 0.0, False, "optional"))
+
+
+TASK_SECTIONS: dict[str, dict[str, type]] = {
+    "classifier": {"classifier": ClassifierSectionOptions, "eval": TaskEvalOptions,
+                   "guidance": GuidanceOptions},
+    "super_resolution": {"sr": SROptions},
+    "purification": {"classifier": ClassifierSectionOptions, "purify": PurifyOptions},
+    "anomaly": {"anomaly": AnomalyOptions},
+    "segmentation": {"seg": SegOptions, "pixel_train": FitOptions},
+    "inverse_problems": {"inverse": InverseOptions},
+    "medical": {"medical": MedicalOptions},
+}
+"""The sections of each task beyond the common ones (``seed``, ``task``, ``process``,
+``model``, ``train``, ``sample``, ``data``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskOptions:
+    """A task config, checked once: the common sections and the task's own (``sections``)."""
+
+    seed: int
+    task: str
+    process: ProcessOptions
+    model: TaskModelOptions
+    train: FitOptions
+    sample: SampleOptions | None
+    data: TaskDataOptions
+    sections: Mapping[str, Any]
+
+    def __getattr__(self, name: str) -> Any:  # opts.sr, opts.anomaly, ...
+        sections = self.__dict__.get("sections", {})
+        if name in sections:
+            return sections[name]
+        raise AttributeError(name)
+
+
+def parse_task_config(config: Any) -> TaskOptions:
+    """Checks a task config (``configs/tasks/*.py``) once and returns its :class:`TaskOptions`
+    (a :class:`TaskOptions` passes through).
+
+    Raises:
+      ConfigError: a ``ValueError`` naming the key.
+
+    Example:
+      >>> o = parse_task_config({"seed": 0, "task": "super_resolution",
+      ...                        "process": {"name": "vp"},
+      ...                        "train": {"num_steps": 4, "batch_size": 8},
+      ...                        "sample": {"solver": "ddim", "num_steps": 3}, "sr": {}})
+      >>> o.sr.num_samples, o.train.learning_rate, o.data.num_validation
+      (8, 0.001, 300)
+    """
+    if isinstance(config, TaskOptions):
+        return config
+    if not hasattr(config, "keys") or not hasattr(config, "get"):
+        raise ConfigError("config", f"the config must be a ConfigDict or a dict, got "
+                          f"{type(config).__name__}.")
+    task = config.get("task")
+    if task not in TASK_SECTIONS:
+        raise ConfigError("task", f"config.task={task!r} is not one of "
+                          f"{tuple(TASK_SECTIONS)}.")
+    own = TASK_SECTIONS[task]
+    known = {"seed", "task", "process", "model", "train", "sample", "data", *own}
+    unknown = sorted(str(k) for k in config.keys() if k not in known)
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown top-level config key(s) {', '.join(unknown)} "
+                          f"for task {task!r}; known: {', '.join(sorted(known))}.")
+    seed = config.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ConfigError("seed", f"config.seed must be an integer, got {seed!r}.")
+    sample = _section(config, "sample")
+    return TaskOptions(
+        seed=int(seed), task=task, process=process_options(_section(config, "process")),
+        model=_parse_section(TaskModelOptions, _section(config, "model"), "model"),
+        train=_parse_section(FitOptions, _section(config, "train"), "train"),
+        sample=sample_options(sample) if sample else None,
+        data=_parse_section(TaskDataOptions, _section(config, "data"), "data"),
+        sections={name: _parse_section(cls, _section(config, name), name)
+                  for name, cls in own.items()})

@@ -11,9 +11,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from diffax.train import Checkpointer
+from diffax.train import Checkpointer, build, evaluate, parallel
 from diffax.train._tensorboard import read_events
-from diffax.train.loop import train_and_evaluate
+from diffax.train.loop import sample_grid_png, train_and_evaluate
 
 
 def toy_config(data_dir, **train):
@@ -38,7 +38,8 @@ def _params(state):
 
 
 def test_metrics_checkpoints_samples_and_exact_resume(tmp_path, train_data_dir):
-    full = train_and_evaluate(toy_config(train_data_dir), tmp_path / "full")
+    exp = build.build_experiment(toy_config(train_data_dir))  # the resumed run builds its own
+    full = train_and_evaluate(toy_config(train_data_dir), tmp_path / "full", experiment=exp)
     assert full.step == 20 and not full.preempted and full.restored_from is None
     events = [e for f in glob.glob(str(tmp_path / "full" / "events.out.tfevents.*"))
               for e in read_events(f)]
@@ -51,6 +52,15 @@ def test_metrics_checkpoints_samples_and_exact_resume(tmp_path, train_data_dir):
     images = [e["images"]["samples"] for e in events if e["images"]]
     assert len(images) == 1 and images[0][3][:4] == b"\x89PNG"
     assert os.path.exists(tmp_path / "full" / "samples" / "step_00000020.png")
+    # The grid is the sampling program of `diffax sample` (evaluate.sampling_program, the
+    # very one the loop compiled for this experiment) run on the final EMA parameters with the
+    # loop's sampling key: the same PNG, byte for byte.
+    run = evaluate.sampling_program(exp, batch=256, mesh=parallel.make_mesh())
+    assert run._cache_size() == 1
+    x, nfe = run(full.state.sampling_params(), jax.random.split(jax.random.key(0), 3)[2], None)
+    assert x.shape == (256, 2) and int(nfe) == 2 * 8  # Heun: two evaluations per step
+    png = sample_grid_png(parallel.gather(x), value_range=(-1.0, 1.0))[0]
+    assert png == (tmp_path / "full" / "samples" / "step_00000020.png").read_bytes()
     with Checkpointer(tmp_path / "full" / "checkpoints", save_every=10) as ckpt:
         assert ckpt.all_steps() == [10, 20]
         r = ckpt.restore(full.state)

@@ -11,7 +11,7 @@ import pytest
 import diffax
 from diffax import samplers, schedules
 
-from .samplers._oracle import mixture_2d, rms
+from ._oracle import mixture_2d, rms
 
 
 def _held_out_errors(p, gm, solver, grids, n=256):

@@ -13,9 +13,9 @@ import pytest
 
 from diffax import cli
 
-from ._xla import xla_flags
+from .._xla import xla_flags
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIG = "configs/toy2d_flow.py:tiny"
 STEPS = ["--config.train.num_steps=4", "--config.train.checkpoint_every=4",
          "--config.train.log_every=2", "--config.train.sample_every=4",

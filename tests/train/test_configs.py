@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from diffax import data, models
-from diffax.cli import EVAL_DEFAULTS, SAMPLE_DEFAULTS
+from diffax.train.options import EVAL_DEFAULTS, SAMPLE_DEFAULTS
 from diffax.train import build
 from diffax.train.loop import train_and_evaluate
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
 NAMES = [os.path.splitext(os.path.basename(p))[0] for p in CONFIGS]
 
