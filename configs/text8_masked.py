@@ -22,14 +22,14 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     cfg.process = ml_collections.ConfigDict({"name": "masked", "vocab_size": 27})
     cfg.model = ml_collections.ConfigDict({
         "name": "transformer", "variant": "small", "conditional": False,
-        "kwargs": {"width": 128, "depth": 3, "num_heads": 4, "mlp_ratio": 4}})
+        "kwargs": {"width": 128, "depth": 3, "num_heads": 4, "mlp_ratio": 4, "conv_kernel": 5}})
     cfg.loss = ml_collections.ConfigDict({"t_eps": 1e-3, "low_discrepancy": True})
     cfg.optim = ml_collections.ConfigDict(
-        {"learning_rate": 2e-3, "warmup_steps": 100, "schedule": "cosine",
-         "end_learning_rate": 1e-4, "grad_clip": 1.0, "ema_decays": (0.99,),
+        {"learning_rate": 3e-3, "warmup_steps": 50, "schedule": "cosine",
+         "end_learning_rate": 2e-4, "grad_clip": 1.0, "ema_decays": (0.99,),
          "ema_warmup": True, "weight_decay": 0.0})
     cfg.train = ml_collections.ConfigDict(
-        {"num_steps": 800, "batch_size": 16, "checkpoint_every": 200,
+        {"num_steps": 1300, "batch_size": 12, "checkpoint_every": 200,
          "log_every": 50, "sample_every": 0, "n_jitted_steps": 1, "keep_last": 6})
     cfg.data = ml_collections.ConfigDict({"name": "pydoc_text"})
     cfg.sample = ml_collections.ConfigDict(dict(SAMPLE_DEFAULTS, solver="ancestral",
