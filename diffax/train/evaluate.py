@@ -700,6 +700,7 @@ def evaluate_tokens(trained: Trained, workdir: str) -> dict[str, Any]:
     os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
     text = write_tokens(exp, x, os.path.join(workdir, "eval", "samples.txt"))
     length = int(test.shape[1])
+    pixels = exp.data_info.name == "digits_tokens"  # tokens are grey levels: scored as images
     result = {
         "step": trained.step,
         "data": {"name": exp.data_info.name, "held_out_split": ev.split,
@@ -711,9 +712,10 @@ def evaluate_tokens(trained: Trained, workdir: str) -> dict[str, Any]:
                     "nfe": int(nfe), "seconds": seconds,
                     "tokens_per_second": num * length / max(seconds, 1e-9),
                     "text": text or None},
-        "table": evaluation.format_table(model, baselines),
+        "table": evaluation.format_table(model, baselines,
+                                         unit="bits/pixel" if pixels else "bits/char"),
     }
-    if exp.data_info.name == "digits_tokens":  # scored as images, like the digits models
+    if pixels:  # scored as images, like the digits models
         result["image_quality"] = _digit_token_scores(trained, x)
     path = os.path.join(workdir, "eval", "metrics.json")
     write_json(path, result)

@@ -11,6 +11,11 @@ from diffax import cli
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def m_table(wd):
+    with open(os.path.join(wd, "eval", "metrics.json")) as f:
+        return json.load(f)["table"]
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("tfds_tokens"))
@@ -37,6 +42,8 @@ def test_tiny_train_sample_eval(name, vocab, length, tmp_path, data_dir, capsys,
     assert cli.main(["eval", f"--workdir={wd}"]) == 0
     printed = capsys.readouterr().out
     assert "diffusion NELBO" in printed and "trigram, Kneser-Ney" in printed
+    unit = "bits/pixel" if name == "digits_d3pm" else "bits/char"  # grey levels vs characters
+    assert unit in m_table(wd) and unit in printed
     with open(os.path.join(wd, "eval", "metrics.json")) as f:
         m = json.load(f)
     assert np.isfinite(m["nelbo"]["bits_per_token"]) and m["nelbo"]["bits_per_token"] > 0
