@@ -25,8 +25,7 @@ import jax.numpy as jnp
 from diffax._operators import SubsampledTransform
 from diffax._pytree import concrete_value, pytree_dataclass, static_field
 from diffax.processes import Process
-from diffax.samplers._base import Solver, StepContext
-from diffax.samplers._run import SampleResult
+from diffax.samplers import SampleResult, Solver, StepContext
 from diffax.schedules import Schedule
 from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
 
@@ -154,8 +153,7 @@ def consistency_sample(
       True
     """
     from diffax.inverse import _check_one_step
-    from diffax.samplers import PredictorCorrector
-    from diffax.samplers._run import check_inputs, sample
+    from diffax.samplers import PredictorCorrector, check_inputs, sample
     from diffax.schedules import check_num_steps
 
     if not isinstance(operator, SubsampledTransform):

@@ -42,16 +42,19 @@ import numpy as np
 from diffax._checks import check_denoiser_accepts, check_number
 from diffax._pytree import concrete_value, pytree_dataclass, replace, static_field
 from diffax.processes import Process, expand
-from diffax.samplers._base import (
+from diffax.samplers import (
+    DDPM,
     EmptyState,
+    SampleResult,
     Solver,
     StepContext,
     call,
+    check_inputs,
     default_noise,
+    mark_nonfinite,
     one_minus_snr_ratio,
+    sample,
 )
-from diffax.samplers._first_order import DDPM
-from diffax.samplers._run import SampleResult, check_inputs, mark_nonfinite, sample
 from diffax.schedules import Schedule, check_num_steps, resolve
 from diffax.typing import Array, ArrayLike, Denoiser, PRNGKey
 

@@ -121,6 +121,51 @@ def test_the_private_import_check_finds_one(tmp_path, monkeypatch):
     assert len(hits) == 1 and "_check_inputs" in hits[0], hits
 
 
+def _private_module_imports(path: pathlib.Path):
+    """Imports of a private module (``diffax.<pkg>._x``, by ``from ... import`` or ``import``)
+    from outside ``diffax.<pkg>``: a package's private modules are its own; other packages use
+    its public names."""
+    module = _module_name(path)
+    own = _package_of(module) if module in MODULES else module  # tools/, experiments/
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] != "diffax":
+                continue
+            private = [i for i, part in enumerate(parts) if part.startswith("_")
+                       and not part.startswith("__")]
+            if not private:
+                continue
+            defining = ".".join(parts[:private[0]])  # the package the private module is in
+            if own != defining and not own.startswith(defining + "."):
+                yield f"{path.relative_to(ROOT)}:{node.lineno}: imports {name}"
+
+
+def test_no_private_module_is_imported_from_another_package():
+    found = [hit for p in MODULES.values() for hit in _private_module_imports(p)]
+    for folder in ("tools", "experiments"):
+        found += [hit for p in sorted((ROOT / folder).rglob("*.py"))
+                  for hit in _private_module_imports(p)]
+    assert not found, "\n".join(found)
+
+
+def test_the_private_module_check_finds_them(monkeypatch):
+    """From diffax.inverse, the samplers' private modules are flagged (both import forms);
+    diffax's own private modules and a package's own private modules are not."""
+    text = ("from diffax.samplers._run import sample\nimport diffax.samplers._base\n"
+            "from diffax._checks import check_number\nfrom diffax.samplers import DDPM\n")
+    monkeypatch.setattr(pathlib.Path, "read_text", lambda self: text)
+    hits = list(_private_module_imports(PACKAGE / "inverse.py"))
+    assert len(hits) == 2 and "samplers._run" in hits[0] and "samplers._base" in hits[1], hits
+    assert not list(_private_module_imports(PACKAGE / "samplers" / "_edm.py"))
+
+
 # Config keys are read where the schema lives. Modules that *define* configs (the demo's, the
 # task configs' common sections) build them and are not readers; the task examples read theirs
 # through diffax.train.options.parse_task_config.

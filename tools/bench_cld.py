@@ -79,7 +79,7 @@ def trained(steps, n):
     import os
     import tempfile
 
-    from diffax.data._toy2d import sample_toy2d
+    from diffax.data import sample_toy2d
     from diffax.train import build
     from diffax.train.loop import train_and_evaluate
 

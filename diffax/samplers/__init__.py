@@ -35,7 +35,15 @@ Example:
 
 from diffax.samplers import grid_search
 from diffax.samplers._adaptive import Adaptive, AdaptiveState
-from diffax.samplers._base import EmptyState, NoiseFn, Solver, StepContext, default_noise
+from diffax.samplers._base import (
+    EmptyState,
+    NoiseFn,
+    Solver,
+    StepContext,
+    call,
+    default_noise,
+    one_minus_snr_ratio,
+)
 from diffax.samplers._dpm_solver import DPMSolver, DPMSolverAdaptiveState, DPMSolverPP
 from diffax.samplers._edm import EDMStochastic, Heun
 from diffax.samplers._exponential import History
@@ -49,7 +57,13 @@ from diffax.samplers._final_steps import (
 )
 from diffax.samplers._first_order import DDIM, DDPM, Euler
 from diffax.samplers._multistep import DEIS, IPNDM, LMS
-from diffax.samplers._run import STATUS_NONFINITE, SampleResult, sample
+from diffax.samplers._run import (
+    STATUS_NONFINITE,
+    SampleResult,
+    check_inputs,
+    mark_nonfinite,
+    sample,
+)
 from diffax.samplers._sscs import SSCS
 from diffax.samplers._stochastic import (
     EulerMaruyama,
@@ -99,4 +113,8 @@ __all__ = [
     "EmptyState",
     "NoiseFn",
     "default_noise",
+    "call",
+    "one_minus_snr_ratio",
+    "check_inputs",
+    "mark_nonfinite",
 ]

@@ -149,7 +149,13 @@ class Solver(abc.ABC):
 
 def call(denoiser: Denoiser, x: Any, t: Array) -> Array:
     """Calls the denoiser with per-example times ``[B]``, returning the state's dtype (for a
-    pytree state, its first leaf's)."""
+    pytree state, its first leaf's).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> call(lambda x, t: x * t[:, None], jnp.ones((2, 3), jnp.float32), 0.5)[:, 0].tolist()
+      [0.5, 0.5]
+    """
     lead = jax.tree_util.tree_leaves(x)[0]
     return denoiser(x, jnp.broadcast_to(t, lead.shape[:1])).astype(lead.dtype)
 
@@ -175,7 +181,14 @@ def scalars(process: Process, t: Array) -> tuple[Array, Array, Array]:
 
 
 def one_minus_snr_ratio(lam_t: Array, lam_s: Array) -> Array:
-    """``1 - exp(lam_t - lam_s)`` for ``lam_t <= lam_s``, accurate and finite at ``-inf``."""
+    """``1 - exp(lam_t - lam_s)`` for ``lam_t <= lam_s``, accurate and finite at ``-inf``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> r = one_minus_snr_ratio(jnp.array([-jnp.inf, -1.0]), jnp.array([0.0, 0.0]))
+      >>> [round(float(v), 4) for v in r]  # 1 - exp(-inf), 1 - exp(-1)
+      [1.0, 0.6321]
+    """
     return -jnp.expm1(jnp.minimum(lam_t - lam_s, 0.0))
 
 

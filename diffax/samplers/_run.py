@@ -65,7 +65,13 @@ class SampleResult(NamedTuple):
 
 def mark_nonfinite(status: Array, x: Array) -> Array:
     """``status`` with :data:`STATUS_NONFINITE` where it is 0 and ``x`` ``[B, ...]`` (or a
-    pytree of such leaves, e.g. CLD's ``(x, v)``) has a NaN or infinite entry."""
+    pytree of such leaves, e.g. CLD's ``(x, v)``) has a NaN or infinite entry.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> mark_nonfinite(jnp.zeros(2, jnp.int32), jnp.array([[0.0], [jnp.nan]])).tolist()
+      [0, 3]
+    """
     finite = functools.reduce(jnp.logical_and, [
         jnp.all(jnp.isfinite(leaf).reshape(leaf.shape[0], -1), axis=-1)
         for leaf in jax.tree_util.tree_leaves(x)])
@@ -73,7 +79,16 @@ def mark_nonfinite(status: Array, x: Array) -> Array:
 
 
 def check_inputs(key, process, denoiser, x_init, solver, noise_fn):
-    """Raises a ValueError naming the argument of :func:`sample` that is invalid."""
+    """Raises a ValueError naming the argument of :func:`sample` that is invalid.
+
+    Example:
+      >>> import jax.numpy as jnp, diffax
+      >>> check_inputs(None, diffax.VP(), lambda x, t: x, jnp.zeros((2, 3)), diffax.samplers.DDIM,
+      ...              None)
+      Traceback (most recent call last):
+      ...
+      ValueError: `solver` must be a solver object, got the class DDIM; did you mean DDIM()?
+    """
     if isinstance(solver, type) and issubclass(solver, Solver):
         raise ValueError(f"`solver` must be a solver object, got the class {solver.__name__}; "
                          f"did you mean {solver.__name__}()?")
