@@ -15,7 +15,7 @@ import numpy as np
 from diffax._pytree import concrete_value
 
 __all__ = ["check_key", "check_finite_examples", "check_denoiser_accepts", "check_positive",
-           "check_number"]
+           "check_number", "check_int"]
 
 
 def _prefix(where: str) -> str:
@@ -108,3 +108,40 @@ def check_positive(name: str, value: Any, where: str) -> None:
     v = concrete_value(value)
     if v is not None and not (np.all(np.isfinite(v)) and np.all(v > 0)):
         raise ValueError(f"{where}: `{name}` must be a positive number, got {value!r}.")
+
+
+def check_int(value: Any, *, name: str, where: str = "", minimum: int = 1,
+              allow_none: bool = False, integral: bool = False) -> int | None:
+    """Returns ``int(value)`` (``None`` for ``None`` when ``allow_none``); raises a ValueError
+    naming ``name`` (and ``where``) unless ``value`` is an integer ``>= minimum``.
+
+    An integer is a Python or NumPy integer, never a bool; with ``integral`` any number equal
+    to an integer (``2.0``, a 0-d array) is accepted too.
+
+    Example:
+      >>> check_int(3, name="num_steps", where="fit")
+      3
+      >>> check_int(0, name="num_steps", where="fit")
+      Traceback (most recent call last):
+      ...
+      ValueError: fit: `num_steps` must be a positive integer, got 0.
+      >>> check_int(None, name="chunk_size", allow_none=True) is None
+      True
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool):
+        ok = False
+    elif integral:
+        try:
+            ok = int(value) == value and value >= minimum
+        except (TypeError, ValueError):
+            ok = False
+    else:
+        ok = isinstance(value, int | np.integer) and value >= minimum
+    if not ok:
+        what = {1: "a positive integer", 0: "a non-negative integer"}.get(
+            minimum, f"an integer >= {minimum}")
+        raise ValueError(f"{_prefix(where)}`{name}` must be {what}"
+                         f"{' or None' if allow_none else ''}, got {value!r}.")
+    return int(value)

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffax._checks import check_denoiser_accepts, check_number
+from diffax._checks import check_denoiser_accepts, check_int, check_number
 from diffax._pytree import concrete_value, pytree_dataclass, replace, static_field
 from diffax.processes import Process, expand
 from diffax.samplers import (
@@ -138,9 +138,7 @@ class RePaint(InpaintMethod):
 
     def __post_init__(self):
         for name in ("jump_length", "resample"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"RePaint: `{name}` must be an int >= 1, got {value!r}.")
+            check_int(getattr(self, name), name=name, where="RePaint")
 
     def moves(self, num_steps: int) -> np.ndarray:
         # The reference implementation's schedule over model timesteps m = T-1, ..., 0, -1
@@ -517,8 +515,7 @@ def downsample(*, factor: int) -> ForwardFn:
       Array([[ 2.5,  4.5],
              [10.5, 12.5]], dtype=float32)
     """
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"downsample: `factor` must be an int >= 1, got {factor!r}.")
+    check_int(factor, name="factor", where="downsample")
 
     def pool(x: Array) -> Array:
         if x.ndim != 4 or x.shape[1] % factor or x.shape[2] % factor:

@@ -67,6 +67,7 @@ from diffax import _ode
 from diffax._checks import (
     check_denoiser_accepts,
     check_finite_examples,
+    check_int,
     check_key,
     check_positive,
 )
@@ -395,22 +396,14 @@ def _check_options(where: str, *, divergence, num_probes, probe, rtol, atol, max
                          f"{divergence!r}.")
     if probe not in _PROBES:
         raise ValueError(f"{where}: `probe` must be one of {_PROBES}, got {probe!r}.")
-    if not isinstance(num_probes, (int, np.integer)) or isinstance(num_probes, bool) \
-            or num_probes < 1:
-        raise ValueError(f"{where}: `num_probes` must be a positive integer, got "
-                         f"{num_probes!r}.")
+    check_int(num_probes, name="num_probes", where=where)
     check_positive("rtol", rtol, where)
     check_positive("atol", atol, where)
-    if not isinstance(max_steps, (int, np.integer)) or isinstance(max_steps, bool) \
-            or max_steps < 1:
-        raise ValueError(f"{where}: `max_steps` must be a positive integer, got {max_steps!r}.")
+    check_int(max_steps, name="max_steps", where=where)
     if method not in _ode.METHODS:
         raise ValueError(f"{where}: `method` must be one of {sorted(_ode.METHODS)}, got "
                          f"{method!r}.")
-    if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer))
-                                   or chunk_size < 1):
-        raise ValueError(f"{where}: `chunk_size` must be a positive integer or None, got "
-                         f"{chunk_size!r}.")
+    check_int(chunk_size, name="chunk_size", where=where, allow_none=True)
 
 
 def _check_x(where: str, process: Process, denoiser: Denoiser, x: Array) -> None:
@@ -590,10 +583,7 @@ def log_likelihood(
     where = "log_likelihood"
     _check_options(where, divergence=divergence, num_probes=num_probes, probe=probe, rtol=rtol,
                    atol=atol, max_steps=max_steps, method=method, chunk_size=chunk_size)
-    if batch_chunk is not None and (not isinstance(batch_chunk, (int, np.integer))
-                                    or isinstance(batch_chunk, bool) or batch_chunk < 1):
-        raise ValueError(f"{where}: `batch_chunk` must be a positive integer or None, got "
-                         f"{batch_chunk!r}.")
+    check_int(batch_chunk, name="batch_chunk", where=where, allow_none=True)
     if not isinstance(error_control, str) or error_control not in _ERROR_CONTROLS:
         raise ValueError(f"{where}: `error_control` must be one of {_ERROR_CONTROLS}, got "
                          f"{error_control!r}.")
@@ -783,9 +773,7 @@ def bits_per_dim(
     where = "bits_per_dim"
     x = _check_uint8(where, x_uint8)
     lo, hi = _check_range(where, data_range)
-    if not isinstance(num_dequant, (int, np.integer)) or num_dequant < 1:
-        raise ValueError(f"{where}: `num_dequant` must be a positive integer, got "
-                         f"{num_dequant!r}.")
+    check_int(num_dequant, name="num_dequant", where=where)
     k_deq, k_ll = jax.random.split(key)
     b = x.shape[0]
     reps = jnp.repeat(x, num_dequant, axis=0)  # [B * S, ...], example-major
@@ -897,10 +885,7 @@ def ddpm_bound_bpd(
     if variance not in ("beta", "beta_tilde"):
         raise ValueError(f"{where}: `variance` must be 'beta' or 'beta_tilde', got "
                          f"{variance!r}.")
-    if num_terms is not None and (not isinstance(num_terms, (int, np.integer))
-                                  or num_terms < 1):
-        raise ValueError(f"{where}: `num_terms` must be None or a positive integer, got "
-                         f"{num_terms!r}.")
+    check_int(num_terms, name="num_terms", where=where, allow_none=True)
     x = _check_uint8(where, x_uint8)
     lo, hi = _check_range(where, data_range)
     dtype = dtype or jnp.result_type(float)

@@ -7,6 +7,7 @@ from typing import Any
 import grain
 import numpy as np
 
+from diffax._checks import check_int
 from diffax.data._datasets import DataInfo, _resolve
 from diffax.data._image_folder import _check_image_size, resize_image
 
@@ -167,16 +168,6 @@ class _Scale:
 _AUTO_CACHE_BYTES = 256 * 2**20
 
 
-def _check_positive_int(value, arg: str) -> int:
-    try:
-        ok = int(value) == value and value > 0
-    except (TypeError, ValueError):
-        ok = False
-    if isinstance(value, bool) or not ok:
-        raise ValueError(f"{arg} must be a positive integer, got {value!r}.")
-    return int(value)
-
-
 def make_dataset(
     name: str,
     *,
@@ -266,8 +257,8 @@ def make_dataset(
       ((4, 2), dtype('float32'), dtype('int32'))
       >>> state = it.get_state()  # e.g. saved with the training checkpoint
     """
-    batch_size = _check_positive_int(batch_size, "batch_size")
-    shard_count = _check_positive_int(shard_count, "shard_count")
+    batch_size = check_int(batch_size, name="batch_size", integral=True)
+    shard_count = check_int(shard_count, name="shard_count", integral=True)
     if isinstance(shard_index, bool) or int(shard_index) != shard_index or not (
         0 <= shard_index < shard_count
     ):
@@ -279,11 +270,11 @@ def make_dataset(
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     if num_epochs is not None:
-        num_epochs = _check_positive_int(num_epochs, "num_epochs")
+        num_epochs = check_int(num_epochs, name="num_epochs", integral=True)
     value_range = _check_value_range(value_range)
     if isinstance(num_threads, bool) or int(num_threads) != num_threads or num_threads < 0:
         raise ValueError(f"num_threads must be a non-negative integer, got {num_threads!r}.")
-    _check_positive_int(prefetch_buffer_size, "prefetch_buffer_size")
+    check_int(prefetch_buffer_size, name="prefetch_buffer_size", integral=True)
 
     source, info = _resolve(
         name, split=split, data_dir=data_dir, folder=folder, image_size=image_size,
@@ -377,7 +368,7 @@ def load_split(
     )
     num = len(source)
     if max_examples is not None:
-        num = min(num, _check_positive_int(max_examples, "max_examples"))
+        num = min(num, check_int(max_examples, name="max_examples", integral=True))
     if num == 0:
         raise ValueError(f"Split {split!r} of {name!r} is empty.")
     out = _read_all(source, _Format(info, image_size, center_crop), num)

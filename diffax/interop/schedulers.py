@@ -70,6 +70,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from diffax._checks import check_int
 from diffax.parameterization import as_denoiser
 from diffax.processes import DiscreteVP
 from diffax.samplers import (
@@ -315,18 +316,13 @@ def load_scheduler(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> Sched
         raise ValueError(f"scheduler config: `final_sigmas_type` must be 'zero' or "
                          f"'sigma_min', got {full['final_sigmas_type']!r}.")
     steps_offset = full.get("steps_offset", 0) or 0
-    if isinstance(steps_offset, bool) or not isinstance(steps_offset, int) or steps_offset < 0:
-        raise ValueError(f"scheduler config: `steps_offset` must be an int >= 0, got "
-                         f"{steps_offset!r}.")
+    check_int(steps_offset, name="steps_offset", where="scheduler config", minimum=0)
     process = DiscreteVP(betas=betas_from_config(full))
     return Scheduler(process=process, prediction=_PREDICTIONS[pred], config=full)
 
 
 def _int(conf: Mapping[str, Any], key: str, default: int) -> int:
-    v = conf.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"scheduler config: `{key}` must be an int >= 1, got {v!r}.")
-    return int(v)
+    return check_int(conf.get(key, default), name=key, where="scheduler config")
 
 
 def _read(src: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:

@@ -63,6 +63,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from diffax._checks import check_int
 from diffax.typing import PyTree
 
 __all__ = ["Checkpointer", "Restored", "encode_data_state", "decode_data_state",
@@ -233,12 +234,9 @@ class Checkpointer:
                  keep_every: int | None = None, async_save: bool = True,
                  check_finite: bool = True):
         for name, value in (("save_every", save_every), ("keep_last", keep_last)):
-            if int(value) != value or value < 1:
-                raise ValueError(f"Checkpointer: `{name}` must be a positive integer, got "
-                                 f"{value!r}.")
-        if keep_every is not None and (int(keep_every) != keep_every or keep_every < 1):
-            raise ValueError(f"Checkpointer: `keep_every` must be a positive integer or None, "
-                             f"got {keep_every!r}.")
+            check_int(value, name=name, where="Checkpointer", integral=True)
+        check_int(keep_every, name="keep_every", where="Checkpointer", allow_none=True,
+                  integral=True)
         keep = [policies.LatestN(int(keep_last))]
         if keep_every is not None:
             keep.append(policies.EveryNSteps(int(keep_every)))

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffax._checks import check_int
 from diffax.train.state import TrainState
 from diffax.train.step import make_optimizer, make_train_step
 from diffax.typing import Array, PRNGKey, PyTree
@@ -74,8 +75,7 @@ def fit(loss_fn: Callable[[PyTree, PRNGKey, Any], tuple[Array, Any]], params: Py
     """
     for name, value in (("num_steps", num_steps), ("batch_size", batch_size),
                         ("steps_per_call", steps_per_call)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"fit: `{name}` must be a positive integer, got {value!r}.")
+        check_int(value, name=name, where="fit", integral=True)
     data = {k: jnp.asarray(v) for k, v in data.items()}
     sizes = {v.shape[0] for v in data.values()}
     if len(sizes) != 1:

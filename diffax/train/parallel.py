@@ -30,6 +30,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from diffax._checks import check_int
 from diffax.train.step import TrainStep
 from diffax.typing import PyTree
 
@@ -105,8 +106,7 @@ def check_batch_size(global_batch_size: int, mesh: Mesh, *,
       ValueError: `train.batch_size`=10 is not divisible by the number of devices (4 ...
     """
     n = mesh.size
-    if int(global_batch_size) != global_batch_size or global_batch_size < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {global_batch_size!r}.")
+    check_int(global_batch_size, name=name, integral=True)
     if global_batch_size % n:
         raise ValueError(
             f"`{name}`={global_batch_size} is not divisible by the number of devices ({n} "

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from diffax._checks import check_int
 from diffax.train.state import TrainState
 from diffax.typing import Array, PyTree
 
@@ -155,10 +156,7 @@ def make_train_step(loss_fn: Callable[[PyTree, Array, Any], tuple[Array, Any]],
       >>> int(state.step), sorted(metrics)
       (2, ['grad_norm', 'loss', 'nonfinite', 'nonfinite_step'])
     """
-    if int(n_steps) != n_steps or n_steps < 1:
-        raise ValueError(f"make_train_step: `n_steps` must be a positive integer, got "
-                         f"{n_steps!r}.")
-    n_steps = int(n_steps)
+    n_steps = check_int(n_steps, name="n_steps", where="make_train_step", integral=True)
     schedule = learning_rate if callable(learning_rate) else (
         None if learning_rate is None else (lambda step: jnp.asarray(learning_rate)))
 
