@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffax._checks import check_int
 from diffax.evaluation.metrics import auroc  # re-exported: it moved there
 from diffax.losses import DenoisingLoss
 from diffax.processes import Process, expand
@@ -156,9 +157,7 @@ def octave_simplex(x: Array, y: Array, perm: Array, *, octaves: int = 4,
       >>> bool(jnp.abs(v).max() <= 1.0)
       True
     """
-    if int(octaves) != octaves or octaves < 1:
-        raise ValueError(f"octave_simplex: `octaves` must be a positive integer, got "
-                         f"{octaves!r}.")
+    check_int(octaves, name="octaves", where="octave_simplex", integral=True)
     if not 0.0 < float(persistence) <= 1.0:
         raise ValueError(f"octave_simplex: `persistence` must be in (0, 1], got "
                          f"{persistence!r}.")
@@ -267,9 +266,7 @@ def partial_grid(process: Process, t: Any, num_steps: int) -> Array:
       >>> partial_grid(diffax.VP(t_min=0.0), 0.5, 2).tolist()
       [0.5, 0.25, 0.0]
     """
-    if int(num_steps) != num_steps or num_steps < 1:
-        raise ValueError(f"partial_grid: `num_steps` must be a positive integer, got "
-                         f"{num_steps!r}.")
+    check_int(num_steps, name="num_steps", where="partial_grid", integral=True)
     t_min = float(process.t_min)
     if not t_min < float(t) <= float(process.t_max):
         raise ValueError(f"partial_grid: `t`={t!r} must lie in (t_min, t_max] = "
