@@ -199,3 +199,32 @@ def test_generator_receives_only_noised_inputs_inside_the_train_step():
         _assert_noised_input(x_in, t_in, x0, p)
         assert z_in.shape == (512, 3) and abs(z_in.std() - 1.0) < 0.1
     assert int(state.step) == 1 and int(metrics["nonfinite"]) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# docstring examples
+
+
+def _doctest_targets():
+    from diffax import processes
+    from diffax.samplers import _ddgan
+    from diffax.train import options
+
+    return [(ddgan, ddgan), (_ddgan, _ddgan),
+            (processes.DiscreteVP.from_continuous, processes),
+            (options.gan_options, options)]
+
+
+def test_docstring_examples():
+    import doctest
+
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    attempted = 0
+    for obj, module in _doctest_targets():
+        for test in finder.find(obj, getattr(obj, "__qualname__", obj.__name__),
+                                globs=dict(vars(module))):
+            result = runner.run(test)
+            attempted += result.attempted
+            assert result.failed == 0, test.name
+    assert attempted >= 20
