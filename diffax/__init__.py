@@ -11,6 +11,7 @@ from diffax import (
     discrete,
     guidance,
     inverse,
+    latent,
     likelihood,
     losses,
     models,
@@ -24,6 +25,7 @@ from diffax import (
 from diffax._pytree import pytree_dataclass, static_field
 from diffax.cld import CLD
 from diffax.inverse import inpaint
+from diffax.latent import Latent
 from diffax.likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from diffax.parameterization import (
     PREDICTIONS,
@@ -76,6 +78,7 @@ __all__ = [
     "discrete",
     "guidance",
     "inverse",
+    "latent",
     "losses",
     "models",
     "testing",
@@ -109,6 +112,8 @@ __all__ = [
     "SampleResult",
     # conditional generation
     "inpaint",
+    # latent diffusion
+    "Latent",
     # likelihood
     "log_likelihood",
     "bits_per_dim",
