@@ -140,7 +140,12 @@ def load_autoencoder(opts: LatentOptions, data_name: str) -> tuple[Any, float, A
         raise ConfigError("latent.step", f"config.latent.step: {e}") from None
     except FileNotFoundError as e:
         raise ConfigError("latent.workdir", f"config.latent.workdir: {e}") from None
-    name = (raw.get("model") or {}).get("name")
+    try:
+        stage1 = parse_config(raw, num_devices=1)
+    except ConfigError as e:
+        raise ConfigError("latent.workdir", f"config.latent.workdir={opts.workdir!r}: its "
+                          f"stored config does not parse: {e}") from None
+    name = stage1.model.name
     if name not in AUTOENCODER_NAMES:
         raise ConfigError("latent.workdir", f"config.latent.workdir={opts.workdir!r} holds a "
                           f"checkpoint of model.name={name!r}, not an autoencoder "
@@ -149,7 +154,6 @@ def load_autoencoder(opts: LatentOptions, data_name: str) -> tuple[Any, float, A
         raise ConfigError("latent.autoencoder", f"config.latent.autoencoder="
                           f"{opts.autoencoder!r} but the checkpoint in {opts.workdir!r} is an "
                           f"{name!r}.")
-    stage1 = parse_config(raw, num_devices=1)
     if stage1.data.name != data_name:
         raise ConfigError("data.name", f"config.data.name={data_name!r} but the autoencoder "
                           f"in config.latent.workdir was trained on {stage1.data.name!r}.")
