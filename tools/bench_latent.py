@@ -17,8 +17,9 @@ digits, against the 300 held-out digits, next to the floor (as many training dig
 sampling FLOPs per sample (XLA's cost analysis of the compiled sampling program, decoder
 included) and wall time per sample (second call, after compilation).
 
-    nice -n 10 python tools/bench_latent.py --ae_steps 800 --steps 500 --batch 32 \
-        --num_samples 500 --out experiments/digits_ldm/bench_latent.md
+    nice -n 10 python tools/bench_latent.py --ae_steps 300 --steps 400 --batch 16 \
+        --num_samples 256 --sample_steps 10 --ae_nf 8 --unet_nf 16 \
+        --out experiments/digits_ldm/bench_latent.md
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--num_samples", type=int, default=512)
     parser.add_argument("--sample_steps", type=int, default=25)
+    parser.add_argument("--ae_nf", type=int, default=None,
+                        help="the autoencoder's base width (default: the config's, 32)")
+    parser.add_argument("--unet_nf", type=int, default=None,
+                        help="both UNets' base width (default: the config's, 32)")
     parser.add_argument("--workdir", default="/tmp/bench_latent")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -117,6 +122,8 @@ def main(argv=None):
 
     ae_cfg = module.get_config("autoencoder")
     _steps(ae_cfg, args.ae_steps, args.batch)
+    if args.ae_nf:
+        ae_cfg.model.kwargs.nf = args.ae_nf
     ae, ae_seconds = _train(ae_cfg, ae_dir)
     ae_eval = latent_train.evaluate_autoencoder(ae, ae_dir)
 
@@ -126,6 +133,8 @@ def main(argv=None):
         cfg.unlock()
         _steps(cfg, args.steps, args.batch)
         cfg.sample.update({"solver": "heun", "num_steps": args.sample_steps})
+        if args.unet_nf:
+            cfg.model.kwargs.nf = args.unet_nf
         if name == "latent":
             cfg.latent.workdir = ae_dir
         else:
@@ -141,9 +150,12 @@ def main(argv=None):
         "",
         f"Command: `nice -n 10 python tools/bench_latent.py --ae_steps {args.ae_steps} "
         f"--steps {args.steps} --batch {args.batch} --num_samples {args.num_samples} "
-        f"--sample_steps {args.sample_steps}`",
+        f"--sample_steps {args.sample_steps}"
+        + (f" --ae_nf {args.ae_nf}" if args.ae_nf else "")
+        + (f" --unet_nf {args.unet_nf}" if args.unet_nf else "") + "`",
         "",
-        f"Autoencoder (KL, f = 2, 8x8x2 latents, {args.ae_steps} steps, "
+        f"Autoencoder (KL, f = 2, 8x8x2 latents, nf {ae_cfg.model.kwargs.get('nf', 32)}, "
+        f"{args.ae_steps} steps, "
         f"{ae_seconds:.0f} s): held-out PSNR "
         f"{ae_eval['reconstruction_psnr_db']['mean']:.2f} ± "
         f"{ae_eval['reconstruction_psnr_db']['stderr']:.2f} dB (pixels in [0, 1]), "

@@ -632,6 +632,10 @@ def evaluate(trained: Trained, workdir: str, *, nll: dict[str, Any] | None = Non
         "nll": None,
         "nfe": {"sample": int(nfe)},
     }
+    if info.name.startswith("digits_upsampled"):  # also scored by the 8x8 digits yardstick
+        from diffax.train.latent import digits_8x8_scores
+
+        result["digits_8x8"] = digits_8x8_scores(exp, x, x_untrained)
     if nll is None and ev.likelihood:
         nll = likelihood(trained, workdir)
     if nll is not None:

@@ -27,7 +27,7 @@ import numpy as np
 from diffax.train.options import AUTOENCODER_NAMES, ConfigError, LatentOptions
 
 __all__ = ["SCALE_FILE", "write_scale_factor", "read_scale_factor", "load_autoencoder",
-           "encode_split", "evaluate_autoencoder"]
+           "encode_split", "evaluate_autoencoder", "digits_8x8_scores"]
 
 SCALE_FILE = "latent_scale.json"
 """The file in a stage-1 workdir holding the measured latent scale."""
@@ -228,3 +228,26 @@ def evaluate_autoencoder(trained: Any, workdir: str) -> dict[str, Any]:
     evaluate.write_json(path, result)
     result["path"] = path
     return result
+
+
+def digits_8x8_scores(exp: Any, x: np.ndarray, x_untrained: np.ndarray) -> dict[str, Any]:
+    """Samples of a ``digits_upsampled/<S>`` model scored by the 8x8 digits yardstick:
+    ``diffax.data.downsample_digits`` (the least-squares inverse of the upsampling) takes
+    them (pixels in [0, 1]) back to 8x8, then the scores of ``diffax eval`` on the ``digits``
+    dataset (PCA fitted on its training split, against its held-out split, with the training
+    floor and the untrained model's samples beside them)."""
+    from diffax import data
+    from diffax.evaluation import metrics
+    from diffax.train import evaluate
+
+    o = exp.options
+    source = {k: v for k, v in o.data.source.items() if k == "data_dir"}
+    split = lambda s: data.load_split("digits", split=s, value_range=None,
+                                      **source)["x"].astype(np.float64) / 255
+    as8 = lambda a: data.downsample_digits(a, value_range=(0.0, 1.0)).astype(np.float64) / 255
+    test8, train8 = split(o.eval.split), split("train")
+    pca = metrics.fit_pca(train8, num_components=o.eval.feature_dim)
+    scores = evaluate._sample_scores(as8(x), as8(x_untrained), test8, train8, pca, o.eval, True)
+    scores["how"] = ("samples downsampled to 8x8 by diffax.data.downsample_digits, scored "
+                     "against the `digits` dataset")
+    return scores
