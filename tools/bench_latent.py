@@ -123,7 +123,9 @@ def main(argv=None):
     ae_cfg = module.get_config("autoencoder")
     _steps(ae_cfg, args.ae_steps, args.batch)
     if args.ae_nf:
+        ae_cfg.unlock()
         ae_cfg.model.kwargs.nf = args.ae_nf
+        ae_cfg.lock()
     ae, ae_seconds = _train(ae_cfg, ae_dir)
     ae_eval = latent_train.evaluate_autoencoder(ae, ae_dir)
 

@@ -57,6 +57,25 @@ def test_config_docstring_and_variants():
         module.get_config("nope")
 
 
+def test_vq_autoencoder_config_traces_a_train_step():
+    module, _ = _config("")
+    cfg = module.get_config("autoencoder_vq")
+    cfg.unlock()
+    cfg.model.variant = "tiny"
+    exp = build.build_experiment(cfg)
+    assert isinstance(exp.loss, latent.AutoencoderVQLoss) and exp.loss.commitment == 0.25
+    state = jax.eval_shape(lambda k: TrainState.create(
+        params=exp.model.init(k, *exp.model.example_inputs()), optimizer=exp.optimizer, key=k,
+        ema_decays=exp.ema_decays), jax.random.key(0))
+    assert state.params["params"]["codebook"].shape == (64, 2)  # the tiny variant's
+    batch = {"x": jax.ShapeDtypeStruct((8, 16, 16, 1), np.float32)}
+    step = make_train_step(exp.loss.bind(exp.train_apply_fn), exp.optimizer)
+    _, metrics = jax.eval_shape(step, state, batch)
+    assert metrics["loss"].shape == ()
+    with pytest.raises(ValueError, match="autoencoder"):
+        evaluate.sampling_program(exp, batch=8, mesh=parallel.make_mesh())
+
+
 def test_stage1_writes_a_scale_that_makes_the_training_latents_unit_std(stage1):
     workdir, cfg, result = stage1
     assert result.step == 2 and os.path.isdir(workdir / "checkpoints" / "2")
