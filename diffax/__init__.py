@@ -11,8 +11,10 @@ from diffax import (
     discrete,
     guidance,
     inverse,
+    latent,
     likelihood,
     losses,
+    lsgm,
     models,
     parameterization,
     processes,
@@ -24,6 +26,7 @@ from diffax import (
 from diffax._pytree import pytree_dataclass, static_field
 from diffax.cld import CLD
 from diffax.inverse import inpaint
+from diffax.latent import Latent
 from diffax.likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from diffax.parameterization import (
     PREDICTIONS,
@@ -50,8 +53,9 @@ from diffax.samplers import SampleResult, sample
 __version__ = "0.1.0"
 
 # Subpackages with heavy dependencies (orbax, tensorflow-datasets, grain, matplotlib) load on
-# first use: ``diffax.train``, ``diffax.data``, ``diffax.evaluation``, ``diffax.interop``.
-_LAZY_SUBMODULES = ("train", "data", "evaluation", "tasks", "interop")
+# first use: ``diffax.train``, ``diffax.data``, ``diffax.evaluation``, ``diffax.interop``;
+# ``diffax.ddgan`` (denoising diffusion GANs) builds on ``diffax.train``'s state and step.
+_LAZY_SUBMODULES = ("train", "data", "evaluation", "tasks", "interop", "ddgan")
 
 
 def __getattr__(name):
@@ -76,7 +80,9 @@ __all__ = [
     "discrete",
     "guidance",
     "inverse",
+    "latent",
     "losses",
+    "lsgm",
     "models",
     "testing",
     "typing",
@@ -85,6 +91,7 @@ __all__ = [
     "evaluation",
     "tasks",
     "interop",
+    "ddgan",
     # processes
     "Process",
     "VP",
@@ -109,6 +116,8 @@ __all__ = [
     "SampleResult",
     # conditional generation
     "inpaint",
+    # latent diffusion
+    "Latent",
     # likelihood
     "log_likelihood",
     "bits_per_dim",

@@ -44,6 +44,7 @@ from diffax.samplers._base import (
     default_noise,
     one_minus_snr_ratio,
 )
+from diffax.samplers._ddgan import DDGAN
 from diffax.samplers._dpm_solver import DPMSolver, DPMSolverAdaptiveState, DPMSolverPP
 from diffax.samplers._edm import EDMStochastic, Heun
 from diffax.samplers._exponential import History
@@ -99,6 +100,7 @@ __all__ = [
     "IPNDM",
     "LMS",
     "SSCS",
+    "DDGAN",
     "History",
     # order rules near the data end (lower_order_final=...)
     "FinalOrder",

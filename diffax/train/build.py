@@ -11,7 +11,8 @@ Keys (defaults: the fields of :mod:`diffax.train.options`):
 * ``process.name``: ``vp`` | ``subvp`` | ``cosine`` | ``ve`` | ``edm`` | ``rectified_flow`` |
   ``ddpm``; with that process's numbers (``beta_min``, ``beta_max``, ``sigma_min``,
   ``sigma_max``, ``sigma_data``, ``s``, ``t_min``, ``t_max``; for ``ddpm``: ``num_steps``,
-  ``schedule`` [linear] | cosine, ``beta_start``, ``beta_end``).
+  ``schedule`` [linear] | cosine | vp (score_sde's VP with ``beta_min``/``beta_max`` on
+  ``num_steps`` uniform steps), ``beta_start``, ``beta_end``).
 * ``model.name``: ``unet`` | ``mlp``; ``model.variant``; ``model.conditional`` (class labels
   from the data); ``model.kwargs``: field overrides of the variant's config. The data's shape
   fills ``image_size``/``num_channels`` (UNet) or ``dim`` (MLP).
@@ -24,7 +25,9 @@ Keys (defaults: the fields of :mod:`diffax.train.options`):
 * ``optim``: :class:`~diffax.train.options.OptimOptions`.
 * ``sample``: :class:`~diffax.train.options.SampleOptions` (``solver``: euler | heun | ddim |
   ddpm | euler_maruyama | reverse_diffusion | pc | edm_stochastic | adaptive | dpm_solver |
-  dpm_solver_pp | unipc | deis | ipndm | lms; ``schedule``: a name or a list of times).
+  dpm_solver_pp | unipc | deis | ipndm | lms | ddgan; ``schedule``: a name or a list of times).
+* ``gan`` (optional): :class:`~diffax.train.options.GANOptions`; a denoising diffusion GAN
+  (:mod:`diffax.ddgan`): ``model`` is the generator's network, ``optim`` its optimizer.
 * ``data.name`` and the keyword arguments of :func:`diffax.data.make_dataset` (``split``,
   ``data_dir``, ``random_flip``, ``image_size``, ...).
 * ``train``: :class:`~diffax.train.options.TrainOptions`; ``eval``:
@@ -95,6 +98,7 @@ __all__ = [
     "build_schedule",
     "build_dataset_info",
     "build_data_iterator",
+    "build_autoencoder_loss",
     "section",
 ]
 
@@ -128,7 +132,12 @@ def _ddpm(schedule: str = "linear", **numbers: Any) -> Process:
                                                              "beta_end")))
     if schedule == "cosine":
         return processes.DiscreteVP.cosine(**_pick(numbers, ("num_steps", "s")))
-    raise ValueError(f"config.process.schedule={schedule!r} is not one of 'linear', 'cosine'.")
+    if schedule == "vp":  # score_sde's VP on T uniform steps (DDGAN's few-step schedule)
+        return processes.DiscreteVP.from_continuous(
+            processes.VP(**_pick(numbers, ("beta_min", "beta_max"))),
+            num_steps=numbers.get("num_steps", 1000))
+    raise ValueError(f"config.process.schedule={schedule!r} is not one of 'linear', 'cosine', "
+                     f"'vp'.")
 
 
 def _pick(cfg: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -142,7 +151,8 @@ _PROCESSES: dict[str, tuple[Callable[..., Process], tuple[str, ...]]] = {
     "ve": (processes.VE, ("sigma_min", "sigma_max", "t_min", "t_max")),
     "edm": (processes.EDM, ("sigma_min", "sigma_max", "sigma_data")),
     "rectified_flow": (processes.RectifiedFlow, ("t_min", "t_max")),
-    "ddpm": (_ddpm, ("num_steps", "schedule", "beta_start", "beta_end", "s")),
+    "ddpm": (_ddpm, ("num_steps", "schedule", "beta_start", "beta_end", "s", "beta_min",
+                     "beta_max")),
     "cld": (cld.CLD, ("beta", "m_inv", "gamma", "t_min", "t_max")),
 }
 """``process.name`` -> (factory, the keys it takes): one entry per process family."""
@@ -417,6 +427,8 @@ def _solvers(o: SampleOptions) -> dict[str, Callable[[], Any]]:
         # discrete processes: the `method` of diffax.discrete.sample
         **{name: (lambda name=name: name) for name in DISCRETE_SAMPLERS},
         "sscs": samplers.SSCS,
+        # denoising diffusion GANs: the latent shape comes from config.gan (build_experiment)
+        "ddgan": samplers.DDGAN,
     }
 
 
@@ -507,6 +519,65 @@ def build_data_iterator(cfg: Mapping[str, Any] | DataOptions, *, seed: int, batc
 
 
 # --------------------------------------------------------------------------------------------
+# latent diffusion: the autoencoder of stage 1, the latents of stage 2
+
+
+def build_autoencoder_loss(o: opts_lib.AutoencoderLossOptions, model_name: str) -> Any:
+    """The :mod:`diffax.latent` loss object of an autoencoder's ``config.loss``."""
+    from diffax import latent
+
+    power = {"l1": 1, "l2": 2}[o.reconstruction]
+    if model_name == "autoencoder_kl":
+        return latent.AutoencoderKLLoss(kl_weight=o.kl_weight, reconstruction_power=power)
+    return latent.AutoencoderVQLoss(commitment=o.commitment,
+                                    codebook_weight=o.codebook_weight,
+                                    reconstruction_power=power)
+
+
+def _autoencoder_experiment(o: Options, cheap: _Cheap, info: Any) -> Experiment:
+    from diffax import models
+    from diffax.train import latent as latent_train
+
+    if not info.is_image or info.shape[0] != info.shape[1]:
+        raise ConfigError("data.name", f"config.model.name={o.model.name!r} needs square "
+                          f"images [H, W, C]; dataset {info.name!r} has {info.shape}.")
+    cls = {"autoencoder_kl": models.AutoencoderKL, "autoencoder_vq": models.AutoencoderVQ}
+    overrides = _model_overrides(o.model.kwargs)
+    overrides.setdefault("image_size", info.shape[0])
+    overrides.setdefault("num_channels", info.shape[-1])
+    try:
+        model = cls[o.model.name].from_variant(o.model.variant, **overrides)
+    except (ValueError, TypeError) as e:
+        raise ConfigError("model", f"config.model (name={o.model.name!r}, variant="
+                          f"{o.model.variant!r}, kwargs={overrides}): {e}") from e
+
+    def apply_fn(params, x, *, key=None, train=False):
+        del train
+        return model.apply(params, x, key=key)
+
+    exp = Experiment(
+        process=None, loss=build_autoencoder_loss(o.loss, o.model.name), model=model,
+        apply_fn=apply_fn, train_apply_fn=apply_fn, optimizer=cheap.optimizer,
+        schedule=cheap.lr_schedule, ema_decays=o.optim.ema_decays,
+        ema_warmup=o.optim.ema_warmup, solver=None, sample_steps=0, data_info=info,
+        conditional=False, options=o)
+    return dataclasses.replace(
+        exp, after_training=functools.partial(latent_train.write_scale_factor, exp))
+
+
+def _latent_model_info(o: Options, info: Any, latent_shape: tuple[int, ...]) -> Any:
+    """``info`` with the latents' shape (what the stage-2 model sees); explicit model sizes
+    that contradict it raise, naming the key."""
+    for key, want in (("image_size", latent_shape[0]), ("num_channels", latent_shape[-1])):
+        got = o.model.kwargs.get(key)
+        if got is not None and got != want:
+            raise ConfigError(f"model.kwargs.{key}", f"config.model.kwargs.{key}={got!r} "
+                              f"does not match the latent shape {tuple(latent_shape)} of the "
+                              f"autoencoder in config.latent.workdir (it would be {want}).")
+    return dataclasses.replace(info, shape=tuple(latent_shape))
+
+
+# --------------------------------------------------------------------------------------------
 # everything
 
 
@@ -533,9 +604,20 @@ class Experiment:
     """The sampling grid's :mod:`diffax.schedules` object (``None``: the solver's default)."""
     options: Options | None = None
     """The checked config this experiment was built from."""
+    trainer: Any = None
+    """A :class:`diffax.ddgan.DDGANTrainer` for a config with a ``gan`` section (its own train
+    step; :meth:`denoiser` is then its generator); ``None`` for denoisers."""
+    latent: Any = None
+    """Stage 2 of latent diffusion: the :class:`diffax.Latent` whose scaled latents the model
+    denoises (samples are decoded with it); ``None`` in pixel space."""
+    after_training: Any = None
+    """``after_training(state, workdir)``, run once when a run finishes (an autoencoder
+    measures its latent scale, :func:`diffax.train.latent.write_scale_factor`)."""
 
     def denoiser(self, params: Any, **cond: Any) -> Any:
         """The denoiser ``D(x, t)`` of the network with ``params`` (inference mode)."""
+        if self.trainer is not None:
+            return self.trainer.denoiser(params, **cond)
         return self.loss.parameterization.denoiser(self.apply_fn, params, self.process, **cond)
 
 
@@ -551,6 +633,11 @@ class _Cheap:
 
 def _build_cheap(o: Options) -> _Cheap:
     """Process, optimizer, solver and schedule: built once, errors name their section."""
+    if o.is_autoencoder:  # stage 1 of latent diffusion: an optimizer and its own loss only
+        optimizer, lr = _wrap("optim", lambda: build_optimizer(o.optim,
+                                                               num_steps=o.train.num_steps))
+        _wrap("loss", lambda: build_autoencoder_loss(o.loss, o.model.name))
+        return _Cheap(None, optimizer, lr, None, 0, None)
     process = _wrap("process", lambda: build_process(o.process))
     t_min, t_max = float(process.t_min), float(process.t_max)
     if not t_min < t_max:
@@ -566,11 +653,67 @@ def _build_cheap(o: Options) -> _Cheap:
                           f"{' or '.join(map(repr, DISCRETE_SAMPLERS))}, the others a "
                           f"Gaussian solver.")
     schedule = _wrap("sample", lambda: build_schedule(o.sample))
+    _check_gan(o, process)
     # The loss's own checks, before any data or model (the null label comes from the model;
     # any index stands in for it here).
     _wrap("loss", lambda: build_loss(o.loss, process, conditional=o.model.conditional,
                                      null_label=0 if o.model.conditional else None))
     return _Cheap(process, optimizer, lr, solver, steps, schedule)
+
+
+def _check_gan(o: Options, process: Any) -> None:
+    """A ``gan`` section needs the ``ddpm`` process, the ``ddgan`` solver on its T steps and an
+    unconditional model; the ``ddgan`` solver needs a ``gan`` section."""
+    if o.gan is None:
+        if o.sample.solver == "ddgan":
+            raise ConfigError("sample.solver", "config.sample.solver='ddgan' samples a denoising "
+                              "diffusion GAN: it needs a `gan` section.")
+        return
+    if not isinstance(process, processes.DiscreteVP):
+        raise ConfigError("process.name", f"config.gan needs process.name='ddpm' (DDGAN's T "
+                          f"steps), got {o.process.name!r}.")
+    if o.sample.solver != "ddgan":
+        raise ConfigError("sample.solver", f"config.gan needs sample.solver='ddgan', got "
+                          f"{o.sample.solver!r}.")
+    if o.sample.num_steps != process.num_steps:
+        raise ConfigError("sample.num_steps", f"config.sample.num_steps={o.sample.num_steps} "
+                          f"must equal process.num_steps={process.num_steps} (DDGAN's T).")
+    if o.model.conditional:
+        raise ConfigError("model.conditional", "config.gan: class-conditional DDGAN is not "
+                          "supported; set model.conditional=False.")
+
+
+def _build_gan(o: Options, cheap: _Cheap, info: Any) -> Experiment:
+    """The experiment of a config with a ``gan`` section (:mod:`diffax.ddgan`)."""
+    from diffax import ddgan
+
+    g = o.gan
+    net, _ = build_model(o.model, info, cheap.process)
+    if len(info.shape) == 1:
+        disc = ddgan.MLPDiscriminator(width=g.d_width, depth=g.d_depth)
+    else:
+        disc = ddgan.ConvDiscriminator(channels=g.d_channels, ch_mult=g.d_ch_mult)
+    model = ddgan.GANModel(
+        generator=ddgan.Generator(net=net, latent_dim=g.latent_dim,
+                                  mapping_layers=g.mapping_layers),
+        discriminator=disc, data_shape=tuple(info.shape))
+    d_opt, _ = _wrap("gan", lambda: step_lib.make_optimizer(
+        learning_rate=g.d_learning_rate, b1=g.d_b1, b2=g.d_b2, grad_clip=g.d_grad_clip))
+    trainer = ddgan.DDGANTrainer(
+        loss=ddgan.GANLoss(process=cheap.process, r1_gamma=g.r1_gamma,
+                           latent_shape=(g.latent_dim,)),
+        model=model, generator_optimizer=cheap.optimizer, discriminator_optimizer=d_opt)
+
+    def apply_fn(params, x, t, **kwargs):  # the generator at z = 0
+        return trainer.denoiser(params)(x, t)
+
+    return Experiment(
+        process=cheap.process, loss=trainer.loss, model=model, apply_fn=apply_fn,
+        train_apply_fn=apply_fn, optimizer=trainer.optimizer, schedule=cheap.lr_schedule,
+        ema_decays=o.optim.ema_decays, ema_warmup=o.optim.ema_warmup,
+        solver=samplers.DDGAN(latent_shape=(g.latent_dim,)), sample_steps=cheap.sample_steps,
+        data_info=info, conditional=False, sample_schedule=cheap.sample_schedule, options=o,
+        trainer=trainer)
 
 
 def check_config(config: Any, *, num_devices: int | None = None) -> TrainOptions:
@@ -630,18 +773,37 @@ def build_experiment(config: Any) -> Experiment:
     o = config if isinstance(config, Options) else parse_config(config, num_devices=1)
     cheap = _build_cheap(o)
     info = build_dataset_info(o.data)
+    if o.gan is not None:
+        return _build_gan(o, cheap, info)
+    if o.is_autoencoder:
+        return _autoencoder_experiment(o, cheap, info)
+    lat = None
+    model_info = info
+    if o.latent is not None:
+        from diffax import latent as latent_lib
+        from diffax.train import latent as latent_train
+
+        if _is_discrete(cheap.process) or not getattr(cheap.process, "scalar_coefficients",
+                                                      True):
+            raise ConfigError("process.name", f"config.latent needs a Gaussian process "
+                              f"(vp, ve, edm, ...), not process.name={o.process.name!r}.")
+        ae, scale, _ = latent_train.load_autoencoder(o.latent, o.data.name)
+        lat = latent_lib.Latent(autoencoder=ae, process=cheap.process, scale_factor=scale)
+        model_info = _latent_model_info(o, info, ae.latent_shape)
     model, conditional = build_model(
-        o.model, info, cheap.process,
+        o.model, model_info, cheap.process,
         input_copies=getattr(cheap.process, "state_size", 1))
     dropout = float(getattr(model.config, "dropout", 0.0)) > 0
     loss = _wrap("loss", lambda: build_loss(
         o.loss, cheap.process, conditional=conditional, dropout_key=dropout,
         null_label=getattr(model.config, "null_label", None)))
     apply_fn = models.apply_fn(model)
+    if lat is not None:
+        loss = lat.loss(loss, sample_posterior=o.latent.sample_posterior)
     return Experiment(
         process=cheap.process, loss=loss, model=model, apply_fn=apply_fn,
         train_apply_fn=functools.partial(apply_fn, train=True), optimizer=cheap.optimizer,
         schedule=cheap.lr_schedule, ema_decays=o.optim.ema_decays,
         ema_warmup=o.optim.ema_warmup, solver=cheap.solver, sample_steps=cheap.sample_steps,
         data_info=info, conditional=conditional, sample_schedule=cheap.sample_schedule,
-        options=o)
+        options=o, latent=lat)

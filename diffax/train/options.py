@@ -42,6 +42,12 @@ __all__ = [
     "DataOptions",
     "SampleOptions",
     "EvalOptions",
+    "GANOptions",
+    "AUTOENCODER_NAMES",
+    "AutoencoderLossOptions",
+    "LatentOptions",
+    "autoencoder_loss_options",
+    "latent_options",
     "SECTIONS",
     "TRAIN_KEYS",
     "SAMPLE_DEFAULTS",
@@ -59,6 +65,7 @@ __all__ = [
     "data_options",
     "sample_options",
     "eval_options",
+    "gan_options",
 ]
 
 
@@ -251,7 +258,7 @@ def process_options(cfg: Mapping[str, Any]) -> ProcessOptions:
     return ProcessOptions(name=name, params={k: v for k, v in cfg.items() if k != "name"})
 
 
-MODEL_NAMES = ("unet", "mlp", "transformer", "dit")
+MODEL_NAMES = ("unet", "mlp", "transformer", "dit", "autoencoder_kl", "autoencoder_vq")
 """``model.name`` values: each is one branch of :func:`diffax.train.build.build_model`."""
 
 
@@ -280,7 +287,9 @@ def model_options(cfg: Mapping[str, Any]) -> ModelOptions:
     name = _choice(cfg, "model", "name", MODEL_NAMES)
     variants = {"unet": models.UNET_VARIANTS, "mlp": models.MLP_VARIANTS,
                 "transformer": models.TRANSFORMER_VARIANTS,
-                "dit": models.TRANSFORMER_VARIANTS}[name]
+                "dit": models.TRANSFORMER_VARIANTS,
+                "autoencoder_kl": models.AUTOENCODER_VARIANTS,
+                "autoencoder_vq": models.AUTOENCODER_VARIANTS}[name]
     variant = _string(cfg, "model", "variant", d["variant"])
     if variant not in variants:
         raise ConfigError("model.variant", f"config.model.variant={variant!r} is not one of "
@@ -391,6 +400,91 @@ def loss_options(cfg: Mapping[str, Any]) -> LossOptions:
         t_eps=float(cfg.get("t_eps", d["t_eps"])),
         low_discrepancy=bool(cfg.get("low_discrepancy", d["low_discrepancy"])),
         hybrid_coeff=float(cfg.get("hybrid_coeff", d["hybrid_coeff"])))
+
+
+# --------------------------------------------------------------------------------------------
+# autoencoders (stage 1 of latent diffusion) and the latent section (stage 2)
+
+AUTOENCODER_NAMES = ("autoencoder_kl", "autoencoder_vq")
+"""``model.name`` values of the autoencoders (:mod:`diffax.models.autoencoder`): trained by
+``diffax train`` with :class:`AutoencoderLossOptions` and no ``process``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoencoderLossOptions(_Section):
+    """``config.loss`` of an autoencoder (:class:`diffax.latent.AutoencoderKLLoss`,
+    :class:`diffax.latent.AutoencoderVQLoss`; defaults in the fields).
+
+    ``kl_weight`` applies to ``autoencoder_kl``, ``commitment`` and ``codebook_weight`` to
+    ``autoencoder_vq``; ``reconstruction`` is ``"l1"`` or ``"l2"``.
+    """
+
+    reconstruction: str = "l1"
+    kl_weight: float = 1e-6
+    commitment: float = 0.25
+    codebook_weight: float = 1.0
+
+
+def autoencoder_loss_options(cfg: Mapping[str, Any], model_name: str) -> AutoencoderLossOptions:
+    """Checks ``config.loss`` of an autoencoder.
+
+    Example:
+      >>> autoencoder_loss_options({"kl_weight": 1e-4}, "autoencoder_kl").reconstruction
+      'l1'
+    """
+    cfg = dict(cfg)
+    d = _defaults(AutoencoderLossOptions)
+    own = {"autoencoder_kl": ("reconstruction", "kl_weight"),
+           "autoencoder_vq": ("reconstruction", "commitment", "codebook_weight")}[model_name]
+    check_keys(cfg, "loss", set(own))
+    return AutoencoderLossOptions(
+        reconstruction=_choice(cfg, "loss", "reconstruction", ("l1", "l2"),
+                               d["reconstruction"]),
+        **{k: _real(cfg, "loss", k, d[k], low=0.0) for k in own[1:]})
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentOptions(_Section):
+    """``config.latent``: diffusion on the latents of a stage-1 autoencoder run.
+
+    Attributes:
+      workdir: the stage-1 ``diffax train`` workdir (its checkpoint and the
+        ``latent_scale.json`` measured after training) (required).
+      step: the stage-1 checkpoint [None: the latest].
+      autoencoder: the ``model.name`` the stage-1 run must have (``"autoencoder_kl"`` or
+        ``"autoencoder_vq"``) [None: either].
+      scale_factor: use this scale instead of the measured one [None: read
+        ``latent_scale.json``].
+      sample_posterior: train on posterior samples of a KL autoencoder (LDM) rather than
+        its mean [True].
+    """
+
+    workdir: str
+    step: int | None = None
+    autoencoder: str | None = None
+    scale_factor: float | None = None
+    sample_posterior: bool = True
+
+
+def latent_options(cfg: Mapping[str, Any]) -> LatentOptions:
+    """Checks ``config.latent``.
+
+    Example:
+      >>> latent_options({"workdir": "/tmp/ae"}).sample_posterior
+      True
+    """
+    cfg = dict(cfg)
+    d = _defaults(LatentOptions)
+    check_keys(cfg, "latent", {f.name for f in dataclasses.fields(LatentOptions)})
+    auto = cfg.get("autoencoder")
+    if auto is not None:
+        _choice(cfg, "latent", "autoencoder", AUTOENCODER_NAMES)
+    return LatentOptions(
+        workdir=_string(cfg, "latent", "workdir"),
+        step=_integer(cfg, "latent", "step", None, minimum=0), autoencoder=auto,
+        scale_factor=_real(cfg, "latent", "scale_factor", None, low=0.0, low_open=True,
+                           allow_none=True),
+        sample_posterior=_boolean(cfg, "latent", "sample_posterior", d["sample_posterior"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -609,7 +703,7 @@ def data_options(cfg: Mapping[str, Any]) -> DataOptions:
 
 SOLVERS = ("euler", "heun", "ddim", "ddpm", "euler_maruyama", "reverse_diffusion", "pc",
            "edm_stochastic", "adaptive", "dpm_solver", "dpm_solver_pp", "unipc", "deis",
-           "ipndm", "lms", "ancestral", "tau_leaping", "sscs")
+           "ipndm", "lms", "ancestral", "tau_leaping", "sscs", "ddgan")
 """``sample.solver`` values: each is one branch of :func:`diffax.train.build.build_solver`."""
 
 SCHEDULES = ("default", "time_uniform", "quadratic", "log_snr", "karras")
@@ -826,9 +920,78 @@ def eval_options(cfg: Mapping[str, Any]) -> EvalOptions:
 
 
 # --------------------------------------------------------------------------------------------
+# gan
+
+
+@dataclasses.dataclass(frozen=True)
+class GANOptions(_Section):
+    """``config.gan``: train a denoising diffusion GAN (:mod:`diffax.ddgan`) instead of a
+    denoiser. ``model`` is then the generator's network and ``optim`` its optimizer; the
+    process must be ``ddpm`` (its ``num_steps`` are DDGAN's T) and ``sample.solver`` ``ddgan``.
+
+    Attributes:
+      latent_dim: size of the latent ``z`` [100].
+      mapping_layers: depth of the latent's mapping network [2].
+      r1_gamma: weight of the R1 penalty on real pairs [0.05].
+      d_learning_rate: the discriminator's Adam learning rate [1e-4].
+      d_b1, d_b2: the discriminator's Adam betas [0.5, 0.9].
+      d_grad_clip: the discriminator's global-norm clipping [None: none].
+      d_width, d_depth: the MLP discriminator (vector data) [128, 3].
+      d_channels, d_ch_mult: the conv discriminator (images) [32, (1, 2, 2)].
+    """
+
+    latent_dim: int = 100
+    mapping_layers: int = 2
+    r1_gamma: float = 0.05
+    d_learning_rate: float = 1e-4
+    d_b1: float = 0.5
+    d_b2: float = 0.9
+    d_grad_clip: float | None = None
+    d_width: int = 128
+    d_depth: int = 3
+    d_channels: int = 32
+    d_ch_mult: tuple[int, ...] = (1, 2, 2)
+
+
+def gan_options(cfg: Mapping[str, Any]) -> GANOptions:
+    """Checks ``config.gan``.
+
+    Example:
+      >>> gan_options({"latent_dim": 8}).r1_gamma
+      0.05
+      >>> gan_options({"latent_dim": 0})
+      Traceback (most recent call last):
+      ...
+      diffax.train.options.ConfigError: config.gan.latent_dim must be an integer >= 1, got 0.
+    """
+    cfg = dict(cfg)
+    d = _defaults(GANOptions)
+    check_keys(cfg, "gan", set(d))
+    ints = {k: _integer(cfg, "gan", k, d[k], minimum=m)
+            for k, m in (("latent_dim", 1), ("mapping_layers", 0), ("d_width", 1),
+                         ("d_depth", 1), ("d_channels", 1))}
+    mult = cfg.get("d_ch_mult", d["d_ch_mult"])
+    if isinstance(mult, str) or not isinstance(mult, list | tuple) or not mult:
+        raise ConfigError("gan.d_ch_mult", f"config.gan.d_ch_mult must be a non-empty tuple "
+                          f"of positive integers, got {mult!r}.")
+    mult = tuple(_integer({f"d_ch_mult[{i}]": m}, "gan", f"d_ch_mult[{i}]", minimum=1)
+                 for i, m in enumerate(mult))
+    return GANOptions(
+        **ints, d_ch_mult=mult,
+        r1_gamma=_real(cfg, "gan", "r1_gamma", d["r1_gamma"], low=0.0),
+        d_learning_rate=_real(cfg, "gan", "d_learning_rate", d["d_learning_rate"], low=0.0,
+                              low_open=True),
+        d_b1=_real(cfg, "gan", "d_b1", d["d_b1"], low=0.0, high=1.0, high_open=True),
+        d_b2=_real(cfg, "gan", "d_b2", d["d_b2"], low=0.0, high=1.0, high_open=True),
+        d_grad_clip=_real(cfg, "gan", "d_grad_clip", d["d_grad_clip"], low=0.0, low_open=True,
+                          allow_none=True))
+
+
+# --------------------------------------------------------------------------------------------
 # the whole config
 
-SECTIONS = ("seed", "process", "model", "loss", "optim", "train", "data", "sample", "eval")
+SECTIONS = ("seed", "process", "model", "loss", "optim", "train", "data", "sample", "eval",
+            "gan", "latent")
 """The top-level keys of a training config."""
 
 
@@ -845,6 +1008,15 @@ class Options:
     data: DataOptions
     sample: SampleOptions
     eval: EvalOptions
+    gan: GANOptions | None = None
+    """A denoising diffusion GAN's options (``None``: a denoiser is trained)."""
+    latent: LatentOptions | None = None
+    """Stage 2 of latent diffusion: the stage-1 autoencoder run (``None``: pixel space)."""
+
+    @property
+    def is_autoencoder(self) -> bool:
+        """Whether this config trains an autoencoder (stage 1 of latent diffusion)."""
+        return self.model.name in AUTOENCODER_NAMES
 
 
 def parse_config(config: Any, *, num_devices: int | None = None) -> Options:
@@ -881,14 +1053,30 @@ def parse_config(config: Any, *, num_devices: int | None = None) -> Options:
                           f"number of devices ({n}); use a multiple of {n}, e.g. "
                           f"{max(n, b // n * n)} or {(b // n + 1) * n}.")
     data = data_options(_section(config, "data"))
-    process = process_options(_section(config, "process"))
+    model_name = _section(config, "model").get("name")
+    if model_name in AUTOENCODER_NAMES:  # stage 1 of latent diffusion: no process
+        if _section(config, "process"):
+            raise ConfigError("process", f"config.process does not apply to "
+                              f"model.name={model_name!r} (an autoencoder); remove it.")
+        if _section(config, "latent"):
+            raise ConfigError("latent", f"config.latent does not apply to "
+                              f"model.name={model_name!r}: an autoencoder trains on data.")
+        process = None
+    else:
+        process = process_options(_section(config, "process"))
     model = model_options(_section(config, "model"))
-    loss = loss_options(_section(config, "loss"))
+    if model.name in AUTOENCODER_NAMES:
+        loss = autoencoder_loss_options(_section(config, "loss"), model.name)
+    else:
+        loss = loss_options(_section(config, "loss"))
+    latent = latent_options(_section(config, "latent")) if _section(config, "latent") else None
     optim = optim_options(_section(config, "optim"))
     sample = sample_options(_section(config, "sample"))
     evaluation = eval_options(_section(config, "eval"))
+    gan = gan_options(_section(config, "gan")) if config.get("gan") is not None else None
     return Options(seed=int(seed), process=process, model=model, loss=loss, optim=optim,
-                   train=train, data=data, sample=sample, eval=evaluation)
+                   train=train, data=data, sample=sample, eval=evaluation, gan=gan,
+                   latent=latent)
 
 
 # --------------------------------------------------------------------------------------------
