@@ -189,3 +189,14 @@ def test_trained_segdiff_uses_the_image_and_beats_the_untrained_model(trained_si
     one, mean3 = dice(trained[0]), dice(trained.mean(0))
     assert one > 0.65 and dice(samples_untrained[0]) < 0.6, (one, dice(samples_untrained[0]))
     assert mean3 > one, (mean3, one)
+
+
+@pytest.mark.parametrize("obj", [sd.mask_channels, sd.mask_to_channels, sd.channels_to_mask,
+                                 sd.dice])
+def test_docstring_examples(obj):
+    import doctest
+
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    tests = doctest.DocTestFinder().find(obj, module=sd, globs=vars(sd).copy())
+    assert sum(runner.run(t).attempted for t in tests) > 0
+    assert runner.failures == 0

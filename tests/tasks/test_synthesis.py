@@ -81,3 +81,12 @@ def test_guidance_on_a_mask_is_the_exact_guided_score(x64):
         D = syn.guided_denoiser(fn, cond, scale=w)(x, t)
         np.testing.assert_allclose((a * D - x) / s**2, score_u + w * grad_cls, rtol=1e-9,
                                    atol=1e-9)
+
+
+def test_docstring_examples():
+    import doctest
+
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    tests = doctest.DocTestFinder().find(syn, module=syn, globs=vars(syn).copy())
+    assert sum(runner.run(t).attempted for t in tests) > 0
+    assert runner.failures == 0
