@@ -13,6 +13,9 @@ each task's digits example is in :mod:`diffax.tasks.examples`.
   classifier.
 * :mod:`~diffax.tasks.inverse_problems`: inpainting (replacement, RePaint, DPS), deblurring
   and super-resolution with one unconditional denoiser, measured on digits.
+* :mod:`~diffax.tasks.segdiff`: SegDiff (Amit et al. 2021), the mask drawn by a diffusion
+  model conditioned on the image; :mod:`~diffax.tasks.synthesis`: the image drawn given a
+  mask, classifier-free guidance on the mask.
 * :mod:`~diffax.tasks.medical`: sparse-view CT and undersampled MRI on procedural phantoms
   (Song et al. 2022's consistency sampler and DPS vs FBP / zero-filling).
 
@@ -29,8 +32,10 @@ from diffax.tasks import (
     inverse_problems,
     medical,
     purification,
+    segdiff,
     segmentation,
     super_resolution,
+    synthesis,
 )
 from diffax.tasks.anomaly import (
     NoiseDenoisingLoss,
@@ -62,8 +67,10 @@ __all__ = [
     "inverse_problems",
     "medical",
     "purification",
+    "segdiff",
     "segmentation",
     "super_resolution",
+    "synthesis",
     # training
     "fit",
     "FitResult",
@@ -94,7 +101,7 @@ __all__ = [
 ]
 
 TASKS = ("classifier", "super_resolution", "purification", "anomaly", "segmentation",
-         "inverse_problems", "medical")
+         "inverse_problems", "medical", "segdiff", "synthesis")
 """The tasks with an example in :mod:`diffax.tasks.examples`, named by a task config's ``task``
 key."""
 

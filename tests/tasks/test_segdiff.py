@@ -138,7 +138,7 @@ def test_segdiff_unet_errors_name_the_argument():
 def trained_sign_model():
     """A tiny SegDiff trained to segment the positive pixels of 4x4 noise images (the mask is
     a function of the image, so a model that reads the image can get it right), 150 steps."""
-    from diffax.tasks import _fit
+    from diffax.tasks import denoising_loss
     from diffax.train import fit
 
     x = np.asarray(jax.random.normal(jax.random.key(0), (1064, 4, 4, 1)))
@@ -147,7 +147,7 @@ def trained_sign_model():
                                         ch_mult=(1,), attn_resolutions=(), dropout=0.0,
                                         encoder_blocks=1)
     fn = sd.apply_fn(model)
-    loss = _fit.denoising_loss(diffax.VP(), cond_keys=("cond",))
+    loss = denoising_loss(diffax.VP(), cond_keys=("cond",))
     init = model.init_params(jax.random.key(0))
     result = fit(loss.bind(fn), init, jax.random.key(1),
                  {"x": sd.mask_to_channels(mask[:1000], 2), "cond": x[:1000]}, num_steps=100,

@@ -72,7 +72,7 @@ def _scores(pred: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str,
 
 def _splits(opts) -> tuple[dict, dict, dict]:
     """``(labelled, unlabelled train, test)`` of the dataset the config names."""
-    from diffax.tasks import _pipeline as pl
+    from diffax.tasks.examples import _pipeline as pl
     from diffax.tasks.medical import phantoms
 
     cfg = opts.segdiff
@@ -119,7 +119,7 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     baseline) and ``workdir/metrics.json``.
     """
     from diffax import models
-    from diffax.tasks import _pipeline as pl
+    from diffax.tasks.examples import _pipeline as pl
     from diffax.train import build, options
 
     opts = options.parse_task_config(config)

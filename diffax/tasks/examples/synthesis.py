@@ -42,10 +42,10 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     ``workdir/synthesis.png`` (rows: the masks; per scale: the images) and
     ``workdir/metrics.json``.
     """
-    from diffax.tasks import _pipeline as pl
-    from diffax.tasks._fit import denoising_loss, fit
+    from diffax.tasks import denoising_loss
+    from diffax.tasks.examples import _pipeline as pl
     from diffax.tasks.examples.segdiff import _scores
-    from diffax.train import build, options
+    from diffax.train import build, fit, options
 
     opts = options.parse_task_config(config)
     cfg = opts.synthesis
