@@ -49,6 +49,7 @@ from diffax.tasks.anomaly import (
 )
 from diffax.tasks.classifier import ClassifierLoss, NoisyClassifier, log_prob_fn
 from diffax.tasks.purification import fgsm
+from diffax.tasks.segdiff import SegDiffUNet, channels_to_mask, dice, mask_to_channels, segment
 from diffax.tasks.segmentation import (
     PixelClassifier,
     decoder_blocks,
@@ -56,6 +57,7 @@ from diffax.tasks.segmentation import (
     unet_features,
 )
 from diffax.tasks.super_resolution import ConditionalUNet, psnr
+from diffax.tasks.synthesis import condition_dropout, drop_condition, guided_denoiser
 from diffax.train.in_memory import FitResult, fit
 
 __all__ = [
@@ -98,6 +100,16 @@ __all__ = [
     "unet_features",
     "PixelClassifier",
     "segmentation_metrics",
+    # SegDiff
+    "SegDiffUNet",
+    "segment",
+    "mask_to_channels",
+    "channels_to_mask",
+    "dice",
+    # semantic synthesis
+    "drop_condition",
+    "condition_dropout",
+    "guided_denoiser",
 ]
 
 TASKS = ("classifier", "super_resolution", "purification", "anomaly", "segmentation",

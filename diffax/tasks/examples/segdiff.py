@@ -18,17 +18,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffax.tasks import segdiff as sd
+from diffax.tasks.examples.segmentation import fit_pixel_classifier
 from diffax.tasks.segmentation import (
-    PixelClassifier,
     class_labels,
     part_labels,
     pixel_baselines,
-    pixel_loss,
     segmentation_metrics,
     unet_features,
 )
 
-__all__ = ["run", "LABELLINGS", "labels_of", "pixel_classifier"]
+__all__ = ["run", "LABELLINGS", "labels_of"]
 
 LABELLINGS = {"parts": 3, "digit_class": 11, "regions": 4}
 """Classes of each labelling: digits ``parts`` (:func:`part_labels`), digits ``digit_class``
@@ -42,25 +41,6 @@ def labels_of(labelling: str, data: dict[str, np.ndarray]) -> np.ndarray:
     if labelling == "digit_class":
         return class_labels(data["x"], data["label"])
     return np.asarray(data["segmentation"], np.int32)
-
-
-def pixel_classifier(key, features: dict[str, Any], labels: Any, *, num_classes: int,
-                     hidden: tuple[int, ...], fit_options: dict[str, Any]):
-    """A :class:`PixelClassifier` trained on ``features["labelled"]`` ``[N, H, W, F]``
-    (standardised per feature on them) against ``labels`` ``[N, H, W]``; returns
-    ``predict(features) -> labels [.., H, W]`` (numpy)."""
-    from diffax.train import fit
-
-    ftr = features["labelled"]
-    mean = jnp.mean(ftr, axis=(0, 1, 2), keepdims=True)
-    std = jnp.std(ftr, axis=(0, 1, 2), keepdims=True) + 1e-6
-    clf = PixelClassifier(num_classes=num_classes, hidden=hidden)
-    key_init, key_fit = jax.random.split(key)
-    params = clf.init(key_init, jnp.zeros((1, ftr.shape[-1])))
-    data = {"f": ((ftr - mean) / std).reshape(-1, ftr.shape[-1]),
-            "label": jnp.asarray(labels).reshape(-1)}
-    fitted = fit(pixel_loss(clf), params, key_fit, data, **fit_options)
-    return lambda f: np.asarray(jnp.argmax(clf.apply(fitted.params, (f - mean) / std), -1))
 
 
 def _scores(pred: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, Any]:
@@ -191,9 +171,9 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
             out["segdiff_untrained"] = _scores(
                 np.asarray(sd.channels_to_mask(untrained, k)), y_test, k)
         for i, (name, f) in enumerate(features.items()):
-            predict = pixel_classifier(jax.random.fold_in(keys[3], 100 * li + i), f, y_lab,
-                                       num_classes=k, hidden=cfg.hidden,
-                                       fit_options=pixel_fit)
+            predict = fit_pixel_classifier(jax.random.fold_in(keys[3], 100 * li + i),
+                                           f["labelled"], y_lab, num_classes=k,
+                                           hidden=cfg.hidden, fit_options=pixel_fit)
             preds[name] = predict(f["test"])
             out[name] = _scores(preds[name], y_test, k)
         pixel_names = [n for n in features]
