@@ -285,7 +285,10 @@ def segment(key: PRNGKey, process: Any, denoiser: Denoiser, shape: tuple[int, ..
       key: PRNG key.
       process: the process the denoiser was trained with.
       denoiser: ``D(x, t)`` of the mask given the image (e.g. ``loss.denoiser(apply_fn,
-        params, cond=image)`` of a :class:`SegDiffUNet`).
+        params, cond=image)`` of a :class:`SegDiffUNet`; wrap it in
+        :func:`diffax.guidance.clip` to keep its x0 estimate in the channels' range
+        ``[-1, 1]``, as DDPM clips images: an eps network's ``(x - sigma eps) / alpha`` at
+        high noise is far outside it).
       shape: ``[B, H, W, mask_channels(num_classes)]``.
       num_classes: classes of the mask.
       num_samples: masks averaged (the paper: a few to 100).

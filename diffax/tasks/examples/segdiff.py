@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffax import guidance
 from diffax.tasks import segdiff as sd
 from diffax.tasks.examples.segmentation import fit_pixel_classifier
 from diffax.tasks.segmentation import (
@@ -86,7 +87,8 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     * SegDiff: a :class:`~diffax.tasks.segdiff.SegDiffUNet` (``config.model``,
       ``encoder_blocks``) trained (``config.train``) on ``{"x": mask channels, "cond":
       image}`` of the labelled images; :func:`~diffax.tasks.segdiff.segment` with
-      ``config.sample``'s solver draws ``num_samples`` masks per test image; Dice / IoU of the
+      ``config.sample``'s solver and the denoiser clipped to ``[-1, 1]``
+      (:func:`diffax.guidance.clip`) draws ``num_samples`` masks per test image; Dice / IoU of the
       average of the first ``s`` samples for each ``s`` of ``sample_counts``;
     * ``"untrained"`` in ``baselines``: the same with the initial parameters (one sample);
     * ``"pixel_window"`` / ``"pixel_window_global"``: a pixel classifier (``hidden``,
@@ -150,7 +152,9 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
         shape = (*x_test.shape[:-1], sd.mask_channels(k))
 
         def draw(params, num_samples, key, model_fn=fn, loss=loss, shape=shape, k=k):
-            D = loss.denoiser(model_fn, params, cond=x_test)
+            # the x0 estimate clipped to the channels' range [-1, 1] (DDPM's clip_denoised): an
+            # eps network's x0 at high noise, (x - sigma eps) / alpha, is far outside it
+            D = guidance.clip(loss.denoiser(model_fn, params, cond=x_test))
             return sd.segment(key, process, D, shape, num_classes=k, num_samples=num_samples,
                               solver=solver, num_steps=num_steps).samples
 
