@@ -13,6 +13,9 @@ each task's digits example is in :mod:`diffax.tasks.examples`.
   classifier.
 * :mod:`~diffax.tasks.inverse_problems`: inpainting (replacement, RePaint, DPS), deblurring
   and super-resolution with one unconditional denoiser, measured on digits.
+* :mod:`~diffax.tasks.segdiff`: SegDiff (Amit et al. 2021), the mask drawn by a diffusion
+  model conditioned on the image; :mod:`~diffax.tasks.synthesis`: the image drawn given a
+  mask, classifier-free guidance on the mask.
 * :mod:`~diffax.tasks.medical`: sparse-view CT and undersampled MRI on procedural phantoms
   (Song et al. 2022's consistency sampler and DPS vs FBP / zero-filling).
 
@@ -29,8 +32,10 @@ from diffax.tasks import (
     inverse_problems,
     medical,
     purification,
+    segdiff,
     segmentation,
     super_resolution,
+    synthesis,
 )
 from diffax.tasks.anomaly import (
     NoiseDenoisingLoss,
@@ -44,6 +49,7 @@ from diffax.tasks.anomaly import (
 )
 from diffax.tasks.classifier import ClassifierLoss, NoisyClassifier, log_prob_fn
 from diffax.tasks.purification import fgsm
+from diffax.tasks.segdiff import SegDiffUNet, channels_to_mask, dice, mask_to_channels, segment
 from diffax.tasks.segmentation import (
     PixelClassifier,
     decoder_blocks,
@@ -51,6 +57,7 @@ from diffax.tasks.segmentation import (
     unet_features,
 )
 from diffax.tasks.super_resolution import ConditionalUNet, psnr
+from diffax.tasks.synthesis import condition_dropout, drop_condition, guided_denoiser
 from diffax.train.in_memory import FitResult, fit
 
 __all__ = [
@@ -62,8 +69,10 @@ __all__ = [
     "inverse_problems",
     "medical",
     "purification",
+    "segdiff",
     "segmentation",
     "super_resolution",
+    "synthesis",
     # training
     "fit",
     "FitResult",
@@ -91,10 +100,20 @@ __all__ = [
     "unet_features",
     "PixelClassifier",
     "segmentation_metrics",
+    # SegDiff
+    "SegDiffUNet",
+    "segment",
+    "mask_to_channels",
+    "channels_to_mask",
+    "dice",
+    # semantic synthesis
+    "drop_condition",
+    "condition_dropout",
+    "guided_denoiser",
 ]
 
 TASKS = ("classifier", "super_resolution", "purification", "anomaly", "segmentation",
-         "inverse_problems", "medical")
+         "inverse_problems", "medical", "segdiff", "synthesis")
 """The tasks with an example in :mod:`diffax.tasks.examples`, named by a task config's ``task``
 key."""
 

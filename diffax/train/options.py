@@ -1333,6 +1333,40 @@ class MedicalOptions(_Section):
     inverse_ridge: float | None = _field(1e-2, ("real", 0.0, False, "optional"))
 
 
+@dataclasses.dataclass(frozen=True)
+class SegDiffOptions(_Section):
+    """``config.segdiff``: the SegDiff example (see :mod:`diffax.tasks.examples.segdiff`)."""
+
+    dataset: str = _field("digits", ("choice", ("digits", "phantoms")))
+    size: int = _field(32, ("int", 1))
+    labellings: tuple[str, ...] = _field(("parts", "digit_class"),
+                                         ("choices", ("parts", "digit_class", "regions")))
+    labelled_per_class: int = _field(2, ("int", 0))
+    num_labelled: int = _field(200, ("int", 1))
+    num_eval: int = _field(0, ("int", 0))
+    num_samples: int = _field(8, ("int", 1))
+    sample_counts: tuple[int, ...] = _field((1, 2, 4, 8), ("ints", 1))
+    encoder_blocks: int = _field(2, ("int", 0))
+    baselines: tuple[str, ...] = _field(
+        ("untrained", "pixel_window", "pixel_window_global", "diffusion_features"),
+        ("choices", ("untrained", "pixel_window", "pixel_window_global",
+                     "diffusion_features")))
+    feature_times: tuple[float, ...] = _field((0.01, 0.05), ("reals", 0.0))
+    blocks: tuple[str, ...] = _field(("mid_block_1", "mid_attn", "up_1_block_0", "up_1_block_1",
+                                      "up_0_block_0", "up_0_block_1"), ("strs",))
+    hidden: tuple[int, ...] = _field((64, 64), ("ints", 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthesisOptions(_Section):
+    """``config.synthesis``: the mask -> image example (see
+    :mod:`diffax.tasks.examples.synthesis`)."""
+
+    p_uncond: float = _field(0.2, ("real", 0.0, False, 1.0))
+    scales: tuple[float, ...] = _field((0.0, 1.0, 2.0, 4.0), ("reals", 0.0))
+    num_eval: int = _field(300, ("int", 0))
+
+
 TASK_SECTIONS: dict[str, dict[str, type]] = {
     "classifier": {"classifier": ClassifierSectionOptions, "eval": TaskEvalOptions,
                    "guidance": GuidanceOptions},
@@ -1342,6 +1376,8 @@ TASK_SECTIONS: dict[str, dict[str, type]] = {
     "segmentation": {"seg": SegOptions, "pixel_train": FitOptions},
     "inverse_problems": {"inverse": InverseOptions},
     "medical": {"medical": MedicalOptions},
+    "segdiff": {"segdiff": SegDiffOptions, "pixel_train": FitOptions},
+    "synthesis": {"synthesis": SynthesisOptions},
 }
 """The sections of each task beyond the common ones (``seed``, ``task``, ``process``,
 ``model``, ``train``, ``sample``, ``data``)."""

@@ -24,7 +24,26 @@ from diffax.tasks.segmentation import (
 )
 from diffax.typing import Array
 
-__all__ = ["run"]
+__all__ = ["run", "fit_pixel_classifier"]
+
+
+def fit_pixel_classifier(key: Any, features: Array, labels: Any, *, num_classes: int,
+                         hidden: tuple[int, ...], fit_options: dict[str, Any]):
+    """A :class:`PixelClassifier` trained (:func:`diffax.train.fit` with ``fit_options``) on
+    the feature vectors of ``features`` ``[N, H, W, F]``, standardised per feature on them,
+    against the labels ``[N, H, W]``; returns ``predict(features) -> labels`` (numpy argmax).
+    """
+    from diffax.train import fit
+
+    mean = jnp.mean(features, axis=(0, 1, 2), keepdims=True)
+    std = jnp.std(features, axis=(0, 1, 2), keepdims=True) + 1e-6
+    clf = PixelClassifier(num_classes=num_classes, hidden=hidden)
+    key_init, key_fit = jax.random.split(key)
+    params = clf.init(key_init, jnp.zeros((1, features.shape[-1])))
+    data = {"f": ((features - mean) / std).reshape(-1, features.shape[-1]),
+            "label": labels.reshape(-1)}
+    fitted = fit(pixel_loss(clf), params, key_fit, data, **fit_options)
+    return lambda f: np.asarray(jnp.argmax(clf.apply(fitted.params, (f - mean) / std), -1))
 
 
 def _confusions(pred: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
@@ -73,7 +92,7 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     from diffax import models
     from diffax.evaluation.intervals import bootstrap_interval
     from diffax.tasks.examples import _pipeline as pl
-    from diffax.train import build, fit, options
+    from diffax.train import build, options
 
     opts = options.parse_task_config(config)
     cfg = opts.seg
@@ -120,17 +139,9 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
         y_test = targets["test"]
         results, preds = {}, {}
         for i, (name, f) in enumerate(features.items()):
-            ftr = f["labelled"]
-            mean = jnp.mean(ftr, axis=(0, 1, 2), keepdims=True)
-            std = jnp.std(ftr, axis=(0, 1, 2), keepdims=True) + 1e-6
-            clf = PixelClassifier(num_classes=num_classes, hidden=cfg.hidden)
-            key_init, key_fit = jax.random.split(jax.random.fold_in(keys[2], i))
-            params = clf.init(key_init, jnp.zeros((1, ftr.shape[-1])))
-            data = {"f": ((ftr - mean) / std).reshape(-1, ftr.shape[-1]),
-                    "label": targets["labelled"].reshape(-1)}
-            fitted = fit(pixel_loss(clf), params, key_fit, data, **pixel_opts)
-            predict = lambda fe, fitted=fitted, clf=clf, mean=mean, std=std: np.asarray(
-                jnp.argmax(clf.apply(fitted.params, (fe - mean) / std), -1))
+            predict = fit_pixel_classifier(jax.random.fold_in(keys[2], i), f["labelled"],
+                                           targets["labelled"], num_classes=num_classes,
+                                           hidden=cfg.hidden, fit_options=pixel_opts)
             pred, pred_val = predict(f["test"]), predict(f["validation"])
             preds[name] = pred
             stroke = y_test > 0
