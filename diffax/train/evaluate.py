@@ -411,6 +411,9 @@ def likelihood(trained: Trained, workdir: str) -> dict[str, Any]:
     if isinstance(trained.exp.solver, str):
         raise ConfigError("process.name", "a discrete process has no probability-flow ODE; "
                           "`diffax eval` reports its held-out NELBO")
+    if trained.exp.trainer is not None:
+        raise ConfigError("gan", "a denoising diffusion GAN (config.gan) has no likelihood; set "
+                          "eval.likelihood=False")
     if trained.exp.process is None or getattr(trained.exp, "latent", None) is not None:
         raise ConfigError("eval.likelihood", "the likelihood of an autoencoder or of latent "
                           "diffusion (latent NLL plus the decoder term, a bound) is not "
