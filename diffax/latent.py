@@ -44,6 +44,7 @@ __all__ = [
     "IdentityAutoencoder",
     "Latent",
     "LatentLoss",
+    "LatentSampleResult",
     "VQEMAState",
     "codebook_usage",
     "measure_scale_factor",
@@ -560,8 +561,8 @@ class Latent:
             :func:`diffax.sample`.
 
         Returns:
-          :class:`diffax.samplers.SampleResult` whose ``x`` is decoded to data space, with
-          ``z`` (the sampled latents) added: a ``LatentSampleResult``.
+          A :class:`LatentSampleResult`: ``x`` (decoded to data space), ``z`` (the sampled
+          latents), ``result`` (the solver's :class:`diffax.samplers.SampleResult`), ``nfe``.
         """
         from diffax import samplers
 

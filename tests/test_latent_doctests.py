@@ -1,0 +1,26 @@
+"""The docstring examples of diffax.latent, diffax.lsgm and the autoencoder config run as
+written (FrozenAutoencoder's and the Flax modules' compile networks: tests/test_latent.py
+covers them)."""
+
+import doctest
+
+import pytest
+
+from diffax import latent, lsgm
+from diffax.models import autoencoder
+
+OBJECTS = [(latent.quantize, latent), (latent.vq_ema_update, latent),
+           (latent.codebook_usage, latent), (latent.DiagonalGaussian, latent),
+           (latent.measure_scale_factor, latent), (latent.IdentityAutoencoder, latent),
+           (latent.Latent, latent), (latent.LatentLoss, latent),
+           (latent.AutoencoderKLLoss, latent), (latent.AutoencoderVQLoss, latent),
+           (lsgm, lsgm), (autoencoder.AutoencoderConfig, autoencoder)]
+
+
+@pytest.mark.parametrize("obj, module", OBJECTS, ids=[o.__name__ for o, _ in OBJECTS])
+def test_docstring_examples(obj, module):
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    attempted = 0
+    for test in doctest.DocTestFinder().find(obj, module=module, globs=vars(module).copy()):
+        attempted += runner.run(test).attempted
+    assert attempted > 0 and runner.failures == 0, obj
