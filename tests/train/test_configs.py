@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from diffax import data, models
-from diffax.train.options import EVAL_DEFAULTS, SAMPLE_DEFAULTS
 from diffax.train import build
 from diffax.train.loop import train_and_evaluate
+from diffax.train.options import EVAL_DEFAULTS, SAMPLE_DEFAULTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
