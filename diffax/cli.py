@@ -36,6 +36,7 @@ from typing import Any
 
 from diffax.cli_help import TRAIN_FLAGS, command_help, usage
 from diffax.train.demo import demo_config
+from diffax.train.malloc import configure_malloc
 from diffax.train.options import EVAL_DEFAULTS, SAMPLE_DEFAULTS, ConfigError
 
 __all__ = ["main", "run_command", "demo_config", "EVAL_DEFAULTS", "SAMPLE_DEFAULTS",
@@ -468,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(a in ("-h", "--help", "-help", "--helpfull") for a in rest):
         _say(command_help(name))
         return 0
+    configure_malloc()  # before jax starts its CPU threads: see diffax.train.malloc
     try:
         return run_command(name, rest)
     except UsageError as e:

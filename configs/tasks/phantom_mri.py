@@ -12,7 +12,7 @@ tests. Figures: experiments/medical_mri/README.md.
 
 import ml_collections
 
-from diffax.tasks.medical import medical_config
+from diffax.tasks.defaults import medical_config
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:

@@ -1,4 +1,5 @@
-"""Downstream tasks built on diffax's denoisers: one module per task, each with a digits example.
+"""Downstream tasks built on diffax's denoisers: one library module per task (its algorithms);
+each task's digits example is in :mod:`diffax.tasks.examples`.
 
 * :mod:`~diffax.tasks.classifier`: noise-conditional classifiers for classifier guidance
   (Dhariwal & Nichol 2021): :class:`~diffax.tasks.classifier.NoisyClassifier`,
@@ -16,10 +17,10 @@
   (Song et al. 2022's consistency sampler and DPS vs FBP / zero-filling).
 
 :func:`fit` (:func:`diffax.train.fit`) trains any ``loss_fn(params, key, batch)`` on in-memory
-arrays with diffax's train
-step. Each module's ``run(config, workdir)`` is its digits example; the configs are in
-``configs/tasks/`` and ``diffax task CONFIG --workdir DIR`` (or ``python -m diffax.tasks CONFIG
---workdir DIR``) runs one through :func:`run`.
+arrays with diffax's train step; :func:`denoising_loss` is the examples' eps-prediction loss.
+The digits examples are ``diffax.tasks.examples.<task>.run(config, workdir)``; the configs are
+in ``configs/tasks/`` and ``diffax task CONFIG --workdir DIR`` (or ``python -m diffax.tasks
+CONFIG --workdir DIR``) runs one through :func:`run`.
 """
 
 from diffax.tasks import (
@@ -31,7 +32,6 @@ from diffax.tasks import (
     segmentation,
     super_resolution,
 )
-from diffax.tasks._fit import FitResult, denoising_loss, fit
 from diffax.tasks.anomaly import (
     NoiseDenoisingLoss,
     anomaly_scores,
@@ -51,6 +51,7 @@ from diffax.tasks.segmentation import (
     unet_features,
 )
 from diffax.tasks.super_resolution import ConditionalUNet, psnr
+from diffax.train.in_memory import FitResult, fit
 
 __all__ = [
     "TASKS",
@@ -94,12 +95,30 @@ __all__ = [
 
 TASKS = ("classifier", "super_resolution", "purification", "anomaly", "segmentation",
          "inverse_problems", "medical")
-"""The task modules with a digits example, named by a task config's ``task`` key."""
+"""The tasks with an example in :mod:`diffax.tasks.examples`, named by a task config's ``task``
+key."""
+
+
+def denoising_loss(process, *, cond_keys: tuple[str, ...] = ()):
+    """The eps-prediction :class:`diffax.losses.DenoisingLoss` the task examples train with.
+
+    Uniform times, eps-MSE, the network sees ``t`` itself (UNets with Fourier embeddings).
+
+    Example:
+      >>> import diffax
+      >>> denoising_loss(diffax.VP()).parameterization.prediction
+      'eps'
+    """
+    from diffax import losses
+
+    return losses.DenoisingLoss(process=process, weighting=losses.EpsMSE(),
+                                parameterization=losses.Predict(prediction="eps"),
+                                cond_keys=tuple(cond_keys))
 
 
 def run(config, workdir: str) -> dict:
-    """Runs the digits example ``config.task`` names (its module's ``run(config, workdir)``);
-    returns its metrics (also written to ``workdir/metrics.json``).
+    """Runs the example ``config.task`` names (``diffax.tasks.examples.<task>.run(config,
+    workdir)``); returns its metrics (also written to ``workdir/metrics.json``).
 
     The config is checked once (:func:`diffax.train.options.parse_task_config`) and the task
     module receives the checked options.
@@ -108,7 +127,9 @@ def run(config, workdir: str) -> dict:
       ValueError: if ``config.task`` is not one of :data:`TASKS`, or a key is bad (a
         :class:`diffax.train.options.ConfigError` naming it).
     """
+    import importlib
+
     from diffax.train import options
 
     opts = options.parse_task_config(config)
-    return globals()[opts.task].run(opts, workdir)
+    return importlib.import_module(f"diffax.tasks.examples.{opts.task}").run(opts, workdir)

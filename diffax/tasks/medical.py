@@ -29,12 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffax.tasks.defaults import medical_config  # re-exported: the configs import it here
 from diffax.typing import Array
 
-__all__ = ["phantoms", "reconstruction_metrics", "operator_for", "medical_config",
-           "gaussian_prior_denoiser", "operator_norm_squared", "run", "PROBLEMS", "METHODS",
-           "PRIORS"]
+__all__ = ["phantoms", "reconstruction_metrics", "operator_for", "gaussian_prior_denoiser",
+           "operator_norm_squared", "PROBLEMS", "METHODS", "PRIORS"]
 
 PROBLEMS = ("ct", "mri")
 METHODS = ("consistency", "dps")
@@ -149,128 +147,3 @@ def operator_norm_squared(op: Any, shape: tuple[int, ...], *, iterations: int = 
         norm = float(jnp.sqrt(jnp.sum(w * w)) / jnp.sqrt(jnp.sum(v * v)))
         v = w / jnp.sqrt(jnp.sum(w * w))
     return norm
-
-
-def _baseline(problem: str, op, y: Array) -> Array:
-    from diffax import inverse
-
-    return inverse.fbp(op, y) if problem == "ct" else inverse.zero_filled(op, y)
-
-
-
-
-def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
-    """The phantom example: CT at ``config.medical.settings`` views or MRI at those
-    accelerations.
-
-    Trains an eps-prediction UNet (``config.model``, ``config.train``) on the train split of
-    ``phantoms/<size>`` (or loads its parameters from ``config.medical.denoiser_from``, a file
-    a previous run wrote as ``workdir/denoiser.msgpack``), then on the first
-    ``config.medical.num_eval`` test phantoms, for each setting, measures
-    ``y = A(x) + noise_std * noise`` and reconstructs it ``num_samples`` times with each
-    method: ``"consistency"`` (:func:`diffax.inverse.consistency_sample`, predictor-corrector
-    with the reverse-diffusion predictor and a Langevin corrector at ``snr``, weight ``lam``)
-    and ``"dps"`` (DDPM with :func:`diffax.inverse.dps`, step ``dps_step_size / ||A||^2``
-    with :func:`operator_norm_squared`), each with
-    ``num_steps`` steps; PSNR/SSIM (:func:`reconstruction_metrics`) of one sample and of the
-    mean of the samples, next to FBP (CT) or zero-filling (MRI). Writes
-    ``workdir/medical.png`` (per setting: truth, baseline, one sample of each method) and
-    ``workdir/metrics.json``. ``config.medical.prior = "gaussian"`` replaces the UNet by
-    :func:`gaussian_prior_denoiser` of the train split (no training).
-    ``config.medical.inverse_ridge`` is the CT operator's ``inverse_ridge`` (0: FBP).
-    """
-    import os
-    import time
-
-    from flax import serialization
-
-    from diffax import inverse, models, samplers
-    from diffax.tasks import _pipeline as pl
-    from diffax.train import build, options
-
-    opts = options.parse_task_config(config)
-    med = opts.medical
-    process = build.build_process(opts.process)
-    problem = med.problem
-    size, num_steps, num_samples = med.size, med.num_steps, med.num_samples
-    data_dir = opts.data.data_dir
-    test = phantoms("test", size=size, data_dir=data_dir, max_examples=int(med.num_eval))
-    x = jnp.asarray(test["x"])
-    model = pl.unet(opts.model, models.UNet.from_variant)
-    apply_fn = models.apply_fn(model)
-    key_train, key_run = jax.random.split(jax.random.key(opts.seed))
-    metrics: dict[str, Any] = {"problem": problem, "num_eval": int(x.shape[0]),
-                               "num_samples": num_samples, "num_steps": num_steps,
-                               "lam": float(med.lam), "noise_std": float(med.noise_std),
-                               "settings": {}}
-    loss = pl.denoising_loss(process)
-    prior = med.prior
-    metrics["prior"] = prior
-    if prior == "gaussian":
-        train = phantoms("train", size=size, data_dir=data_dir)
-        D = gaussian_prior_denoiser(train["x"], process)
-    elif med.denoiser_from:
-        with open(med.denoiser_from, "rb") as f:
-            params = serialization.from_bytes(model.init_params(key_train), f.read())
-        metrics["denoiser_from"] = med.denoiser_from
-    else:
-        train = phantoms("train", size=size, data_dir=data_dir)
-        result, loss = pl.train_denoiser(key_train, process, model, apply_fn,
-                                         {"x": train["x"]}, pl.fit_kwargs(opts.train))
-        params = result.params
-        metrics["final_loss"] = float(np.mean(result.losses[-50:]))
-        if workdir is not None:
-            os.makedirs(workdir, exist_ok=True)
-            with open(os.path.join(workdir, "denoiser.msgpack"), "wb") as f:
-                f.write(serialization.to_bytes(params))
-    if prior == "unet":
-        D = loss.denoiser(apply_fn, params)
-    pc = samplers.PredictorCorrector(predictor="reverse_diffusion", corrector="langevin",
-                                     snr=float(med.snr))
-    rows = [x[:8]]
-    for i, setting in enumerate(med.settings):
-        op = operator_for(problem, setting, size=size, num_full_views=int(med.num_full_views),
-                          mask=med.mask, center_fraction=float(med.center_fraction),
-                          seed=opts.seed,
-                          inverse_ridge=float(med.inverse_ridge or 0) or None)
-        k_noise, k_setting = jax.random.split(jax.random.fold_in(key_run, i))
-        y = op(x)
-        y = y + float(med.noise_std) * jax.random.normal(k_noise, y.shape, y.dtype)
-        if problem == "mri":
-            y = op.select(y)  # noise only where measured
-        base = _baseline(problem, op, y)
-        out: dict[str, Any] = {"baseline": reconstruction_metrics(base, x),
-                               "operator_norm_squared": operator_norm_squared(op, x.shape[:1]
-                                                                              + x.shape[1:])}
-        if problem == "mri":
-            out["sampled_fraction"] = float(op.mask.mean())
-        shown = [jnp.clip(base, -1, 1)[:8]]
-        for j, method in enumerate(med.methods):
-            if method == "consistency":
-                fn = lambda k, x0, op=op, y=y: inverse.consistency_sample(
-                    k, process, D, x0, y, op, num_steps=num_steps, lam=float(med.lam),
-                    solver=pc).x
-            else:
-                # DPS's step is normalised by the residual, not by the operator: divide by
-                # ||A||^2 (1 for the orthonormal MRI operator, ~views x size for CT).
-                step_size = float(med.dps_step_size) / out["operator_norm_squared"]
-                fn = lambda k, x0, op=op, y=y, step_size=step_size: inverse.dps(
-                    k, process, D, x0, y, op, step_size=step_size, num_steps=num_steps).x
-            draw = jax.jit(lambda k, fn=fn: fn(k, process.prior_sample(
-                jax.random.fold_in(k, 1), x.shape)))
-            start = time.time()
-            keys = jax.random.split(jax.random.fold_in(k_setting, j), num_samples)
-            samples = jnp.clip(jnp.stack([draw(k) for k in keys]), -1.0, 1.0)
-            out[method] = {"sample": reconstruction_metrics(samples[0], x),
-                           "sample_mean": reconstruction_metrics(samples.mean(0), x),
-                           "measurement_rmse": float(jnp.sqrt(jnp.mean(jnp.square(
-                               op(samples[0]) - y)))),
-                           "seconds": round(time.time() - start, 1)}
-            shown.append(samples[0, :8])
-        metrics["settings"][str(setting)] = out
-        rows += shown
-    if workdir is not None:
-        os.makedirs(workdir, exist_ok=True)
-        pl.save_grid(os.path.join(workdir, "medical.png"), rows, scale=2)
-        pl.save_metrics(workdir, metrics)
-    return metrics

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from diffax.tasks import TASKS, inverse_problems, medical
-from diffax.tasks import _pipeline as pl
 from diffax.tasks.__main__ import load_config
+from diffax.tasks.examples import _pipeline as pl
 from diffax.train import in_memory, options
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(

@@ -4,8 +4,8 @@ import doctest
 
 import pytest
 
+import diffax.tasks as tasks
 from diffax.tasks import (
-    _fit,
     anomaly,
     classifier,
     defaults,
@@ -36,14 +36,14 @@ def _run(obj, module):
     (segmentation.decoder_blocks, segmentation), (segmentation.part_labels, segmentation),
     (segmentation.class_labels, segmentation), (segmentation.pixel_baselines, segmentation),
     (inverse_problems, inverse_problems), (inverse_problems.masks, inverse_problems),
-    (medical, medical), (medical.operator_for, medical), (medical.medical_config, medical),
+    (medical, medical), (medical.operator_for, medical), (defaults.medical_config, defaults),
     (medical.operator_norm_squared, medical), (medical.gaussian_prior_denoiser, medical),
     (inverse_problems.masked_psnr, inverse_problems),
     (inverse_problems.nearest_neighbour_fill, inverse_problems),
     (segmentation.segmentation_metrics, segmentation), (segmentation.pixel_loss, segmentation),
     (segmentation.PixelClassifier, segmentation), (purification, purification),
     (purification.gaussian_perturbation, purification), (defaults, defaults),
-    (_fit.fit, _fit), (_fit.denoising_loss, _fit)])
+    (tasks.fit, tasks), (tasks.denoising_loss, tasks)])
 def test_docstring_examples(obj, module):
     _run(obj, module)
 

@@ -6,12 +6,11 @@ import pytest
 
 import diffax.tasks
 from diffax import train
-from diffax.tasks import _fit
 
 
 def test_tasks_reexport_the_public_loop():
-    assert _fit.fit is train.fit is diffax.tasks.fit
-    assert _fit.FitResult is train.FitResult is diffax.tasks.FitResult
+    assert train.fit is diffax.tasks.fit
+    assert train.FitResult is diffax.tasks.FitResult
 
 
 @pytest.mark.parametrize("kwargs, name", [

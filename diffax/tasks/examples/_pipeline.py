@@ -1,10 +1,10 @@
 """Shared steps of the task examples: digits arrays, a validation split, a trained denoiser,
 PNGs.
 
-The examples (``run(config, workdir)`` in each task module) read their config only through
-:func:`diffax.train.options.parse_task_config` (checked once, typed sections) and build the
-process and the solver with :mod:`diffax.train.build`, so the same keys mean the same things as
-in ``diffax train``.
+The examples (``run(config, workdir)`` in each module of :mod:`diffax.tasks.examples`) read
+their config only through :func:`diffax.train.options.parse_task_config` (checked once, typed
+sections) and build the process and the solver with :mod:`diffax.train.build`, so the same keys
+mean the same things as in ``diffax train``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from diffax.tasks._fit import FitResult, denoising_loss, fit
+from diffax.tasks import denoising_loss
+from diffax.train import FitResult, fit
 from diffax.typing import Array, PRNGKey
 
 __all__ = ["digits", "validation_split", "train_denoiser", "fit_kwargs", "save_grid",
