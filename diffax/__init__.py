@@ -50,8 +50,9 @@ from diffax.samplers import SampleResult, sample
 __version__ = "0.1.0"
 
 # Subpackages with heavy dependencies (orbax, tensorflow-datasets, grain, matplotlib) load on
-# first use: ``diffax.train``, ``diffax.data``, ``diffax.evaluation``, ``diffax.interop``.
-_LAZY_SUBMODULES = ("train", "data", "evaluation", "tasks", "interop")
+# first use: ``diffax.train``, ``diffax.data``, ``diffax.evaluation``, ``diffax.interop``;
+# ``diffax.ddgan`` (denoising diffusion GANs) builds on ``diffax.train``'s state and step.
+_LAZY_SUBMODULES = ("train", "data", "evaluation", "tasks", "interop", "ddgan")
 
 
 def __getattr__(name):
@@ -85,6 +86,7 @@ __all__ = [
     "evaluation",
     "tasks",
     "interop",
+    "ddgan",
     # processes
     "Process",
     "VP",

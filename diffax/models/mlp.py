@@ -102,6 +102,11 @@ class MLPConfig:
         """The label index meaning "unconditional" (``num_classes``), or ``None``."""
         return self.num_classes
 
+    @property
+    def emb_features(self) -> int:
+        """Width of the time embedding, the size of the optional ``cond_emb`` input."""
+        return self.width
+
 
 class MLP(nn.Module):
     """Residual MLP score network for ``[B, D]`` data; see the module docstring.
@@ -167,6 +172,7 @@ class MLP(nn.Module):
         *,
         label: Array | None = None,
         train: bool = False,
+        cond_emb: Array | None = None,
     ) -> Array:
         """Evaluates the network.
 
@@ -176,6 +182,9 @@ class MLP(nn.Module):
             label: optional ``[B]`` int labels in ``[0, num_classes]`` (``num_classes`` is the
                 null label, used when ``label`` is ``None``); only for conditional models.
             train: enables dropout, which then needs a ``"dropout"`` rng.
+            cond_emb: optional ``[B, E]`` conditioning vector added to the time embedding, with
+                ``E`` = :attr:`emb_features` (a denoising diffusion GAN's mapped latent,
+                :mod:`diffax.ddgan`); ``None`` leaves the network unchanged.
 
         Returns:
             ``[B, D]`` array with the dtype of ``x``.
@@ -218,6 +227,11 @@ class MLP(nn.Module):
                 cfg.num_classes + 1, cfg.width, dtype=dtype,
                 embedding_init=nn.initializers.normal(1.0), name="label_emb",
             )(label)
+        if cond_emb is not None:
+            if cond_emb.shape != (batch, cfg.width):
+                raise ValueError(f"cond_emb must have shape [B, emb_features] = [{batch}, "
+                                 f"{cfg.width}]; got {tuple(cond_emb.shape)}")
+            temb = temb + cond_emb.astype(dtype)
 
         h = dense(cfg.width, "dense_in")(x.astype(dtype))
         for i in range(cfg.depth):

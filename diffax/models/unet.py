@@ -176,6 +176,11 @@ class UNetConfig:
         return self.num_classes
 
     @property
+    def emb_features(self) -> int:
+        """Width of the time embedding, the size of the optional ``cond_emb`` input."""
+        return 4 * self.nf
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
         """``(H, W, C)`` of one input."""
         return (self.image_size, self.image_size, self.in_channels or self.num_channels)
@@ -266,6 +271,7 @@ class UNet(nn.Module):
         *,
         label: Array | None = None,
         train: bool = False,
+        cond_emb: Array | None = None,
     ) -> Array:
         """Evaluates the network.
 
@@ -275,6 +281,9 @@ class UNet(nn.Module):
             label: optional ``[B]`` int labels in ``[0, num_classes]`` (``num_classes`` is the
                 null label, used when ``label`` is ``None``); only for conditional models.
             train: enables dropout, which then needs a ``"dropout"`` rng.
+            cond_emb: optional ``[B, E]`` conditioning vector added to the time embedding, with
+                ``E`` = :attr:`emb_features` (a denoising diffusion GAN's mapped latent,
+                :mod:`diffax.ddgan`); ``None`` leaves the network unchanged.
 
         Returns:
             ``[B, H, W, C]`` array with the dtype of ``x``.
@@ -304,6 +313,11 @@ class UNet(nn.Module):
                 cfg.num_classes + 1, emb_dim, dtype=dtype,
                 embedding_init=nn.initializers.normal(1.0), name="label_emb",
             )(label)
+        if cond_emb is not None:
+            if cond_emb.shape != (batch, emb_dim):
+                raise ValueError(f"cond_emb must have shape [B, emb_features] = [{batch}, "
+                                 f"{emb_dim}]; got {tuple(cond_emb.shape)}")
+            temb = temb + cond_emb.astype(dtype)
 
         block = lambda name, **kw: ResnetBlock(
             dropout=cfg.dropout, skip_rescale=cfg.skip_rescale, init_scale=cfg.init_scale,

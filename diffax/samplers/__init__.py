@@ -36,6 +36,7 @@ Example:
 from diffax.samplers import grid_search
 from diffax.samplers._adaptive import Adaptive, AdaptiveState
 from diffax.samplers._base import EmptyState, NoiseFn, Solver, StepContext, default_noise
+from diffax.samplers._ddgan import DDGAN
 from diffax.samplers._dpm_solver import DPMSolver, DPMSolverAdaptiveState, DPMSolverPP
 from diffax.samplers._edm import EDMStochastic, Heun
 from diffax.samplers._exponential import History
@@ -85,6 +86,7 @@ __all__ = [
     "IPNDM",
     "LMS",
     "SSCS",
+    "DDGAN",
     "History",
     # order rules near the data end (lower_order_final=...)
     "FinalOrder",

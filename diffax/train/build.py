@@ -11,7 +11,8 @@ Keys (defaults: the fields of :mod:`diffax.train.options`):
 * ``process.name``: ``vp`` | ``subvp`` | ``cosine`` | ``ve`` | ``edm`` | ``rectified_flow`` |
   ``ddpm``; with that process's numbers (``beta_min``, ``beta_max``, ``sigma_min``,
   ``sigma_max``, ``sigma_data``, ``s``, ``t_min``, ``t_max``; for ``ddpm``: ``num_steps``,
-  ``schedule`` [linear] | cosine, ``beta_start``, ``beta_end``).
+  ``schedule`` [linear] | cosine | vp (score_sde's VP with ``beta_min``/``beta_max`` on
+  ``num_steps`` uniform steps), ``beta_start``, ``beta_end``).
 * ``model.name``: ``unet`` | ``mlp``; ``model.variant``; ``model.conditional`` (class labels
   from the data); ``model.kwargs``: field overrides of the variant's config. The data's shape
   fills ``image_size``/``num_channels`` (UNet) or ``dim`` (MLP).
@@ -24,7 +25,9 @@ Keys (defaults: the fields of :mod:`diffax.train.options`):
 * ``optim``: :class:`~diffax.train.options.OptimOptions`.
 * ``sample``: :class:`~diffax.train.options.SampleOptions` (``solver``: euler | heun | ddim |
   ddpm | euler_maruyama | reverse_diffusion | pc | edm_stochastic | adaptive | dpm_solver |
-  dpm_solver_pp | unipc | deis | ipndm | lms; ``schedule``: a name or a list of times).
+  dpm_solver_pp | unipc | deis | ipndm | lms | ddgan; ``schedule``: a name or a list of times).
+* ``gan`` (optional): :class:`~diffax.train.options.GANOptions`; a denoising diffusion GAN
+  (:mod:`diffax.ddgan`): ``model`` is the generator's network, ``optim`` its optimizer.
 * ``data.name`` and the keyword arguments of :func:`diffax.data.make_dataset` (``split``,
   ``data_dir``, ``random_flip``, ``image_size``, ...).
 * ``train``: :class:`~diffax.train.options.TrainOptions`; ``eval``:
@@ -128,7 +131,12 @@ def _ddpm(schedule: str = "linear", **numbers: Any) -> Process:
                                                              "beta_end")))
     if schedule == "cosine":
         return processes.DiscreteVP.cosine(**_pick(numbers, ("num_steps", "s")))
-    raise ValueError(f"config.process.schedule={schedule!r} is not one of 'linear', 'cosine'.")
+    if schedule == "vp":  # score_sde's VP on T uniform steps (DDGAN's few-step schedule)
+        return processes.DiscreteVP.from_continuous(
+            processes.VP(**_pick(numbers, ("beta_min", "beta_max"))),
+            num_steps=numbers.get("num_steps", 1000))
+    raise ValueError(f"config.process.schedule={schedule!r} is not one of 'linear', 'cosine', "
+                     f"'vp'.")
 
 
 def _pick(cfg: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -142,7 +150,8 @@ _PROCESSES: dict[str, tuple[Callable[..., Process], tuple[str, ...]]] = {
     "ve": (processes.VE, ("sigma_min", "sigma_max", "t_min", "t_max")),
     "edm": (processes.EDM, ("sigma_min", "sigma_max", "sigma_data")),
     "rectified_flow": (processes.RectifiedFlow, ("t_min", "t_max")),
-    "ddpm": (_ddpm, ("num_steps", "schedule", "beta_start", "beta_end", "s")),
+    "ddpm": (_ddpm, ("num_steps", "schedule", "beta_start", "beta_end", "s", "beta_min",
+                     "beta_max")),
     "cld": (cld.CLD, ("beta", "m_inv", "gamma", "t_min", "t_max")),
 }
 """``process.name`` -> (factory, the keys it takes): one entry per process family."""
@@ -417,6 +426,8 @@ def _solvers(o: SampleOptions) -> dict[str, Callable[[], Any]]:
         # discrete processes: the `method` of diffax.discrete.sample
         **{name: (lambda name=name: name) for name in DISCRETE_SAMPLERS},
         "sscs": samplers.SSCS,
+        # denoising diffusion GANs: the latent shape comes from config.gan (build_experiment)
+        "ddgan": samplers.DDGAN,
     }
 
 
@@ -533,9 +544,14 @@ class Experiment:
     """The sampling grid's :mod:`diffax.schedules` object (``None``: the solver's default)."""
     options: Options | None = None
     """The checked config this experiment was built from."""
+    trainer: Any = None
+    """A :class:`diffax.ddgan.DDGANTrainer` for a config with a ``gan`` section (its own train
+    step; :meth:`denoiser` is then its generator); ``None`` for denoisers."""
 
     def denoiser(self, params: Any, **cond: Any) -> Any:
         """The denoiser ``D(x, t)`` of the network with ``params`` (inference mode)."""
+        if self.trainer is not None:
+            return self.trainer.denoiser(params, **cond)
         return self.loss.parameterization.denoiser(self.apply_fn, params, self.process, **cond)
 
 
@@ -566,11 +582,67 @@ def _build_cheap(o: Options) -> _Cheap:
                           f"{' or '.join(map(repr, DISCRETE_SAMPLERS))}, the others a "
                           f"Gaussian solver.")
     schedule = _wrap("sample", lambda: build_schedule(o.sample))
+    _check_gan(o, process)
     # The loss's own checks, before any data or model (the null label comes from the model;
     # any index stands in for it here).
     _wrap("loss", lambda: build_loss(o.loss, process, conditional=o.model.conditional,
                                      null_label=0 if o.model.conditional else None))
     return _Cheap(process, optimizer, lr, solver, steps, schedule)
+
+
+def _check_gan(o: Options, process: Any) -> None:
+    """A ``gan`` section needs the ``ddpm`` process, the ``ddgan`` solver on its T steps and an
+    unconditional model; the ``ddgan`` solver needs a ``gan`` section."""
+    if o.gan is None:
+        if o.sample.solver == "ddgan":
+            raise ConfigError("sample.solver", "config.sample.solver='ddgan' samples a denoising "
+                              "diffusion GAN: it needs a `gan` section.")
+        return
+    if not isinstance(process, processes.DiscreteVP):
+        raise ConfigError("process.name", f"config.gan needs process.name='ddpm' (DDGAN's T "
+                          f"steps), got {o.process.name!r}.")
+    if o.sample.solver != "ddgan":
+        raise ConfigError("sample.solver", f"config.gan needs sample.solver='ddgan', got "
+                          f"{o.sample.solver!r}.")
+    if o.sample.num_steps != process.num_steps:
+        raise ConfigError("sample.num_steps", f"config.sample.num_steps={o.sample.num_steps} "
+                          f"must equal process.num_steps={process.num_steps} (DDGAN's T).")
+    if o.model.conditional:
+        raise ConfigError("model.conditional", "config.gan: class-conditional DDGAN is not "
+                          "supported; set model.conditional=False.")
+
+
+def _build_gan(o: Options, cheap: _Cheap, info: Any) -> Experiment:
+    """The experiment of a config with a ``gan`` section (:mod:`diffax.ddgan`)."""
+    from diffax import ddgan
+
+    g = o.gan
+    net, _ = build_model(o.model, info, cheap.process)
+    if len(info.shape) == 1:
+        disc = ddgan.MLPDiscriminator(width=g.d_width, depth=g.d_depth)
+    else:
+        disc = ddgan.ConvDiscriminator(channels=g.d_channels, ch_mult=g.d_ch_mult)
+    model = ddgan.GANModel(
+        generator=ddgan.Generator(net=net, latent_dim=g.latent_dim,
+                                  mapping_layers=g.mapping_layers),
+        discriminator=disc, data_shape=tuple(info.shape))
+    d_opt, _ = _wrap("gan", lambda: step_lib.make_optimizer(
+        learning_rate=g.d_learning_rate, b1=g.d_b1, b2=g.d_b2, grad_clip=g.d_grad_clip))
+    trainer = ddgan.DDGANTrainer(
+        loss=ddgan.GANLoss(process=cheap.process, r1_gamma=g.r1_gamma,
+                           latent_shape=(g.latent_dim,)),
+        model=model, generator_optimizer=cheap.optimizer, discriminator_optimizer=d_opt)
+
+    def apply_fn(params, x, t, **kwargs):  # the generator at z = 0
+        return trainer.denoiser(params)(x, t)
+
+    return Experiment(
+        process=cheap.process, loss=trainer.loss, model=model, apply_fn=apply_fn,
+        train_apply_fn=apply_fn, optimizer=trainer.optimizer, schedule=cheap.lr_schedule,
+        ema_decays=o.optim.ema_decays, ema_warmup=o.optim.ema_warmup,
+        solver=samplers.DDGAN(latent_shape=(g.latent_dim,)), sample_steps=cheap.sample_steps,
+        data_info=info, conditional=False, sample_schedule=cheap.sample_schedule, options=o,
+        trainer=trainer)
 
 
 def check_config(config: Any, *, num_devices: int | None = None) -> TrainOptions:
@@ -630,6 +702,8 @@ def build_experiment(config: Any) -> Experiment:
     o = config if isinstance(config, Options) else parse_config(config, num_devices=1)
     cheap = _build_cheap(o)
     info = build_dataset_info(o.data)
+    if o.gan is not None:
+        return _build_gan(o, cheap, info)
     model, conditional = build_model(
         o.model, info, cheap.process,
         input_copies=getattr(cheap.process, "state_size", 1))

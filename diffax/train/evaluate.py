@@ -404,6 +404,9 @@ def likelihood(trained: Trained, workdir: str) -> dict[str, Any]:
     if isinstance(trained.exp.solver, str):
         raise ConfigError("process.name", "a discrete process has no probability-flow ODE; "
                           "`diffax eval` reports its held-out NELBO")
+    if trained.exp.trainer is not None:
+        raise ConfigError("gan", "a denoising diffusion GAN (config.gan) has no likelihood; set "
+                          "eval.likelihood=False")
 
     exp, ev = trained.exp, trained.options.eval
     held = held_out(exp, ev.split, ev.likelihood_examples)

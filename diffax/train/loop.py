@@ -89,7 +89,7 @@ class CollectiveError(TrainingError):
     """A cross-process operation failed: another process of the job died or hung."""
 
 
-COMPATIBLE_KEYS = ("process", "model", "loss", "data.name")
+COMPATIBLE_KEYS = ("process", "model", "loss", "data.name", "gan")
 """Config entries a checkpoint must share with the config resuming from it."""
 
 
@@ -312,9 +312,13 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike, *,
         data_iter.set_state(restored.data_state)
         progress.message(f"Resumed from {ckpt.directory} at step {restored_from}.")
 
-    train_step = make_train_step(exp.loss.bind(exp.train_apply_fn), exp.optimizer,
-                                 learning_rate=exp.schedule, n_steps=n_jitted,
-                                 ema_warmup=exp.ema_warmup)
+    if exp.trainer is not None:  # its own update (diffax.ddgan: two networks, two optimizers)
+        train_step = exp.trainer.train_step(learning_rate=exp.schedule, n_steps=n_jitted,
+                                            ema_warmup=exp.ema_warmup)
+    else:
+        train_step = make_train_step(exp.loss.bind(exp.train_apply_fn), exp.optimizer,
+                                     learning_rate=exp.schedule, n_steps=n_jitted,
+                                     ema_warmup=exp.ema_warmup)
     step_fn = parallel.compile_train_step(train_step, mesh, leading_steps=n_jitted > 1)
 
     num_samples = options.sample.num_samples

@@ -42,6 +42,7 @@ __all__ = [
     "DataOptions",
     "SampleOptions",
     "EvalOptions",
+    "GANOptions",
     "SECTIONS",
     "TRAIN_KEYS",
     "SAMPLE_DEFAULTS",
@@ -59,6 +60,7 @@ __all__ = [
     "data_options",
     "sample_options",
     "eval_options",
+    "gan_options",
 ]
 
 
@@ -609,7 +611,7 @@ def data_options(cfg: Mapping[str, Any]) -> DataOptions:
 
 SOLVERS = ("euler", "heun", "ddim", "ddpm", "euler_maruyama", "reverse_diffusion", "pc",
            "edm_stochastic", "adaptive", "dpm_solver", "dpm_solver_pp", "unipc", "deis",
-           "ipndm", "lms", "ancestral", "tau_leaping", "sscs")
+           "ipndm", "lms", "ancestral", "tau_leaping", "sscs", "ddgan")
 """``sample.solver`` values: each is one branch of :func:`diffax.train.build.build_solver`."""
 
 SCHEDULES = ("default", "time_uniform", "quadratic", "log_snr", "karras")
@@ -826,9 +828,78 @@ def eval_options(cfg: Mapping[str, Any]) -> EvalOptions:
 
 
 # --------------------------------------------------------------------------------------------
+# gan
+
+
+@dataclasses.dataclass(frozen=True)
+class GANOptions(_Section):
+    """``config.gan``: train a denoising diffusion GAN (:mod:`diffax.ddgan`) instead of a
+    denoiser. ``model`` is then the generator's network and ``optim`` its optimizer; the
+    process must be ``ddpm`` (its ``num_steps`` are DDGAN's T) and ``sample.solver`` ``ddgan``.
+
+    Attributes:
+      latent_dim: size of the latent ``z`` [100].
+      mapping_layers: depth of the latent's mapping network [2].
+      r1_gamma: weight of the R1 penalty on real pairs [0.05].
+      d_learning_rate: the discriminator's Adam learning rate [1e-4].
+      d_b1, d_b2: the discriminator's Adam betas [0.5, 0.9].
+      d_grad_clip: the discriminator's global-norm clipping [None: none].
+      d_width, d_depth: the MLP discriminator (vector data) [128, 3].
+      d_channels, d_ch_mult: the conv discriminator (images) [32, (1, 2, 2)].
+    """
+
+    latent_dim: int = 100
+    mapping_layers: int = 2
+    r1_gamma: float = 0.05
+    d_learning_rate: float = 1e-4
+    d_b1: float = 0.5
+    d_b2: float = 0.9
+    d_grad_clip: float | None = None
+    d_width: int = 128
+    d_depth: int = 3
+    d_channels: int = 32
+    d_ch_mult: tuple[int, ...] = (1, 2, 2)
+
+
+def gan_options(cfg: Mapping[str, Any]) -> GANOptions:
+    """Checks ``config.gan``.
+
+    Example:
+      >>> gan_options({"latent_dim": 8}).r1_gamma
+      0.05
+      >>> gan_options({"latent_dim": 0})
+      Traceback (most recent call last):
+      ...
+      diffax.train.options.ConfigError: config.gan.latent_dim must be an integer >= 1, got 0.
+    """
+    cfg = dict(cfg)
+    d = _defaults(GANOptions)
+    check_keys(cfg, "gan", set(d))
+    ints = {k: _integer(cfg, "gan", k, d[k], minimum=m)
+            for k, m in (("latent_dim", 1), ("mapping_layers", 0), ("d_width", 1),
+                         ("d_depth", 1), ("d_channels", 1))}
+    mult = cfg.get("d_ch_mult", d["d_ch_mult"])
+    if isinstance(mult, str) or not isinstance(mult, list | tuple) or not mult:
+        raise ConfigError("gan.d_ch_mult", f"config.gan.d_ch_mult must be a non-empty tuple "
+                          f"of positive integers, got {mult!r}.")
+    mult = tuple(_integer({f"d_ch_mult[{i}]": m}, "gan", f"d_ch_mult[{i}]", minimum=1)
+                 for i, m in enumerate(mult))
+    return GANOptions(
+        **ints, d_ch_mult=mult,
+        r1_gamma=_real(cfg, "gan", "r1_gamma", d["r1_gamma"], low=0.0),
+        d_learning_rate=_real(cfg, "gan", "d_learning_rate", d["d_learning_rate"], low=0.0,
+                              low_open=True),
+        d_b1=_real(cfg, "gan", "d_b1", d["d_b1"], low=0.0, high=1.0, high_open=True),
+        d_b2=_real(cfg, "gan", "d_b2", d["d_b2"], low=0.0, high=1.0, high_open=True),
+        d_grad_clip=_real(cfg, "gan", "d_grad_clip", d["d_grad_clip"], low=0.0, low_open=True,
+                          allow_none=True))
+
+
+# --------------------------------------------------------------------------------------------
 # the whole config
 
-SECTIONS = ("seed", "process", "model", "loss", "optim", "train", "data", "sample", "eval")
+SECTIONS = ("seed", "process", "model", "loss", "optim", "train", "data", "sample", "eval",
+            "gan")
 """The top-level keys of a training config."""
 
 
@@ -845,6 +916,8 @@ class Options:
     data: DataOptions
     sample: SampleOptions
     eval: EvalOptions
+    gan: GANOptions | None = None
+    """A denoising diffusion GAN's options (``None``: a denoiser is trained)."""
 
 
 def parse_config(config: Any, *, num_devices: int | None = None) -> Options:
@@ -887,8 +960,9 @@ def parse_config(config: Any, *, num_devices: int | None = None) -> Options:
     optim = optim_options(_section(config, "optim"))
     sample = sample_options(_section(config, "sample"))
     evaluation = eval_options(_section(config, "eval"))
+    gan = gan_options(_section(config, "gan")) if config.get("gan") is not None else None
     return Options(seed=int(seed), process=process, model=model, loss=loss, optim=optim,
-                   train=train, data=data, sample=sample, eval=evaluation)
+                   train=train, data=data, sample=sample, eval=evaluation, gan=gan)
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ import optax
 from diffax.train.state import TrainState
 from diffax.typing import Array, PyTree
 
-__all__ = ["make_train_step", "make_optimizer", "reduce_metrics", "TrainStep"]
+__all__ = ["make_train_step", "make_optimizer", "reduce_metrics", "TrainStep", "ema_update",
+           "finish_update", "repeat_steps"]
 
 TrainStep = Callable[[TrainState, Any], tuple[TrainState, dict[str, Array]]]
 """``train_step(state, batch) -> (state, metrics)``."""
@@ -167,27 +168,79 @@ def make_train_step(loss_fn: Callable[[PyTree, Array, Any], tuple[Array, Any]],
         (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, key, batch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        ema_params = []
-        for decay, ema in zip(state.ema_decays, state.ema_params, strict=True):
-            d = jnp.asarray(decay, jnp.float32)
-            if ema_warmup:
-                s = state.step.astype(jnp.float32)
-                d = jnp.minimum(d, (1.0 + s) / (10.0 + s))
-            ema_params.append(optax.incremental_update(params, ema, 1.0 - d))
+        ema_params = ema_update(state, params, ema_warmup=ema_warmup)
         grad_norm = optax.tree.norm(grads)
         bad = ~(jnp.isfinite(loss) & jnp.isfinite(grad_norm))
-        metrics = {"loss": loss, "grad_norm": grad_norm, "nonfinite": bad.astype(jnp.int32),
-                   "nonfinite_step": jnp.where(bad, state.step + 1, -1).astype(jnp.int32)}
-        if schedule is not None:
-            metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
-        new = (params, opt_state, tuple(ema_params))
-        if skip_nonfinite:
-            old = (state.params, state.opt_state, state.ema_params)
-            new = jax.tree.map(lambda n, o: jnp.where(bad, o, n), new, old)
-        params, opt_state, ema_params = new
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                             ema_params=ema_params), metrics
+        metrics = {"loss": loss, "grad_norm": grad_norm}
+        return finish_update(state, params, opt_state, ema_params, metrics, bad=bad,
+                             schedule=schedule, skip_nonfinite=skip_nonfinite)
 
+    return repeat_steps(one_step, n_steps)
+
+
+def ema_update(state: TrainState, params: PyTree, *, ema_warmup: bool = False
+               ) -> tuple[PyTree, ...]:
+    """Every EMA copy of ``state`` moved towards ``params``:
+    ``ema <- decay * ema + (1 - decay) * params`` (with ``ema_warmup``, the decay is
+    ``min(decay, (1 + step) / (10 + step))``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> s = TrainState.create(params=jnp.zeros(()), optimizer=optax.sgd(0.1),
+      ...                       key=jax.random.key(0), ema_decays=(0.5,))
+      >>> float(ema_update(s, jnp.ones(()))[0])
+      0.5
+    """
+    ema_params = []
+    for decay, ema in zip(state.ema_decays, state.ema_params, strict=True):
+        d = jnp.asarray(decay, jnp.float32)
+        if ema_warmup:
+            s = state.step.astype(jnp.float32)
+            d = jnp.minimum(d, (1.0 + s) / (10.0 + s))
+        ema_params.append(optax.incremental_update(params, ema, 1.0 - d))
+    return tuple(ema_params)
+
+
+def finish_update(state: TrainState, params: PyTree, opt_state: PyTree,
+                  ema_params: tuple[PyTree, ...], metrics: dict[str, Array], *, bad: Array,
+                  schedule: optax.Schedule | None = None, skip_nonfinite: bool = True
+                  ) -> tuple[TrainState, dict[str, Array]]:
+    """The state after one update and its metrics: ``step + 1`` and the new parameters,
+    optimizer state and EMA, or (``skip_nonfinite`` and ``bad``) the old ones; ``metrics`` gets
+    ``nonfinite``, ``nonfinite_step`` and, with a ``schedule``, ``learning_rate``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> s = TrainState.create(params=jnp.zeros(()), optimizer=optax.sgd(0.1),
+      ...                       key=jax.random.key(0), ema_decays=())
+      >>> s2, m = finish_update(s, jnp.ones(()), s.opt_state, (), {}, bad=jnp.array(True))
+      >>> int(s2.step), float(s2.params), int(m["nonfinite_step"])
+      (1, 0.0, 1)
+    """
+    metrics = {**metrics, "nonfinite": bad.astype(jnp.int32),
+               "nonfinite_step": jnp.where(bad, state.step + 1, -1).astype(jnp.int32)}
+    if schedule is not None:
+        metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
+    new = (params, opt_state, tuple(ema_params))
+    if skip_nonfinite:
+        old = (state.params, state.opt_state, state.ema_params)
+        new = jax.tree.map(lambda n, o: jnp.where(bad, o, n), new, old)
+    params, opt_state, ema_params = new
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                         ema_params=ema_params), metrics
+
+
+def repeat_steps(one_step: TrainStep, n_steps: int) -> TrainStep:
+    """``one_step`` itself for ``n_steps == 1``; else a step running ``n_steps`` updates in
+    ``lax.scan`` over the batch's leading axis, with :func:`reduce_metrics` of their metrics.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> step = repeat_steps(lambda s, b: (s + b, {"loss": b}), 2)
+      >>> state, m = step(jnp.zeros(()), jnp.array([1.0, 3.0]))
+      >>> float(state), float(m["loss"])
+      (4.0, 2.0)
+    """
     if n_steps == 1:
         return one_step
 

@@ -115,8 +115,11 @@ def test_tiny_variant_traces_a_train_step_and_the_sampler(name):
                                        np.int32 if discrete else np.float32)}
     if exp.data_info.num_classes:
         batch["label"] = jax.ShapeDtypeStruct((cfg.train.batch_size,), np.int32)
-    step = make_train_step(exp.loss.bind(exp.train_apply_fn), exp.optimizer,
-                           learning_rate=exp.schedule, ema_warmup=exp.ema_warmup)
+    if exp.trainer is not None:  # a denoising diffusion GAN (diffax.ddgan): its own update
+        step = exp.trainer.train_step(learning_rate=exp.schedule, ema_warmup=exp.ema_warmup)
+    else:
+        step = make_train_step(exp.loss.bind(exp.train_apply_fn), exp.optimizer,
+                               learning_rate=exp.schedule, ema_warmup=exp.ema_warmup)
     new_state, metrics = jax.eval_shape(step, state, batch)
     assert jax.tree.structure(new_state) == jax.tree.structure(state)
     assert metrics["loss"].shape == ()
@@ -130,8 +133,10 @@ def test_tiny_variant_traces_a_train_step_and_the_sampler(name):
         return
     x_init = jax.ShapeDtypeStruct((4, *exp.data_info.shape), np.float32)
     state_init = x_init if exp.process.scalar_coefficients else (x_init, x_init)  # CLD: (x, v)
+    denoiser = exp.denoiser if exp.trainer is not None else (  # DDGAN: the generator
+        lambda params: exp.loss.denoiser(exp.apply_fn, params))
     sample = lambda params, x: jax.tree.leaves(samplers.sample(
-        jax.random.key(0), exp.process, exp.loss.denoiser(exp.apply_fn, params), x,
+        jax.random.key(0), exp.process, denoiser(params), x,
         solver=exp.solver, num_steps=exp.sample_steps,
         denoise_final=bool(cfg.sample.denoise_final)).x)[0]
     assert jax.eval_shape(sample, state.params, state_init).shape == x_init.shape
@@ -141,9 +146,12 @@ def test_tiny_variant_traces_a_train_step_and_the_sampler(name):
 # config (4 steps through `diffax demo`) and checks its checkpoint and outputs. digits_cld is
 # left out to keep the CLD tests within their CPU budget (35 s here): the test above traces its
 # train step and sampler, and toy2d_cld runs the same CLD loss, loop and sampler for real.
+# digits_ddgan and toy2d_ddgan likewise (the DDGAN budget): traced above; and
+# tests/train/test_ddgan_train.py trains, resumes and samples toy2d_ddgan's tiny variant.
 @pytest.mark.parametrize("name", [
     n if n.startswith("toy2d") else pytest.param(n, marks=pytest.mark.slow)
-    for n in NAMES if n not in ("digits_demo", "digits_cld") and n not in DISCRETE])
+    for n in NAMES if n not in ("digits_demo", "digits_cld", "digits_ddgan", "toy2d_ddgan")
+    and n not in DISCRETE])
 def test_tiny_variant_trains_two_steps(name, tmp_path):
     # The MLP configs take ~8 s; the UNet ones 15-30 s each on 2 CPU cores (compilation on 8
     # simulated devices), so they are marked slow.
