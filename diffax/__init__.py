@@ -11,8 +11,10 @@ from diffax import (
     discrete,
     guidance,
     inverse,
+    latent,
     likelihood,
     losses,
+    lsgm,
     models,
     parameterization,
     processes,
@@ -24,6 +26,7 @@ from diffax import (
 from diffax._pytree import pytree_dataclass, static_field
 from diffax.cld import CLD
 from diffax.inverse import inpaint
+from diffax.latent import Latent
 from diffax.likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from diffax.parameterization import (
     PREDICTIONS,
@@ -77,7 +80,9 @@ __all__ = [
     "discrete",
     "guidance",
     "inverse",
+    "latent",
     "losses",
+    "lsgm",
     "models",
     "testing",
     "typing",
@@ -111,6 +116,8 @@ __all__ = [
     "SampleResult",
     # conditional generation
     "inpaint",
+    # latent diffusion
+    "Latent",
     # likelihood
     "log_likelihood",
     "bits_per_dim",

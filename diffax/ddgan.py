@@ -35,9 +35,9 @@ Example:
   ...     discriminator_optimizer=optax.adam(1e-3))
   >>> state = TrainState.create(params=model.init_params(jax.random.key(0)),
   ...                           optimizer=trainer.optimizer, key=jax.random.key(1))
-  >>> state, m = jax.jit(trainer.train_step())(state, {"x": jnp.ones((8, 2))})
-  >>> int(state.step), sorted(m)[:4]
-  (1, ['d_fake', 'd_grad_norm', 'd_loss', 'd_real'])
+  >>> step = trainer.train_step()   # jit it: state, metrics = step(state, {"x": x0})
+  >>> type(state.opt_state).__name__, sorted(state.params)
+  ('GANOptState', ['discriminator', 'generator'])
   >>> G = trainer.denoiser(state.sampling_params())
   >>> x_init = p.prior_sample(jax.random.key(2), (5, 2))
   >>> res = diffax.sample(jax.random.key(3), p, G, x_init,

@@ -21,7 +21,8 @@ of its nearest mode; a mode is *covered* when at least 10 high-quality samples f
 (the expected count per mode is samples / 25). Also the sliced Wasserstein distance to exact
 samples (and that distance between two exact sample sets: the noise floor).
 
-    nice -n 10 python tools/bench_ddgan.py --seconds 120 --seeds 2 --out tools/bench_ddgan.md
+    nice -n 10 python tools/bench_ddgan.py --seconds 40 --seeds 2 --samples 5000 \
+        --out tools/bench_ddgan.md
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ Datasets are named by strings:
 - `"toy2d/<distribution>"`: 2-D toy data (eight_gaussians, two_moons, checkerboard,
   swiss_roll, spirals), train 50,000 / test 10,000 points with fixed seeds;
 - `"digits"`: scikit-learn's 8x8 digits as uint8 `[8, 8, 1]` images, train 1497 / test 300;
+- `"digits_upsampled/16"`, `"digits_upsampled/32"`: the same digits bilinearly upsampled
+  (`downsample_digits` takes samples back to 8x8 for the digits yardsticks);
 - `"phantoms/32"`, `"phantoms/64"`: random-ellipse head phantoms (Shepp-Logan-like
   intensities) with segmentation maps, train 4000 / test 500 with fixed seeds;
 - `"image_folder"` with `folder=...`: any local folder of images (class subfolders optional);
@@ -40,6 +42,12 @@ from diffax.data._digits import (
     digits_split_indices,
     digits_to_uint8,
     uint8_to_digits,
+)
+from diffax.data._digits_upsampled import (
+    DIGITS_UPSAMPLED_SIZES,
+    DigitsUpsampled,
+    downsample_digits,
+    upsample_digits,
 )
 from diffax.data._image_folder import (
     IMAGE_EXTENSIONS,
@@ -91,6 +99,10 @@ __all__ = [
     "DEFAULT_VALUE_RANGE",
     "DIGITS_NUM_TEST",
     "DIGITS_NUM_TRAIN",
+    "DIGITS_UPSAMPLED_SIZES",
+    "DigitsUpsampled",
+    "downsample_digits",
+    "upsample_digits",
     "DataInfo",
     "DatasetNotPreparedError",
     "Digits",

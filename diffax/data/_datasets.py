@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from diffax.data._digits import Digits
+from diffax.data._digits_upsampled import DIGITS_UPSAMPLED_SIZES, DigitsUpsampled
 from diffax.data._image_folder import ImageFolder, ImageFolderConfig, _check_image_size
 from diffax.data._phantoms import PHANTOM_SIZES, Phantoms
 from diffax.data._text import DigitsTokens, PydocText
@@ -30,6 +31,7 @@ BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     "phantoms": Phantoms,
     "pydoc_text": PydocText,
     "digits_tokens": DigitsTokens,
+    "digits_upsampled": DigitsUpsampled,
 }
 
 _FILE_FORMAT = "array_record"
@@ -57,7 +59,8 @@ def default_data_dir() -> str:
 
 def _own_names() -> str:
     toy = ", ".join(f"toy2d/{k}" for k in TOY2D_DISTRIBUTIONS)
-    return f"{toy}, digits, image_folder, phantoms/32, phantoms/64, pydoc_text, digits_tokens"
+    return (f"{toy}, digits, image_folder, phantoms/32, phantoms/64, pydoc_text, "
+            "digits_tokens, digits_upsampled/16, digits_upsampled/32")
 
 
 def _parse_name(name: str) -> tuple[str, str | None]:
@@ -106,6 +109,13 @@ def _make_builder(
             raise ValueError(f"Unknown phantoms size in name {name!r} (argument `name`); choose "
                              f"one of {', '.join(f'phantoms/{s}' for s in PHANTOM_SIZES)}.")
         return Phantoms(config=config, data_dir=data_dir, file_format=_FILE_FORMAT)
+    if base == "digits_upsampled":
+        config = config or DigitsUpsampled.DEFAULT_CONFIG_NAME
+        if config not in {str(s) for s in DIGITS_UPSAMPLED_SIZES}:
+            sizes = ", ".join(f"digits_upsampled/{s}" for s in DIGITS_UPSAMPLED_SIZES)
+            raise ValueError(f"Unknown digits_upsampled size in name {name!r} (argument "
+                             f"`name`); choose one of {sizes}.")
+        return DigitsUpsampled(config=config, data_dir=data_dir, file_format=_FILE_FORMAT)
     if base in ("digits", "image_folder", "pydoc_text", "digits_tokens") and config is not None:
         raise ValueError(f"Dataset {base!r} has no configs; got name {name!r}.")
     if base == "digits":

@@ -25,6 +25,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from diffax.models.autoencoder import (
+    AUTOENCODER_VARIANTS,
+    AutoencoderConfig,
+    AutoencoderKL,
+    AutoencoderVQ,
+)
 from diffax.models.layers import BlockType, Embedding, drop_labels
 from diffax.models.mlp import MLP, MLPConfig
 from diffax.models.mlp import VARIANTS as MLP_VARIANTS
@@ -35,6 +41,10 @@ from diffax.models.unet import VARIANTS as UNET_VARIANTS
 from diffax.models.unet import UNet, UNetConfig
 
 __all__ = [
+    "AUTOENCODER_VARIANTS",
+    "AutoencoderConfig",
+    "AutoencoderKL",
+    "AutoencoderVQ",
     "MLP",
     "MLP_VARIANTS",
     "TRANSFORMER_VARIANTS",

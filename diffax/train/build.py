@@ -98,6 +98,7 @@ __all__ = [
     "build_schedule",
     "build_dataset_info",
     "build_data_iterator",
+    "build_autoencoder_loss",
     "section",
 ]
 
@@ -518,6 +519,65 @@ def build_data_iterator(cfg: Mapping[str, Any] | DataOptions, *, seed: int, batc
 
 
 # --------------------------------------------------------------------------------------------
+# latent diffusion: the autoencoder of stage 1, the latents of stage 2
+
+
+def build_autoencoder_loss(o: opts_lib.AutoencoderLossOptions, model_name: str) -> Any:
+    """The :mod:`diffax.latent` loss object of an autoencoder's ``config.loss``."""
+    from diffax import latent
+
+    power = {"l1": 1, "l2": 2}[o.reconstruction]
+    if model_name == "autoencoder_kl":
+        return latent.AutoencoderKLLoss(kl_weight=o.kl_weight, reconstruction_power=power)
+    return latent.AutoencoderVQLoss(commitment=o.commitment,
+                                    codebook_weight=o.codebook_weight,
+                                    reconstruction_power=power)
+
+
+def _autoencoder_experiment(o: Options, cheap: _Cheap, info: Any) -> Experiment:
+    from diffax import models
+    from diffax.train import latent as latent_train
+
+    if not info.is_image or info.shape[0] != info.shape[1]:
+        raise ConfigError("data.name", f"config.model.name={o.model.name!r} needs square "
+                          f"images [H, W, C]; dataset {info.name!r} has {info.shape}.")
+    cls = {"autoencoder_kl": models.AutoencoderKL, "autoencoder_vq": models.AutoencoderVQ}
+    overrides = _model_overrides(o.model.kwargs)
+    overrides.setdefault("image_size", info.shape[0])
+    overrides.setdefault("num_channels", info.shape[-1])
+    try:
+        model = cls[o.model.name].from_variant(o.model.variant, **overrides)
+    except (ValueError, TypeError) as e:
+        raise ConfigError("model", f"config.model (name={o.model.name!r}, variant="
+                          f"{o.model.variant!r}, kwargs={overrides}): {e}") from e
+
+    def apply_fn(params, x, *, key=None, train=False):
+        del train
+        return model.apply(params, x, key=key)
+
+    exp = Experiment(
+        process=None, loss=build_autoencoder_loss(o.loss, o.model.name), model=model,
+        apply_fn=apply_fn, train_apply_fn=apply_fn, optimizer=cheap.optimizer,
+        schedule=cheap.lr_schedule, ema_decays=o.optim.ema_decays,
+        ema_warmup=o.optim.ema_warmup, solver=None, sample_steps=0, data_info=info,
+        conditional=False, options=o)
+    return dataclasses.replace(
+        exp, after_training=functools.partial(latent_train.write_scale_factor, exp))
+
+
+def _latent_model_info(o: Options, info: Any, latent_shape: tuple[int, ...]) -> Any:
+    """``info`` with the latents' shape (what the stage-2 model sees); explicit model sizes
+    that contradict it raise, naming the key."""
+    for key, want in (("image_size", latent_shape[0]), ("num_channels", latent_shape[-1])):
+        got = o.model.kwargs.get(key)
+        if got is not None and got != want:
+            raise ConfigError(f"model.kwargs.{key}", f"config.model.kwargs.{key}={got!r} "
+                              f"does not match the latent shape {tuple(latent_shape)} of the "
+                              f"autoencoder in config.latent.workdir (it would be {want}).")
+    return dataclasses.replace(info, shape=tuple(latent_shape))
+
+
+# --------------------------------------------------------------------------------------------
 # everything
 
 
@@ -547,6 +607,12 @@ class Experiment:
     trainer: Any = None
     """A :class:`diffax.ddgan.DDGANTrainer` for a config with a ``gan`` section (its own train
     step; :meth:`denoiser` is then its generator); ``None`` for denoisers."""
+    latent: Any = None
+    """Stage 2 of latent diffusion: the :class:`diffax.Latent` whose scaled latents the model
+    denoises (samples are decoded with it); ``None`` in pixel space."""
+    after_training: Any = None
+    """``after_training(state, workdir)``, run once when a run finishes (an autoencoder
+    measures its latent scale, :func:`diffax.train.latent.write_scale_factor`)."""
 
     def denoiser(self, params: Any, **cond: Any) -> Any:
         """The denoiser ``D(x, t)`` of the network with ``params`` (inference mode)."""
@@ -567,6 +633,11 @@ class _Cheap:
 
 def _build_cheap(o: Options) -> _Cheap:
     """Process, optimizer, solver and schedule: built once, errors name their section."""
+    if o.is_autoencoder:  # stage 1 of latent diffusion: an optimizer and its own loss only
+        optimizer, lr = _wrap("optim", lambda: build_optimizer(o.optim,
+                                                               num_steps=o.train.num_steps))
+        _wrap("loss", lambda: build_autoencoder_loss(o.loss, o.model.name))
+        return _Cheap(None, optimizer, lr, None, 0, None)
     process = _wrap("process", lambda: build_process(o.process))
     t_min, t_max = float(process.t_min), float(process.t_max)
     if not t_min < t_max:
@@ -704,18 +775,35 @@ def build_experiment(config: Any) -> Experiment:
     info = build_dataset_info(o.data)
     if o.gan is not None:
         return _build_gan(o, cheap, info)
+    if o.is_autoencoder:
+        return _autoencoder_experiment(o, cheap, info)
+    lat = None
+    model_info = info
+    if o.latent is not None:
+        from diffax import latent as latent_lib
+        from diffax.train import latent as latent_train
+
+        if _is_discrete(cheap.process) or not getattr(cheap.process, "scalar_coefficients",
+                                                      True):
+            raise ConfigError("process.name", f"config.latent needs a Gaussian process "
+                              f"(vp, ve, edm, ...), not process.name={o.process.name!r}.")
+        ae, scale, _ = latent_train.load_autoencoder(o.latent, o.data.name)
+        lat = latent_lib.Latent(autoencoder=ae, process=cheap.process, scale_factor=scale)
+        model_info = _latent_model_info(o, info, ae.latent_shape)
     model, conditional = build_model(
-        o.model, info, cheap.process,
+        o.model, model_info, cheap.process,
         input_copies=getattr(cheap.process, "state_size", 1))
     dropout = float(getattr(model.config, "dropout", 0.0)) > 0
     loss = _wrap("loss", lambda: build_loss(
         o.loss, cheap.process, conditional=conditional, dropout_key=dropout,
         null_label=getattr(model.config, "null_label", None)))
     apply_fn = models.apply_fn(model)
+    if lat is not None:
+        loss = lat.loss(loss, sample_posterior=o.latent.sample_posterior)
     return Experiment(
         process=cheap.process, loss=loss, model=model, apply_fn=apply_fn,
         train_apply_fn=functools.partial(apply_fn, train=True), optimizer=cheap.optimizer,
         schedule=cheap.lr_schedule, ema_decays=o.optim.ema_decays,
         ema_warmup=o.optim.ema_warmup, solver=cheap.solver, sample_steps=cheap.sample_steps,
         data_info=info, conditional=conditional, sample_schedule=cheap.sample_schedule,
-        options=o)
+        options=o, latent=lat)

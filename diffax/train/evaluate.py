@@ -182,7 +182,12 @@ def sampling_program(exp: Experiment, *, batch: int, mesh: Any) -> Any:
         weakref.finalize(exp, _PROGRAMS.pop, id(exp), None)
     if (batch, mesh) in programs:
         return programs[batch, mesh]
-    shape = (batch, *exp.data_info.shape)
+    if exp.process is None:
+        raise ValueError(f"{exp.options.model.name!r} is an autoencoder: it has no sampler "
+                         "(`diffax eval` reports its reconstructions; a stage-2 config with "
+                         "config.latent.workdir samples its latents).")
+    latent = getattr(exp, "latent", None)  # stage 2 of latent diffusion: sample latents
+    shape = (batch, *(exp.data_info.shape if latent is None else latent.latent_shape))
     denoise_final = exp.options.sample.denoise_final
 
     def run(params, key, labels):
@@ -200,6 +205,8 @@ def sampling_program(exp: Experiment, *, batch: int, mesh: Any) -> Any:
                               num_steps=exp.sample_steps, schedule=exp.sample_schedule,
                               denoise_final=denoise_final)
         x = res.x[0] if isinstance(res.x, tuple) else res.x  # CLD's (x, v): the data part
+        if latent is not None:  # decoded to data space
+            x = latent.decode(x)
         return x, res.nfe
 
     programs[batch, mesh] = jax.jit(run)
@@ -407,6 +414,10 @@ def likelihood(trained: Trained, workdir: str) -> dict[str, Any]:
     if trained.exp.trainer is not None:
         raise ConfigError("gan", "a denoising diffusion GAN (config.gan) has no likelihood; set "
                           "eval.likelihood=False")
+    if trained.exp.process is None or getattr(trained.exp, "latent", None) is not None:
+        raise ConfigError("eval.likelihood", "the likelihood of an autoencoder or of latent "
+                          "diffusion (latent NLL plus the decoder term, a bound) is not "
+                          "implemented yet (issue #18); set eval.likelihood=False")
 
     exp, ev = trained.exp, trained.options.eval
     held = held_out(exp, ev.split, ev.likelihood_examples)
@@ -587,6 +598,10 @@ def evaluate(trained: Trained, workdir: str, *, nll: dict[str, Any] | None = Non
 
     if isinstance(trained.exp.solver, str):
         return evaluate_tokens(trained, workdir)
+    if trained.exp.process is None:  # an autoencoder (stage 1 of latent diffusion)
+        from diffax.train.latent import evaluate_autoencoder
+
+        return evaluate_autoencoder(trained, workdir)
 
     exp, ev = trained.exp, trained.options.eval
     info = exp.data_info
@@ -620,6 +635,10 @@ def evaluate(trained: Trained, workdir: str, *, nll: dict[str, Any] | None = Non
         "nll": None,
         "nfe": {"sample": int(nfe)},
     }
+    if info.name.startswith("digits_upsampled"):  # also scored by the 8x8 digits yardstick
+        from diffax.train.latent import digits_8x8_scores
+
+        result["digits_8x8"] = digits_8x8_scores(exp, x, x_untrained)
     if nll is None and ev.likelihood:
         nll = likelihood(trained, workdir)
     if nll is not None:

@@ -428,6 +428,8 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike, *,
             progress.message(f"SIGTERM: saved a checkpoint at step {step} and stopped.")
         else:
             progress.message(f"Done: {step} steps.")
+            if exp.after_training is not None and is_main:  # an autoencoder's latent scale
+                exp.after_training(state, workdir)
     except jax.errors.JaxRuntimeError as e:
         if jax.process_count() == 1:
             raise

@@ -43,6 +43,11 @@ __all__ = [
     "SampleOptions",
     "EvalOptions",
     "GANOptions",
+    "AUTOENCODER_NAMES",
+    "AutoencoderLossOptions",
+    "LatentOptions",
+    "autoencoder_loss_options",
+    "latent_options",
     "SECTIONS",
     "TRAIN_KEYS",
     "SAMPLE_DEFAULTS",
@@ -253,7 +258,7 @@ def process_options(cfg: Mapping[str, Any]) -> ProcessOptions:
     return ProcessOptions(name=name, params={k: v for k, v in cfg.items() if k != "name"})
 
 
-MODEL_NAMES = ("unet", "mlp", "transformer", "dit")
+MODEL_NAMES = ("unet", "mlp", "transformer", "dit", "autoencoder_kl", "autoencoder_vq")
 """``model.name`` values: each is one branch of :func:`diffax.train.build.build_model`."""
 
 
@@ -282,7 +287,9 @@ def model_options(cfg: Mapping[str, Any]) -> ModelOptions:
     name = _choice(cfg, "model", "name", MODEL_NAMES)
     variants = {"unet": models.UNET_VARIANTS, "mlp": models.MLP_VARIANTS,
                 "transformer": models.TRANSFORMER_VARIANTS,
-                "dit": models.TRANSFORMER_VARIANTS}[name]
+                "dit": models.TRANSFORMER_VARIANTS,
+                "autoencoder_kl": models.AUTOENCODER_VARIANTS,
+                "autoencoder_vq": models.AUTOENCODER_VARIANTS}[name]
     variant = _string(cfg, "model", "variant", d["variant"])
     if variant not in variants:
         raise ConfigError("model.variant", f"config.model.variant={variant!r} is not one of "
@@ -393,6 +400,91 @@ def loss_options(cfg: Mapping[str, Any]) -> LossOptions:
         t_eps=float(cfg.get("t_eps", d["t_eps"])),
         low_discrepancy=bool(cfg.get("low_discrepancy", d["low_discrepancy"])),
         hybrid_coeff=float(cfg.get("hybrid_coeff", d["hybrid_coeff"])))
+
+
+# --------------------------------------------------------------------------------------------
+# autoencoders (stage 1 of latent diffusion) and the latent section (stage 2)
+
+AUTOENCODER_NAMES = ("autoencoder_kl", "autoencoder_vq")
+"""``model.name`` values of the autoencoders (:mod:`diffax.models.autoencoder`): trained by
+``diffax train`` with :class:`AutoencoderLossOptions` and no ``process``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoencoderLossOptions(_Section):
+    """``config.loss`` of an autoencoder (:class:`diffax.latent.AutoencoderKLLoss`,
+    :class:`diffax.latent.AutoencoderVQLoss`; defaults in the fields).
+
+    ``kl_weight`` applies to ``autoencoder_kl``, ``commitment`` and ``codebook_weight`` to
+    ``autoencoder_vq``; ``reconstruction`` is ``"l1"`` or ``"l2"``.
+    """
+
+    reconstruction: str = "l1"
+    kl_weight: float = 1e-6
+    commitment: float = 0.25
+    codebook_weight: float = 1.0
+
+
+def autoencoder_loss_options(cfg: Mapping[str, Any], model_name: str) -> AutoencoderLossOptions:
+    """Checks ``config.loss`` of an autoencoder.
+
+    Example:
+      >>> autoencoder_loss_options({"kl_weight": 1e-4}, "autoencoder_kl").reconstruction
+      'l1'
+    """
+    cfg = dict(cfg)
+    d = _defaults(AutoencoderLossOptions)
+    own = {"autoencoder_kl": ("reconstruction", "kl_weight"),
+           "autoencoder_vq": ("reconstruction", "commitment", "codebook_weight")}[model_name]
+    check_keys(cfg, "loss", set(own))
+    return AutoencoderLossOptions(
+        reconstruction=_choice(cfg, "loss", "reconstruction", ("l1", "l2"),
+                               d["reconstruction"]),
+        **{k: _real(cfg, "loss", k, d[k], low=0.0) for k in own[1:]})
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentOptions(_Section):
+    """``config.latent``: diffusion on the latents of a stage-1 autoencoder run.
+
+    Attributes:
+      workdir: the stage-1 ``diffax train`` workdir (its checkpoint and the
+        ``latent_scale.json`` measured after training) (required).
+      step: the stage-1 checkpoint [None: the latest].
+      autoencoder: the ``model.name`` the stage-1 run must have (``"autoencoder_kl"`` or
+        ``"autoencoder_vq"``) [None: either].
+      scale_factor: use this scale instead of the measured one [None: read
+        ``latent_scale.json``].
+      sample_posterior: train on posterior samples of a KL autoencoder (LDM) rather than
+        its mean [True].
+    """
+
+    workdir: str
+    step: int | None = None
+    autoencoder: str | None = None
+    scale_factor: float | None = None
+    sample_posterior: bool = True
+
+
+def latent_options(cfg: Mapping[str, Any]) -> LatentOptions:
+    """Checks ``config.latent``.
+
+    Example:
+      >>> latent_options({"workdir": "/tmp/ae"}).sample_posterior
+      True
+    """
+    cfg = dict(cfg)
+    d = _defaults(LatentOptions)
+    check_keys(cfg, "latent", {f.name for f in dataclasses.fields(LatentOptions)})
+    auto = cfg.get("autoencoder")
+    if auto is not None:
+        _choice(cfg, "latent", "autoencoder", AUTOENCODER_NAMES)
+    return LatentOptions(
+        workdir=_string(cfg, "latent", "workdir"),
+        step=_integer(cfg, "latent", "step", None, minimum=0), autoencoder=auto,
+        scale_factor=_real(cfg, "latent", "scale_factor", None, low=0.0, low_open=True,
+                           allow_none=True),
+        sample_posterior=_boolean(cfg, "latent", "sample_posterior", d["sample_posterior"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -899,7 +991,7 @@ def gan_options(cfg: Mapping[str, Any]) -> GANOptions:
 # the whole config
 
 SECTIONS = ("seed", "process", "model", "loss", "optim", "train", "data", "sample", "eval",
-            "gan")
+            "gan", "latent")
 """The top-level keys of a training config."""
 
 
@@ -918,6 +1010,13 @@ class Options:
     eval: EvalOptions
     gan: GANOptions | None = None
     """A denoising diffusion GAN's options (``None``: a denoiser is trained)."""
+    latent: LatentOptions | None = None
+    """Stage 2 of latent diffusion: the stage-1 autoencoder run (``None``: pixel space)."""
+
+    @property
+    def is_autoencoder(self) -> bool:
+        """Whether this config trains an autoencoder (stage 1 of latent diffusion)."""
+        return self.model.name in AUTOENCODER_NAMES
 
 
 def parse_config(config: Any, *, num_devices: int | None = None) -> Options:
@@ -954,15 +1053,30 @@ def parse_config(config: Any, *, num_devices: int | None = None) -> Options:
                           f"number of devices ({n}); use a multiple of {n}, e.g. "
                           f"{max(n, b // n * n)} or {(b // n + 1) * n}.")
     data = data_options(_section(config, "data"))
-    process = process_options(_section(config, "process"))
+    model_name = _section(config, "model").get("name")
+    if model_name in AUTOENCODER_NAMES:  # stage 1 of latent diffusion: no process
+        if _section(config, "process"):
+            raise ConfigError("process", f"config.process does not apply to "
+                              f"model.name={model_name!r} (an autoencoder); remove it.")
+        if _section(config, "latent"):
+            raise ConfigError("latent", f"config.latent does not apply to "
+                              f"model.name={model_name!r}: an autoencoder trains on data.")
+        process = None
+    else:
+        process = process_options(_section(config, "process"))
     model = model_options(_section(config, "model"))
-    loss = loss_options(_section(config, "loss"))
+    if model.name in AUTOENCODER_NAMES:
+        loss = autoencoder_loss_options(_section(config, "loss"), model.name)
+    else:
+        loss = loss_options(_section(config, "loss"))
+    latent = latent_options(_section(config, "latent")) if _section(config, "latent") else None
     optim = optim_options(_section(config, "optim"))
     sample = sample_options(_section(config, "sample"))
     evaluation = eval_options(_section(config, "eval"))
     gan = gan_options(_section(config, "gan")) if config.get("gan") is not None else None
     return Options(seed=int(seed), process=process, model=model, loss=loss, optim=optim,
-                   train=train, data=data, sample=sample, eval=evaluation, gan=gan)
+                   train=train, data=data, sample=sample, eval=evaluation, gan=gan,
+                   latent=latent)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,645 @@
+"""Latent diffusion: autoencoder losses, latent scaling, and diffusion on scaled latents.
+
+Latent diffusion (Rombach et al. 2022, "High-Resolution Image Synthesis with Latent Diffusion
+Models") runs any diffusion process on the latents of a frozen autoencoder:
+``z = scale_factor * E(x)`` (``E`` the encoder, its posterior mean or a sample for a KL
+autoencoder, the quantised code for a VQ one), the process, loss and solver act on ``z``
+exactly as they act on pixels, and a sample goes back to data space as ``D(z / scale_factor)``.
+``scale_factor = 1 / std(E(x))`` over the training set (LDM's 0.18215 is this number for
+Stable Diffusion's VAE) makes the latents' variance 1, the variance the processes assume.
+
+Pieces (pure functions and pytree dataclasses; the Flax networks are
+:mod:`diffax.models.autoencoder`):
+
+* :class:`DiagonalGaussian`: the KL autoencoder's posterior ``q(z | x)`` (``kl``, ``sample``);
+* :func:`quantize`, :func:`vq_ema_update`, :func:`codebook_usage`: vector quantisation
+  (van den Oord et al. 2017, "Neural Discrete Representation Learning");
+* :class:`AutoencoderKLLoss`, :class:`AutoencoderVQLoss`: the stage-1 losses;
+* :func:`measure_scale_factor`: ``1 / std`` of the latents of a dataset;
+* :class:`FrozenAutoencoder` (a trained autoencoder and its parameters),
+  :class:`IdentityAutoencoder` (``E = D = identity``, for tests), :class:`Latent` (the
+  composition: ``encode``, ``decode``, ``sample``, ``loss``) and :class:`LatentLoss` (any
+  denoising loss on the scaled latents of a batch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffax._pytree import concrete_value, pytree_dataclass, static_field
+from diffax.processes import Process
+from diffax.typing import Array, PRNGKey, PyTree
+
+__all__ = [
+    "AutoencoderKLLoss",
+    "AutoencoderVQLoss",
+    "DiagonalGaussian",
+    "FrozenAutoencoder",
+    "IdentityAutoencoder",
+    "Latent",
+    "LatentLoss",
+    "VQEMAState",
+    "codebook_usage",
+    "measure_scale_factor",
+    "quantize",
+    "vq_ema_update",
+]
+
+_ENCODER_STREAM = 0x1A7E47  # fold_in tag: the encoder's posterior draw inside LatentLoss
+
+
+# --------------------------------------------------------------------------------------------
+# The KL autoencoder's posterior
+
+
+@pytree_dataclass
+class DiagonalGaussian:
+    """``N(mean, diag(exp(logvar)))`` over the non-batch axes of ``mean`` ``[B, ...]``.
+
+    ``logvar`` is clipped to ``[-30, 20]`` where it is used (LDM's guard against overflow).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> q = DiagonalGaussian(mean=jnp.zeros((2, 3)), logvar=jnp.zeros((2, 3)))
+      >>> q.kl().tolist()  # against N(0, I)
+      [0.0, 0.0]
+    """
+
+    mean: Array
+    logvar: Array
+
+    @property
+    def _logvar(self) -> Array:
+        return jnp.clip(self.logvar, -30.0, 20.0)
+
+    @property
+    def std(self) -> Array:
+        return jnp.exp(0.5 * self._logvar)
+
+    def sample(self, key: PRNGKey) -> Array:
+        """``mean + std * eps`` (reparameterised)."""
+        return self.mean + self.std * jax.random.normal(key, self.mean.shape, self.mean.dtype)
+
+    def mode(self) -> Array:
+        return self.mean
+
+    def kl(self, other: DiagonalGaussian | None = None) -> Array:
+        """``KL(self || other)`` per example ``[B]``, summed over the other axes; ``other``
+        ``None`` is ``N(0, I)``: ``0.5 sum(mean^2 + var - 1 - logvar)``.
+
+        In general ``sum(log s2/s1 + (s1^2 + (m1 - m2)^2) / (2 s2^2) - 1/2)``.
+        """
+        lv1 = self._logvar
+        if other is None:
+            per = 0.5 * (jnp.square(self.mean) + jnp.exp(lv1) - 1.0 - lv1)
+        else:
+            lv2 = other._logvar
+            per = 0.5 * (lv2 - lv1 + (jnp.exp(lv1) + jnp.square(self.mean - other.mean))
+                         / jnp.exp(lv2) - 1.0)
+        return jnp.sum(per.reshape(per.shape[0], -1), axis=-1)
+
+    def log_prob(self, z: Array) -> Array:
+        """``log q(z)`` per example ``[B]``."""
+        lv = self._logvar
+        per = -0.5 * (math.log(2 * math.pi) + lv + jnp.square(z - self.mean) / jnp.exp(lv))
+        return jnp.sum(per.reshape(per.shape[0], -1), axis=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Vector quantisation
+
+
+def quantize(z: Array, codebook: Array) -> tuple[Array, Array]:
+    """Nearest codeword of each vector: ``(z_q, indices)``.
+
+    Args:
+      z: ``[..., D]`` encoder outputs (the last axis is the code dimension).
+      codebook: ``[K, D]``.
+
+    Returns:
+      ``z_q`` ``[..., D]`` (``codebook[indices]``, no straight-through here) and ``indices``
+      ``[...]`` int32 (ties go to the lower index).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> cb = jnp.array([[0.0, 0.0], [1.0, 1.0]])
+      >>> zq, idx = quantize(jnp.array([[0.2, 0.1], [0.9, 2.0]]), cb)
+      >>> idx.tolist(), zq.tolist()
+      ([0, 1], [[0.0, 0.0], [1.0, 1.0]])
+    """
+    z = jnp.asarray(z)
+    codebook = jnp.asarray(codebook)
+    if codebook.ndim != 2 or z.shape[-1:] != codebook.shape[1:]:
+        raise ValueError(f"quantize: `codebook` must be [K, D] with D = z.shape[-1] = "
+                         f"{z.shape[-1:]}, got {codebook.shape}.")
+    flat = z.reshape(-1, z.shape[-1])
+    d = (jnp.sum(jnp.square(flat), axis=1, keepdims=True) - 2.0 * flat @ codebook.T
+         + jnp.sum(jnp.square(codebook), axis=1)[None, :])
+    idx = jnp.argmin(d, axis=1).astype(jnp.int32)
+    return codebook[idx].reshape(z.shape), idx.reshape(z.shape[:-1])
+
+
+@pytree_dataclass
+class VQEMAState:
+    """Running statistics of EMA codebook updates: ``counts`` ``[K]``, ``sums`` ``[K, D]``."""
+
+    counts: Array
+    sums: Array
+
+    @classmethod
+    def create(cls, codebook: Array) -> VQEMAState:
+        """Statistics whose codebook is ``codebook`` (one count per codeword)."""
+        codebook = jnp.asarray(codebook)
+        return cls(counts=jnp.ones(codebook.shape[:1], codebook.dtype), sums=codebook)
+
+
+def vq_ema_update(state: VQEMAState, z: Array, indices: Array, *, decay: float = 0.99,
+                  eps: float = 1e-5) -> tuple[VQEMAState, Array]:
+    """One EMA codebook update (van den Oord et al. 2017, appendix A.1).
+
+    ``N_k <- decay N_k + (1 - decay) n_k`` and ``m_k <- decay m_k + (1 - decay) sum_{i: k}
+    z_i`` with ``n_k`` the vectors assigned to codeword ``k``; the codebook is
+    ``m_k / N'_k`` with Laplace-smoothed counts ``N'_k = (N_k + eps) / (N + K eps) N``
+    (``N = sum N_k``), so an unused codeword does not divide by zero. With ``decay = 0`` and
+    ``eps -> 0`` this is one k-means step: each used codeword becomes the mean of its vectors.
+
+    Returns:
+      ``(new_state, codebook [K, D])``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> s = VQEMAState.create(jnp.zeros((2, 1)))
+      >>> _, cb = vq_ema_update(s, jnp.array([[1.0], [3.0], [5.0]]), jnp.array([0, 0, 1]),
+      ...                       decay=0.0, eps=0.0)
+      >>> cb[:, 0].tolist()
+      [2.0, 5.0]
+    """
+    z = jnp.asarray(z)
+    flat = z.reshape(-1, z.shape[-1])
+    k = state.counts.shape[0]
+    onehot = jax.nn.one_hot(jnp.asarray(indices).reshape(-1), k, dtype=flat.dtype)
+    counts = decay * state.counts + (1.0 - decay) * jnp.sum(onehot, axis=0)
+    sums = decay * state.sums + (1.0 - decay) * (onehot.T @ flat)
+    total = jnp.sum(counts)
+    smoothed = (counts + eps) / (total + k * eps) * total
+    return VQEMAState(counts=counts, sums=sums), sums / smoothed[:, None]
+
+
+def codebook_usage(indices: Array, codebook_size: int) -> dict[str, Array]:
+    """Codebook usage of a batch of codes: ``fraction_used`` (codewords used at least once,
+    over ``codebook_size``) and ``perplexity`` (``exp`` of the entropy of the code
+    frequencies: ``codebook_size`` for uniform use, 1 for a collapsed codebook).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> u = codebook_usage(jnp.array([0, 1, 2, 3]), 8)
+      >>> float(u["fraction_used"]), round(float(u["perplexity"]), 4)
+      (0.5, 4.0)
+    """
+    counts = jnp.bincount(jnp.asarray(indices).reshape(-1), length=int(codebook_size))
+    p = counts / jnp.maximum(jnp.sum(counts), 1)
+    entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
+    return {"fraction_used": jnp.mean(counts > 0), "perplexity": jnp.exp(entropy)}
+
+
+# --------------------------------------------------------------------------------------------
+# Stage-1 losses
+
+
+def _reconstruction(x: Array, recon: Array, power: int) -> Array:
+    err = jnp.abs(recon.astype(x.dtype) - x).reshape(x.shape[0], -1)
+    return jnp.mean(err if power == 1 else jnp.square(err), axis=-1)
+
+
+def _data(batch: Any, data_key: str, owner: str) -> Array:
+    if isinstance(batch, Mapping):
+        if data_key not in batch:
+            raise ValueError(f"{owner}: the batch has no {data_key!r} entry (`data_key`); it "
+                             f"has {sorted(batch)}.")
+        batch = batch[data_key]
+    x = jnp.asarray(batch)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"{owner}: the data must be floating point, got {x.dtype}.")
+    return x
+
+
+def _check_power(owner: str, power: Any) -> int:
+    if power not in (1, 2) or isinstance(power, bool):
+        raise ValueError(f"{owner}: `reconstruction_power` must be 1 (L1) or 2 (L2), got "
+                         f"{power!r}.")
+    return int(power)
+
+
+def _check_nonnegative(owner: str, **values: Any) -> None:
+    for name, value in values.items():
+        v = concrete_value(value)
+        if v is not None and (v.ndim != 0 or not np.isfinite(v) or float(v) < 0):
+            raise ValueError(f"{owner}: `{name}` must be a finite number >= 0, got {value!r}.")
+
+
+class _Bindable:
+    def bind(self, apply_fn: Callable[..., Any]) -> Callable[..., Any]:
+        """The pure ``loss_fn(params, key, batch) -> (loss, aux)`` of a network."""
+
+        def loss_fn(params, key, batch):
+            return self(apply_fn, params, key, batch)
+
+        return loss_fn
+
+
+@pytree_dataclass
+class AutoencoderKLLoss(_Bindable):
+    """LDM's KL-regularised autoencoder loss (without the optional patch discriminator).
+
+    Per example: ``mean_pixels |x - x_hat|^p + kl_weight * KL(q(z|x) || N(0, I)) / num_pixels``
+    with ``x_hat`` decoded from a posterior sample; the loss is the batch mean. Both terms are
+    per data dimension, so ``kl_weight`` is LDM's weight for its summed reconstruction
+    (1e-6 in LDM's ``kl-f*`` configs).
+
+    Args:
+      kl_weight: weight of the KL term (a leaf: changing it does not recompile).
+      reconstruction_power: 1 (L1, LDM's choice) or 2 (L2).
+      data_key: the batch entry holding the data when the batch is a mapping.
+
+    ``apply_fn(params, x, *, key)`` must return ``{"recon", "mean", "logvar"}``
+    (:class:`diffax.models.AutoencoderKL`).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> fn = lambda p, x, key: {"recon": x, "mean": 0 * x, "logvar": 0 * x}
+      >>> loss, aux = AutoencoderKLLoss().bind(fn)(None, jax.random.key(0), jnp.ones((2, 3)))
+      >>> float(loss), sorted(aux)
+      (0.0, ['kl', 'reconstruction'])
+    """
+
+    kl_weight: Any = 1e-6
+    reconstruction_power: int = static_field(default=1)
+    data_key: str = static_field(default="x")
+
+    def __post_init__(self):
+        object.__setattr__(self, "reconstruction_power",
+                           _check_power("AutoencoderKLLoss", self.reconstruction_power))
+        _check_nonnegative("AutoencoderKLLoss", kl_weight=self.kl_weight)
+
+    def __call__(self, apply_fn: Callable[..., Any], params: PyTree, key: PRNGKey, batch: Any
+                 ) -> tuple[Array, dict[str, Array]]:
+        x = _data(batch, self.data_key, "AutoencoderKLLoss")
+        out = apply_fn(params, x, key=key)
+        rec = _reconstruction(x, out["recon"], self.reconstruction_power)
+        kl = DiagonalGaussian(mean=out["mean"], logvar=out["logvar"]).kl()
+        kl = kl / (x.size // x.shape[0])
+        return jnp.mean(rec + self.kl_weight * kl), {"reconstruction": rec, "kl": kl}
+
+
+@pytree_dataclass
+class AutoencoderVQLoss(_Bindable):
+    """VQ-VAE's loss (van den Oord et al. 2017, eq. 3), per data / code dimension:
+
+    ``mean |x - x_hat|^p + codebook_weight * mean ||sg(z_e) - z_q||^2
+    + commitment * mean ||z_e - sg(z_q)||^2`` with ``x_hat`` decoded from the
+    straight-through code ``z_e + sg(z_q - z_e)``; batch mean. With EMA codebook updates
+    (:func:`vq_ema_update`) ``codebook_weight`` is 0.
+
+    Args:
+      commitment: beta, the commitment weight (0.25 in the paper).
+      codebook_weight: weight of the codebook term.
+      reconstruction_power: 1 (L1) or 2 (L2).
+      data_key: the batch entry holding the data.
+
+    ``apply_fn(params, x, *, key)`` must return ``{"recon", "z_e", "z_q", "indices"}``
+    (:class:`diffax.models.AutoencoderVQ`); ``aux`` holds the terms and the codes.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> fn = lambda p, x, key: {"recon": x, "z_e": x, "z_q": x, "indices": jnp.zeros(2, int)}
+      >>> loss, _ = AutoencoderVQLoss().bind(fn)(None, jax.random.key(0), jnp.ones((2, 3)))
+      >>> float(loss)
+      0.0
+    """
+
+    commitment: Any = 0.25
+    codebook_weight: Any = 1.0
+    reconstruction_power: int = static_field(default=1)
+    data_key: str = static_field(default="x")
+
+    def __post_init__(self):
+        object.__setattr__(self, "reconstruction_power",
+                           _check_power("AutoencoderVQLoss", self.reconstruction_power))
+        _check_nonnegative("AutoencoderVQLoss", commitment=self.commitment,
+                           codebook_weight=self.codebook_weight)
+
+    def terms(self, z_e: Array, z_q: Array) -> tuple[Array, Array]:
+        """``(codebook, commitment)`` terms per example ``[B]`` (means over code elements)."""
+        sg = jax.lax.stop_gradient
+        b = z_e.shape[0]
+        codebook = jnp.mean(jnp.square(sg(z_e) - z_q).reshape(b, -1), axis=-1)
+        commit = jnp.mean(jnp.square(z_e - sg(z_q)).reshape(b, -1), axis=-1)
+        return codebook, commit
+
+    def __call__(self, apply_fn: Callable[..., Any], params: PyTree, key: PRNGKey, batch: Any
+                 ) -> tuple[Array, dict[str, Array]]:
+        x = _data(batch, self.data_key, "AutoencoderVQLoss")
+        out = apply_fn(params, x, key=key)
+        rec = _reconstruction(x, out["recon"], self.reconstruction_power)
+        codebook, commit = self.terms(out["z_e"], out["z_q"])
+        loss = rec + self.codebook_weight * codebook + self.commitment * commit
+        return jnp.mean(loss), {"reconstruction": rec, "codebook": codebook,
+                                "commitment": commit, "indices": out["indices"]}
+
+
+# --------------------------------------------------------------------------------------------
+# Frozen autoencoders and latent scaling
+
+
+def _shape_of(tree: Any) -> Any:
+    return jax.tree.map(lambda a: (tuple(jnp.shape(a)), jnp.result_type(a).name), tree)
+
+
+@pytree_dataclass
+class FrozenAutoencoder:
+    """A trained autoencoder (a :mod:`diffax.models.autoencoder` module) with its parameters.
+
+    ``encode(x, key=None)``: the latent (KL: the posterior mean, or a sample when ``key`` is
+    given; VQ: the quantised code); ``decode(z)``: back to data space. ``params`` must be
+    the module's own parameters: another module's (a checkpoint of the wrong autoencoder)
+    raise a ``ValueError`` naming ``params``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from diffax.models import AutoencoderKL
+      >>> m = AutoencoderKL.from_variant("tiny")
+      >>> ae = FrozenAutoencoder(module=m, params=m.init_params(jax.random.key(0)))
+      >>> ae.latent_shape, ae.decode(ae.encode(jnp.zeros((2, 16, 16, 1)))).shape
+      ((8, 8, 2), (2, 16, 16, 1))
+    """
+
+    module: Any = static_field()
+    params: PyTree
+
+    def __post_init__(self):
+        for name in ("encode_latent", "decode", "init_params"):
+            if not hasattr(self.module, name):
+                raise TypeError(f"FrozenAutoencoder: `module` must be a diffax autoencoder "
+                                f"(AutoencoderKL, AutoencoderVQ), got {type(self.module)}.")
+        want = _shape_of(jax.eval_shape(self.module.init_params, jax.random.key(0)))
+        got = _shape_of(self.params)
+        if want != got:
+            raise ValueError(f"FrozenAutoencoder: `params` are not parameters of this "
+                             f"{type(self.module).__name__} (config {self.module.config}); a "
+                             f"checkpoint of another autoencoder? Parameter shapes differ.")
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return tuple(self.module.config.input_shape)
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return tuple(self.module.config.latent_shape)
+
+    def encode(self, x: Array, *, key: PRNGKey | None = None) -> Array:
+        return self.module.apply(self.params, x, key=key, method="encode_latent")
+
+    def decode(self, z: Array) -> Array:
+        return self.module.apply(self.params, z, method="decode")
+
+
+@pytree_dataclass
+class IdentityAutoencoder:
+    """``encode = decode = identity`` on data of shape ``shape``: latent diffusion with it
+    and ``scale_factor = 1`` is pixel diffusion, bit for bit (the tests' oracle).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> IdentityAutoencoder(shape=(2,)).encode(jnp.ones((3, 2))).shape
+      (3, 2)
+    """
+
+    shape: tuple[int, ...] = static_field()
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return tuple(self.shape)
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return tuple(self.shape)
+
+    def encode(self, x: Array, *, key: PRNGKey | None = None) -> Array:
+        del key
+        return x
+
+    def decode(self, z: Array) -> Array:
+        return z
+
+
+def measure_scale_factor(latents: Any) -> dict[str, float]:
+    """LDM's latent scale: ``scale_factor = 1 / std(z)`` over every element of ``latents``.
+
+    Args:
+      latents: ``[N, ...]`` latents of the training set (an array, or a list of batches).
+
+    Returns:
+      ``{"scale_factor", "std", "mean", "num_examples", "num_elements"}``; ``std`` is the
+      (centred, float64) standard deviation of all elements; ``mean`` is reported but not
+      removed (LDM scales without shifting).
+
+    Raises:
+      ValueError: no latents, or a zero/non-finite std (naming ``latents``).
+
+    Example:
+      >>> import numpy as np
+      >>> z = 3.0 * np.random.default_rng(0).standard_normal((1000, 4))
+      >>> round(measure_scale_factor(z)["scale_factor"], 2)
+      0.33
+    """
+    if isinstance(latents, list | tuple):
+        latents = np.concatenate([np.asarray(b, np.float64) for b in latents])
+    z = np.asarray(latents, np.float64)
+    if z.ndim < 1 or z.shape[0] == 0 or z.size < 2:
+        raise ValueError(f"measure_scale_factor: `latents` must hold at least two elements, "
+                         f"got shape {z.shape}.")
+    std = float(z.std())
+    if not np.isfinite(std) or std <= 0:
+        raise ValueError(f"measure_scale_factor: `latents` have std {std!r}; cannot scale.")
+    return {"scale_factor": 1.0 / std, "std": std, "mean": float(z.mean()),
+            "num_examples": int(z.shape[0]), "num_elements": int(z.size)}
+
+
+# --------------------------------------------------------------------------------------------
+# The composition
+
+
+@pytree_dataclass
+class Latent:
+    """Diffusion on the scaled latents of a frozen autoencoder.
+
+    ``encode(x) = scale_factor * autoencoder.encode(x)``, ``decode(z) =
+    autoencoder.decode(z / scale_factor)``; the ``process`` (any Gaussian diffusion of
+    :mod:`diffax.processes`), its losses (:meth:`loss`) and every solver (:meth:`sample`) act
+    on the latents ``[B, *latent_shape]`` unchanged.
+
+    Args:
+      autoencoder: a :class:`FrozenAutoencoder` (or :class:`IdentityAutoencoder`).
+      process: the diffusion process on the latents.
+      scale_factor: ``1 / std`` of the training latents (:func:`measure_scale_factor`);
+        required, a positive number (a leaf: changing it does not recompile).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, diffax
+      >>> lat = diffax.Latent(autoencoder=IdentityAutoencoder(shape=(2,)),
+      ...                     process=diffax.VP(), scale_factor=1.0)
+      >>> D = lambda z, t: jnp.zeros_like(z)
+      >>> res = lat.sample(jax.random.key(0), D, num_samples=4,
+      ...                  solver=diffax.samplers.DDIM(), num_steps=3)
+      >>> res.x.shape, res.z.shape
+      ((4, 2), (4, 2))
+    """
+
+    autoencoder: Any
+    process: Process
+    scale_factor: Any = None
+
+    def __post_init__(self):
+        for name in ("encode", "decode", "latent_shape"):
+            if not hasattr(self.autoencoder, name):
+                raise TypeError(f"Latent: `autoencoder` must have encode, decode and "
+                                f"latent_shape (FrozenAutoencoder), got {self.autoencoder!r}.")
+        if not isinstance(self.process, Process):
+            raise TypeError(f"Latent: `process` must be a diffax process, got "
+                            f"{self.process!r}.")
+        if self.scale_factor is None:
+            raise ValueError("Latent: `scale_factor` is required (1 / std of the training "
+                             "latents: diffax.latent.measure_scale_factor, or the "
+                             "latent_scale.json of a stage-1 workdir).")
+        v = concrete_value(self.scale_factor)
+        if v is not None and (v.ndim != 0 or not np.isfinite(v) or float(v) <= 0):
+            raise ValueError(f"Latent: `scale_factor` must be a positive number, got "
+                             f"{self.scale_factor!r}.")
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return tuple(self.autoencoder.latent_shape)
+
+    def _check(self, arr: Array, shape: tuple[int, ...], name: str) -> None:
+        if tuple(jnp.shape(arr)[1:]) != tuple(shape):
+            raise ValueError(f"Latent: `{name}` must have shape [B, {', '.join(map(str, shape))}]"
+                             f", got {tuple(jnp.shape(arr))}.")
+
+    def encode(self, x: Array, *, key: PRNGKey | None = None) -> Array:
+        """Data ``[B, *data_shape]`` -> scaled latents ``[B, *latent_shape]``."""
+        self._check(x, self.autoencoder.data_shape, "x")
+        return self.scale_factor * self.autoencoder.encode(x, key=key)
+
+    def decode(self, z: Array) -> Array:
+        """Scaled latents ``[B, *latent_shape]`` -> data ``[B, *data_shape]``."""
+        self._check(z, self.latent_shape, "z")
+        return self.autoencoder.decode(z / self.scale_factor)
+
+    def prior_sample(self, key: PRNGKey, num_samples: int) -> Array:
+        """``num_samples`` draws of the process's prior on the latents."""
+        return self.process.prior_sample(key, (int(num_samples), *self.latent_shape))
+
+    def sample(self, key: PRNGKey, denoiser: Callable[..., Array], *,
+               num_samples: int | None = None, z_init: Array | None = None,
+               **sample_kwargs: Any) -> Any:
+        """Samples latents with :func:`diffax.sample` and decodes them.
+
+        Args:
+          key: PRNG key of the solver (and of the prior draw when ``z_init`` is ``None``:
+            ``key`` is then split in two, as ``diffax sample`` does).
+          denoiser: ``D(z, t)`` on scaled latents.
+          num_samples: prior draws (when ``z_init`` is not given).
+          z_init: the latent state at ``process.t_max`` ``[B, *latent_shape]``.
+          **sample_kwargs: ``solver``, ``num_steps``, ``schedule``, ... of
+            :func:`diffax.sample`.
+
+        Returns:
+          :class:`diffax.samplers.SampleResult` whose ``x`` is decoded to data space, with
+          ``z`` (the sampled latents) added: a ``LatentSampleResult``.
+        """
+        from diffax import samplers
+
+        if (num_samples is None) == (z_init is None):
+            raise ValueError("Latent.sample: give exactly one of `num_samples` and `z_init`.")
+        if z_init is None:
+            key, k_init = jax.random.split(key)
+            z_init = self.prior_sample(k_init, num_samples)
+        self._check(z_init, self.latent_shape, "z_init")
+        res = samplers.sample(key, self.process, denoiser, z_init, **sample_kwargs)
+        return LatentSampleResult(z=res.x, x=self.decode(res.x), result=res)
+
+    def loss(self, inner: Any, *, sample_posterior: bool = True) -> LatentLoss:
+        """``inner`` (e.g. a :class:`diffax.losses.DenoisingLoss` of ``process``) on the scaled
+        latents of each batch (see :class:`LatentLoss`)."""
+        return LatentLoss(latent=self, inner=inner, sample_posterior=sample_posterior)
+
+
+@pytree_dataclass
+class LatentSampleResult:
+    """Decoded samples ``x``, their latents ``z`` and the solver's :class:`SampleResult`."""
+
+    x: Array
+    z: Array
+    result: Any
+
+    @property
+    def nfe(self) -> Array:
+        return self.result.nfe
+
+
+@pytree_dataclass
+class LatentLoss(_Bindable):
+    """A denoising loss on frozen, scaled latents: the batch's data entry ``x`` is replaced
+    by ``latent.encode(x)`` (a posterior sample, drawn from its own stream of the loss key,
+    when ``sample_posterior``), then ``inner`` runs with the unchanged key. So with an
+    :class:`IdentityAutoencoder` and ``scale_factor = 1`` the loss equals ``inner`` bit for
+    bit. The encoder is frozen (``stop_gradient``).
+
+    ``parameterization`` and ``denoiser`` are the inner loss's (a trained network's denoiser
+    acts on latents).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, diffax
+      >>> lat = diffax.Latent(autoencoder=IdentityAutoencoder(shape=(2,)),
+      ...                     process=diffax.VP(), scale_factor=1.0)
+      >>> inner = diffax.losses.DenoisingLoss(process=diffax.VP())
+      >>> f = lambda p, x, t: p * x
+      >>> a = lat.loss(inner).bind(f)(1.0, jax.random.key(0), jnp.ones((4, 2)))[0]
+      >>> b = inner.bind(f)(1.0, jax.random.key(0), jnp.ones((4, 2)))[0]
+      >>> bool(a == b)
+      True
+    """
+
+    latent: Latent
+    inner: Any
+    sample_posterior: bool = static_field(default=True)
+
+    @property
+    def parameterization(self) -> Any:
+        return self.inner.parameterization
+
+    @property
+    def process(self) -> Process:
+        return self.inner.process
+
+    def denoiser(self, apply_fn: Callable[..., Any], params: PyTree, **cond: Any) -> Any:
+        return self.inner.denoiser(apply_fn, params, **cond)
+
+    def encode_batch(self, key: PRNGKey, batch: Any) -> Any:
+        """The batch with its data entry replaced by scaled latents."""
+        data_key = getattr(self.inner, "data_key", "x")
+        k_enc = jax.random.fold_in(key, _ENCODER_STREAM) if self.sample_posterior else None
+        if isinstance(batch, Mapping):
+            z = self.latent.encode(jnp.asarray(batch[data_key]), key=k_enc)
+            return dict(batch, **{data_key: jax.lax.stop_gradient(z)})
+        return jax.lax.stop_gradient(self.latent.encode(jnp.asarray(batch), key=k_enc))
+
+    def __call__(self, apply_fn: Callable[..., Any], params: PyTree, key: PRNGKey, batch: Any
+                 ) -> tuple[Array, Any]:
+        return self.inner(apply_fn, params, key, self.encode_batch(key, batch))

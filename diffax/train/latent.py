@@ -1,0 +1,253 @@
+"""Latent diffusion in the training runs: stage 1 (an autoencoder) and stage 2 (its latents).
+
+* After ``diffax train`` of an autoencoder (``model.name`` ``autoencoder_kl`` |
+  ``autoencoder_vq``), :func:`write_scale_factor` encodes the whole training split with the
+  final sampling parameters and writes ``WORKDIR/latent_scale.json``: ``scale_factor = 1 /
+  std`` of the latents (:func:`diffax.latent.measure_scale_factor`; KL: posterior samples with
+  a fixed key, the latents stage 2 trains on; VQ: the quantised codes), with the step it
+  belongs to.
+* A stage-2 config names that workdir in ``config.latent.workdir``;
+  :func:`load_autoencoder` restores the stage-1 checkpoint read-only, checks that it is an
+  autoencoder (of the kind ``latent.autoencoder`` asks for) trained on the same data, reads
+  the scale (or ``latent.scale_factor``) and returns the :class:`diffax.latent.FrozenAutoencoder`
+  and scale. Every failure is a :class:`~diffax.train.options.ConfigError` naming the key.
+* :func:`evaluate_autoencoder`: ``diffax eval`` of a stage-1 run (held-out reconstruction
+  PSNR, codebook usage, the scale).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from diffax.train.options import AUTOENCODER_NAMES, ConfigError, LatentOptions
+
+__all__ = ["SCALE_FILE", "write_scale_factor", "read_scale_factor", "load_autoencoder",
+           "encode_split", "evaluate_autoencoder", "digits_8x8_scores"]
+
+SCALE_FILE = "latent_scale.json"
+"""The file in a stage-1 workdir holding the measured latent scale."""
+
+_BATCH = 256
+_SCALE_KEY_TAG = 17  # fold_in(seed key, tag): the posterior draws of the scale measurement
+
+
+def _frozen(exp: Any, params: Any) -> Any:
+    from diffax import latent
+
+    return latent.FrozenAutoencoder(module=exp.model, params=params)
+
+
+def encode_split(exp: Any, params: Any, split: str, *, key: Any = None,
+                 max_examples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, z)``: examples of ``split`` in the model's range and their latents (posterior
+    samples when ``key`` is given), in batches of 256 through one jitted program."""
+    import jax
+
+    from diffax import data
+
+    o = exp.options.data
+    x = data.load_split(o.name, split=split, value_range=o.value_range,
+                        max_examples=max_examples, **o.source)["x"]
+    ae = _frozen(exp, params)
+    encode = jax.jit(lambda xb, k: ae.encode(xb, key=k))
+    return x, _batched(lambda xb, i: encode(xb, None if key is None
+                                            else jax.random.fold_in(key, i)), x)
+
+
+def _batched(fn: Any, x: np.ndarray) -> np.ndarray:
+    """``fn(batch, i)`` over ``x`` in batches of 256, the last one padded (one compile)."""
+    out = []
+    for i in range(0, len(x), _BATCH):
+        xb = x[i:i + _BATCH]
+        pad = _BATCH - len(xb)
+        if pad:
+            xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
+        out.append(np.asarray(fn(xb, i))[:_BATCH - pad])
+    return np.concatenate(out)
+
+
+def write_scale_factor(exp: Any, state: Any, workdir: str) -> dict[str, Any]:
+    """Measures ``1 / std`` of the training split's latents and writes ``latent_scale.json``.
+
+    The parameters are the ones ``diffax sample`` would use (``sample.use_ema``); a KL
+    autoencoder's latents are posterior samples (``fold_in(key(seed), 17)``).
+    """
+    import jax
+
+    from diffax import latent
+
+    o = exp.options
+    params = state.sampling_params(use_ema=o.sample.use_ema)
+    key = (jax.random.fold_in(jax.random.key(o.seed), _SCALE_KEY_TAG)
+           if o.model.name == "autoencoder_kl" else None)
+    _, z = encode_split(exp, params, "train", key=key)
+    result = latent.measure_scale_factor(z)
+    result.update(step=int(state.step), split="train", autoencoder=o.model.name,
+                  params="ema" if o.sample.use_ema and state.ema_decays else "raw",
+                  latents="posterior samples" if key is not None else "quantised codes",
+                  latent_shape=list(z.shape[1:]))
+    path = os.path.join(workdir, SCALE_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+    return result
+
+
+def read_scale_factor(workdir: str) -> dict[str, Any]:
+    """The ``latent_scale.json`` of a stage-1 workdir.
+
+    Raises:
+      ConfigError: naming ``latent.workdir`` when the file is missing or unreadable.
+    """
+    path = os.path.join(workdir, SCALE_FILE)
+    if not os.path.isfile(path):
+        raise ConfigError("latent.workdir", f"config.latent.workdir={workdir!r} has no "
+                          f"{SCALE_FILE} (the scale factor is measured when the stage-1 "
+                          f"`diffax train` finishes); finish stage 1, or set "
+                          f"config.latent.scale_factor.")
+    try:
+        with open(path) as f:
+            out = json.load(f)
+        float(out["scale_factor"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError("latent.workdir", f"config.latent.workdir: cannot read {path}: "
+                          f"{e}") from None
+    return out
+
+
+def load_autoencoder(opts: LatentOptions, data_name: str) -> tuple[Any, float, Any]:
+    """``(FrozenAutoencoder, scale_factor, stage-1 experiment)`` of ``config.latent``.
+
+    Raises:
+      ConfigError: naming ``latent.workdir`` (no checkpoint, not an autoencoder, no scale),
+        ``latent.autoencoder`` (another kind of autoencoder), ``latent.step`` (no such
+        checkpoint, or a scale measured at another step) or ``data.name`` (other data).
+    """
+    from diffax.train import build, evaluate
+    from diffax.train.options import parse_config
+
+    workdir = os.path.abspath(os.path.expanduser(opts.workdir))
+    try:
+        raw, step = evaluate.stored_config(workdir, opts.step)
+    except LookupError as e:
+        raise ConfigError("latent.step", f"config.latent.step: {e}") from None
+    except FileNotFoundError as e:
+        raise ConfigError("latent.workdir", f"config.latent.workdir: {e}") from None
+    try:
+        stage1 = parse_config(raw, num_devices=1)
+    except ConfigError as e:
+        raise ConfigError("latent.workdir", f"config.latent.workdir={opts.workdir!r}: its "
+                          f"stored config does not parse: {e}") from None
+    name = stage1.model.name
+    if name not in AUTOENCODER_NAMES:
+        raise ConfigError("latent.workdir", f"config.latent.workdir={opts.workdir!r} holds a "
+                          f"checkpoint of model.name={name!r}, not an autoencoder "
+                          f"({', '.join(AUTOENCODER_NAMES)}).")
+    if opts.autoencoder is not None and name != opts.autoencoder:
+        raise ConfigError("latent.autoencoder", f"config.latent.autoencoder="
+                          f"{opts.autoencoder!r} but the checkpoint in {opts.workdir!r} is an "
+                          f"{name!r}.")
+    if stage1.data.name != data_name:
+        raise ConfigError("data.name", f"config.data.name={data_name!r} but the autoencoder "
+                          f"in config.latent.workdir was trained on {stage1.data.name!r}.")
+    exp = build.build_experiment(stage1)
+    trained = evaluate.restore(workdir, exp, step=step)
+    params = trained.state.sampling_params(use_ema=stage1.sample.use_ema)
+    if opts.scale_factor is not None:
+        scale = float(opts.scale_factor)
+    else:
+        stored = read_scale_factor(workdir)
+        if int(stored.get("step", -1)) != trained.step:
+            raise ConfigError("latent.step", f"the {SCALE_FILE} of {opts.workdir!r} was "
+                              f"measured at step {stored.get('step')}, the checkpoint restored "
+                              f"is step {trained.step}; set config.latent.step="
+                              f"{stored.get('step')} or config.latent.scale_factor.")
+        scale = float(stored["scale_factor"])
+    return _frozen(exp, params), scale, exp
+
+
+def evaluate_autoencoder(trained: Any, workdir: str) -> dict[str, Any]:
+    """``diffax eval`` of an autoencoder: held-out reconstruction PSNR (pixels in [0, 1],
+    through the deterministic latent: posterior mean / quantised code), the VQ codebook's
+    usage on the held-out codes, and the stored scale; writes ``eval/metrics.json``."""
+    import jax
+
+    from diffax import data, latent
+    from diffax.evaluation import metrics
+    from diffax.train import evaluate
+
+    exp = trained.exp
+    o = exp.options
+    params = trained.state.sampling_params(use_ema=o.sample.use_ema)
+    x, z = encode_split(exp, params, o.eval.split)
+    ae = _frozen(exp, params)
+    decode = jax.jit(ae.decode)
+    recon = _batched(lambda zb, i: decode(zb), z)
+    lo, hi = o.data.value_range
+    as01 = lambda a: data.from_model_range(a, (lo, hi)).astype(np.float64) / 255.0
+    psnr = np.asarray(metrics.psnr(as01(recon), as01(x), data_range=1.0))
+    result: dict[str, Any] = {
+        "step": trained.step, "autoencoder": o.model.name,
+        "data": {"name": o.data.name, "held_out_split": o.eval.split, "num_held_out": len(x)},
+        "latent_shape": list(z.shape[1:]),
+        "reconstruction_psnr_db": {"mean": float(psnr.mean()),
+                                   "stderr": float(psnr.std(ddof=1) / math.sqrt(len(psnr)))},
+        "latent_std_held_out": float(z.std()),
+    }
+    if o.model.name == "autoencoder_vq":
+        codebook = params["params"]["codebook"]
+        _, idx = latent.quantize(z, codebook)
+        usage = latent.codebook_usage(idx, codebook.shape[0])
+        result["codebook"] = {"size": int(codebook.shape[0]),
+                              "fraction_used": float(usage["fraction_used"]),
+                              "perplexity": float(usage["perplexity"])}
+    if os.path.isfile(os.path.join(workdir, SCALE_FILE)):
+        result["scale"] = read_scale_factor(workdir)
+    rows = [f"reconstruction PSNR ({o.eval.split}, pixels in [0, 1]): "
+            f"{result['reconstruction_psnr_db']['mean']:.2f} ± "
+            f"{result['reconstruction_psnr_db']['stderr']:.2f} dB",
+            f"latent shape {tuple(result['latent_shape'])}, held-out latent std "
+            f"{result['latent_std_held_out']:.4g}"]
+    if "scale" in result:
+        rows.append(f"scale_factor {result['scale']['scale_factor']:.6g} (1 / std of the "
+                    f"training latents at step {result['scale']['step']})")
+    if "codebook" in result:
+        c = result["codebook"]
+        rows.append(f"codebook: {c['fraction_used']:.1%} of {c['size']} codewords used, "
+                    f"perplexity {c['perplexity']:.1f}")
+    result["table"] = "\n".join(rows)  # what `diffax eval` prints
+    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+    path = os.path.join(workdir, "eval", "metrics.json")
+    evaluate.write_json(path, result)
+    result["path"] = path
+    return result
+
+
+def digits_8x8_scores(exp: Any, x: np.ndarray, x_untrained: np.ndarray) -> dict[str, Any]:
+    """Samples of a ``digits_upsampled/<S>`` model scored by the 8x8 digits yardstick:
+    ``diffax.data.downsample_digits`` (the least-squares inverse of the upsampling) takes
+    them (pixels in [0, 1]) back to 8x8, then the scores of ``diffax eval`` on the ``digits``
+    dataset (PCA fitted on its training split, against its held-out split, with the training
+    floor and the untrained model's samples beside them)."""
+    from diffax import data
+    from diffax.evaluation import metrics
+    from diffax.train import evaluate
+
+    o = exp.options
+    source = {k: v for k, v in o.data.source.items() if k == "data_dir"}
+    split = lambda s: data.load_split("digits", split=s, value_range=None,
+                                      **source)["x"].astype(np.float64) / 255
+    as8 = lambda a: data.downsample_digits(a, value_range=(0.0, 1.0)).astype(np.float64) / 255
+    test8, train8 = split(o.eval.split), split("train")
+    pca = metrics.fit_pca(train8, num_components=o.eval.feature_dim)
+    scores = evaluate._sample_scores(as8(x), as8(x_untrained), test8, train8, pca, o.eval, True)
+    scores["how"] = ("samples downsampled to 8x8 by diffax.data.downsample_digits, scored "
+                     "against the `digits` dataset")
+    return scores
