@@ -108,10 +108,15 @@ def medical_config(problem: str, variant: str, settings: tuple):
     section = task_section(
         options.MedicalOptions, problem=problem, settings=settings[:1] if tiny else settings,
         # per unit ||A||^2; measured on the Gaussian prior: CT best of {0.1, 1, 10} is 10
-        dps_step_size=10.0 if problem == "ct" else 1.0)
+        dps_step_size=10.0 if problem == "ct" else 1.0,
+        # candidates, chosen per setting on validation phantoms held out of the train split
+        dps_step_sizes=None if tiny else ((1.0, 3.0, 10.0, 30.0) if problem == "ct"
+                                          else (0.3, 1.0, 3.0, 10.0)))
     if tiny:
         section.update({"num_steps": 3, "num_samples": 1, "num_eval": 2})
     section.denoiser_from = ml_collections.FieldReference(None, field_type=str)
+    if tiny:  # None (no choice) that a command line can still set
+        section.dps_step_sizes = ml_collections.FieldReference(None, field_type=tuple)
     section.inverse_ridge = ml_collections.FieldReference(
         options.section_defaults(options.MedicalOptions)["inverse_ridge"], field_type=float)
     cfg.medical = section

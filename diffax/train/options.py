@@ -1327,6 +1327,8 @@ class MedicalOptions(_Section):
     lam: float = _field(1.0, ("real", 0.0, False))
     snr: float = _field(0.16, ("real", 0.0, False))
     dps_step_size: float = _field(1.0, ("real", 0.0, True))
+    dps_step_sizes: tuple[float, ...] | None = _field(None, ("reals", 0.0, "optional"))
+    num_validation: int = _field(8, ("int", 1))
     noise_std: float = _field(0.0, ("real", 0.0, False))
     denoiser_from: str | None = _field(None, ("str", "optional"))
     prior: str = _field("unet", ("choice", ("unet", "gaussian")))

@@ -59,3 +59,14 @@ def test_ct_example_runs_on_the_tiny_config(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert "final_loss" not in printed and set(printed["settings"]["4"]) == {
         "baseline", "consistency", "sampled_fraction", "operator_norm_squared"}
+    # DPS's step chosen on validation phantoms held out of the train split: the candidate of
+    # the best validation PSNR is the one used on the test phantoms (issue #22).
+    assert main([os.path.join(CONFIGS, "phantom_mri.py:tiny"), "--workdir", workdir + "_val",
+                 f"--config.data.data_dir={data_dir}", "--config.medical.methods=('dps',)",
+                 "--config.medical.dps_step_sizes=(0.01, 1.0)", "--config.medical.num_validation=2",
+                 f"--config.medical.denoiser_from={workdir}/denoiser.msgpack"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    dps = printed["settings"]["4"]["dps"]
+    scores = dps["validation_psnr"]
+    assert printed["num_validation"] == 2 and set(scores) == {"0.01", "1.0"}
+    assert scores["0.01"] != scores["1.0"] and str(dps["step_size"]) == max(scores, key=scores.get)

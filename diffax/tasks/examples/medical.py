@@ -33,6 +33,28 @@ def _baseline(problem: str, op, y: Array) -> Array:
 
 
 
+def _validation_psnr(process, D, op, x: Array, candidates: tuple[float, ...], norm: float, *,
+                     noise_std: float, problem: str, num_steps: int, key) -> dict[str, float]:
+    """One-sample DPS PSNR on the validation phantoms ``x`` for each candidate step
+    (``candidate / norm``), with their own measurement noise and sampling keys."""
+    from diffax import inverse
+
+    k_noise, k_sample = jax.random.split(key)
+    y = op(x)
+    y = y + float(noise_std) * jax.random.normal(k_noise, y.shape, y.dtype)
+    if problem == "mri":
+        y = op.select(y)
+
+    @jax.jit
+    def draw(step_size):
+        x0 = process.prior_sample(jax.random.fold_in(k_sample, 1), x.shape)
+        return inverse.dps(k_sample, process, D, x0, y, op, step_size=step_size,
+                           num_steps=num_steps).x
+
+    return {str(c): reconstruction_metrics(draw(jnp.asarray(c / norm, jnp.float32)), x)["psnr"]
+            for c in candidates}
+
+
 def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     """The phantom example: CT at ``config.medical.settings`` views or MRI at those
     accelerations.
@@ -52,6 +74,15 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     ``workdir/metrics.json``. ``config.medical.prior = "gaussian"`` replaces the UNet by
     :func:`gaussian_prior_denoiser` of the train split (no training).
     ``config.medical.inverse_ridge`` is the CT operator's ``inverse_ridge`` (0: FBP).
+
+    With candidates ``config.medical.dps_step_sizes``, ``config.medical.num_validation``
+    phantoms are held out of the train split (``data.validation_seed``; the prior is fitted
+    or trained on the rest) and, for each setting, DPS's step is the candidate with the best
+    one-sample PSNR on them (own measurement noise and sampling keys); the test phantoms are
+    reconstructed with that step only (``metrics.json``: ``dps.step_size`` and
+    ``dps.validation_psnr``). Without candidates ``dps_step_size`` is used as given. A
+    ``denoiser_from`` run uses the same held-out phantoms (held out of its training only if the
+    run that wrote it had candidates too).
     """
     import os
     import time
@@ -80,15 +111,27 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     loss = pl.denoising_loss(process)
     prior = med.prior
     metrics["prior"] = prior
-    if prior == "gaussian":
+    candidates = tuple(float(c) for c in med.dps_step_sizes or ()) if "dps" in med.methods else ()
+    validation = None
+
+    def train_split():
+        nonlocal validation
         train = phantoms("train", size=size, data_dir=data_dir)
-        D = gaussian_prior_denoiser(train["x"], process)
+        if candidates:
+            train, validation = pl.validation_split(train, med.num_validation,
+                                                    seed=opts.data.validation_seed)
+            validation = jnp.asarray(validation["x"])
+            metrics["num_validation"] = int(validation.shape[0])
+        return train
+
+    if prior == "gaussian":
+        D = gaussian_prior_denoiser(train_split()["x"], process)
     elif med.denoiser_from:
         with open(med.denoiser_from, "rb") as f:
             params = serialization.from_bytes(model.init_params(key_train), f.read())
         metrics["denoiser_from"] = med.denoiser_from
     else:
-        train = phantoms("train", size=size, data_dir=data_dir)
+        train = train_split()
         result, loss = pl.train_denoiser(key_train, process, model, apply_fn,
                                          {"x": train["x"]}, pl.fit_kwargs(opts.train))
         params = result.params
@@ -99,6 +142,8 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
                 f.write(serialization.to_bytes(params))
     if prior == "unet":
         D = loss.denoiser(apply_fn, params)
+    if candidates and validation is None:  # a loaded denoiser: the same held-out phantoms
+        train_split()
     pc = samplers.PredictorCorrector(predictor="reverse_diffusion", corrector="langevin",
                                      snr=float(med.snr))
     rows = [x[:8]]
@@ -127,7 +172,15 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
             else:
                 # DPS's step is normalised by the residual, not by the operator: divide by
                 # ||A||^2 (1 for the orthonormal MRI operator, ~views x size for CT).
-                step_size = float(med.dps_step_size) / out["operator_norm_squared"]
+                norm = out["operator_norm_squared"]
+                chosen = float(med.dps_step_size)
+                if candidates:
+                    scores = _validation_psnr(
+                        process, D, op, validation, candidates, norm, noise_std=med.noise_std,
+                        problem=problem, num_steps=num_steps,
+                        key=jax.random.fold_in(jax.random.fold_in(key_run, 10_000), i))
+                    chosen = candidates[int(np.argmax([scores[str(c)] for c in candidates]))]
+                step_size = chosen / norm
                 fn = lambda k, x0, op=op, y=y, step_size=step_size: inverse.dps(
                     k, process, D, x0, y, op, step_size=step_size, num_steps=num_steps).x
             draw = jax.jit(lambda k, fn=fn: fn(k, process.prior_sample(
@@ -140,6 +193,8 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
                            "measurement_rmse": float(jnp.sqrt(jnp.mean(jnp.square(
                                op(samples[0]) - y)))),
                            "seconds": round(time.time() - start, 1)}
+            if method == "dps" and candidates:
+                out[method].update(step_size=chosen, validation_psnr=scores)
             shown.append(samples[0, :8])
         metrics["settings"][str(setting)] = out
         rows += shown
