@@ -469,10 +469,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(a in ("-h", "--help", "-help", "--helpfull") for a in rest):
         _say(command_help(name))
         return 0
-    configure_malloc()  # before jax starts its CPU threads: see diffax.train.malloc
     try:
+        configure_malloc()  # before jax starts its CPU threads: see diffax.train.malloc
         return run_command(name, rest)
-    except UsageError as e:
+    except (UsageError, ConfigError) as e:
         sys.stderr.write(f"diffax {name}: error: {_one_line(e)}\n")
         return 2
     except Exception as e:

@@ -25,6 +25,8 @@ import os
 import sys
 from collections.abc import Mapping
 
+from diffax.train.options import ConfigError
+
 __all__ = ["configure_malloc"]
 
 # mallopt parameters (glibc's malloc.h).
@@ -61,8 +63,8 @@ def configure_malloc(*, environ: Mapping[str, str] | None = None) -> str:
       ``"off: DIFFAX_MALLOC=default"``, ``"off: not glibc"`` or ``"off: accelerator"``.
 
     Raises:
-      ValueError: if ``DIFFAX_MALLOC`` is set to something other than ``tuned`` or
-        ``default``.
+      ConfigError: (a ValueError) if ``DIFFAX_MALLOC`` is set to something other than
+        ``tuned`` or ``default``; ``diffax`` reports it in one line and exits with code 2.
 
     Example:
       >>> configure_malloc(environ={"DIFFAX_MALLOC": "default"})
@@ -71,8 +73,8 @@ def configure_malloc(*, environ: Mapping[str, str] | None = None) -> str:
     environ = os.environ if environ is None else environ
     choice = environ.get("DIFFAX_MALLOC", "tuned").strip().lower()
     if choice not in ("tuned", "default"):
-        raise ValueError(f"DIFFAX_MALLOC must be 'tuned' or 'default', got "
-                         f"{environ['DIFFAX_MALLOC']!r}.")
+        raise ConfigError("DIFFAX_MALLOC", f"the environment variable DIFFAX_MALLOC must be "
+                          f"'tuned' or 'default', got {environ['DIFFAX_MALLOC']!r}.")
     if choice == "default":
         return "off: DIFFAX_MALLOC=default"
     if not sys.platform.startswith("linux"):

@@ -63,3 +63,12 @@ def test_off_when_asked_or_on_an_accelerator():
 def test_a_bad_setting_names_the_variable():
     with pytest.raises(ValueError, match="DIFFAX_MALLOC"):
         configure_malloc(environ={"DIFFAX_MALLOC": "fast"})
+
+
+def test_the_diffax_command_reports_a_bad_setting_in_one_line(monkeypatch, capsys, tmp_path):
+    from diffax import cli
+
+    monkeypatch.setenv("DIFFAX_MALLOC", "fast")
+    assert cli.main(["sample", "--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "DIFFAX_MALLOC" in err and len(err.splitlines()) == 1, err
