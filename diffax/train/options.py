@@ -1230,10 +1230,13 @@ class TaskEvalOptions(_Section):
 
 @dataclasses.dataclass(frozen=True)
 class GuidanceOptions(_Section):
-    """``config.guidance``: guidance scales and samples per class."""
+    """``config.guidance``: guidance scales, samples per class, and the guided denoiser's
+    prior (``"unet"``: the trained UNet; ``"gaussian"``: the exact denoiser of a Gaussian
+    fitted to the train digits, no training)."""
 
     scales: tuple[float, ...] = _field((0.0, 1.0, 4.0), ("reals", 0.0))
     samples_per_class: int = _field(10, ("int", 1))
+    prior: str = _field("unet", ("choice", ("unet", "gaussian")))
 
 
 @dataclasses.dataclass(frozen=True)

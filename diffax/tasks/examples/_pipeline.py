@@ -22,7 +22,7 @@ from diffax.train import FitResult, fit
 from diffax.typing import Array, PRNGKey
 
 __all__ = ["digits", "validation_split", "train_denoiser", "fit_kwargs", "save_grid",
-           "save_metrics", "unet"]
+           "save_metrics", "unet", "unconditional_denoiser"]
 
 
 def _log(step: int, loss: float) -> None:
@@ -94,6 +94,29 @@ def train_denoiser(key: PRNGKey, process: Any, model: Any, apply_fn: Callable[..
     params = model.init_params(key_init)
     fn = loss.bind(apply_fn) if loss_fn is None else loss_fn
     return fit(fn, params, key_fit, data, **dict(options)), loss
+
+
+def unconditional_denoiser(prior: str, key: PRNGKey, process: Any, opts: Any,
+                           x_train: Any) -> tuple[Callable[[Array, Array], Array], float | None]:
+    """``(denoiser, final training loss)`` of an example's unconditional denoiser.
+
+    ``prior`` ``"unet"``: a UNet of ``opts.model`` trained on ``x_train`` by
+    :func:`train_denoiser` with ``opts.train`` and key ``key``; ``"gaussian"``: the exact
+    denoiser of a Gaussian fitted to ``x_train``
+    (:func:`diffax.tasks.medical.gaussian_prior_denoiser`; no training, loss None), the tests'
+    cheap prior of known quality.
+    """
+    if prior == "gaussian":
+        from diffax.tasks.medical import gaussian_prior_denoiser
+
+        return gaussian_prior_denoiser(x_train, process), None
+    from diffax import models
+
+    model = unet(opts.model, models.UNet.from_variant)
+    apply_fn = models.apply_fn(model)
+    result, loss = train_denoiser(key, process, model, apply_fn, {"x": x_train},
+                                  fit_kwargs(opts.train))
+    return loss.denoiser(apply_fn, result.params), float(np.mean(result.losses[-50:]))
 
 
 def save_grid(path: str, rows: Sequence[Array], *, scale: int = 4) -> str:

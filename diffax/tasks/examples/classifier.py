@@ -52,7 +52,10 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     ``config.train``), samples ``config.guidance.samples_per_class`` digits of each class with
     ``diffax.guidance.classifier`` at each of ``config.guidance.scales``, and reports the
     fraction of samples an independent classifier (scikit-learn logistic regression on clean
-    digits) assigns to the target class. Writes ``workdir/guided.png`` (rows of up to 3
+    digits) assigns to the target class. ``config.guidance.prior = "gaussian"`` replaces the
+    trained denoiser by :func:`diffax.tasks.medical.gaussian_prior_denoiser` of the train
+    digits (the exact denoiser of a fitted Gaussian, no training: the tests' cheap prior of
+    known quality). Writes ``workdir/guided.png`` (rows of up to 3
     samples per class for each scale, in order) and ``workdir/metrics.json``.
     """
     import os
@@ -99,7 +102,7 @@ def _guided_samples(opts, process, clf_apply_fn, clf_params, train_data, test, k
 
     from sklearn.linear_model import LogisticRegression
 
-    from diffax import guidance, models
+    from diffax import guidance
     from diffax.samplers import sample
     from diffax.tasks.examples import _pipeline as pl
     from diffax.train import build
@@ -109,12 +112,11 @@ def _guided_samples(opts, process, clf_apply_fn, clf_params, train_data, test, k
     flat = lambda x: np.asarray(x).reshape(len(x), -1)
     judge = LogisticRegression(max_iter=2000).fit(flat(train_data["x"]), train_data["label"])
     judge_test = float(judge.score(flat(test["x"]), test["label"]))
-    model = pl.unet(opts.model, models.UNet.from_variant)
-    apply_fn = models.apply_fn(model)
     key_train, key_sample = jax.random.split(key)
-    result, loss = pl.train_denoiser(key_train, process, model, apply_fn,
-                                     {"x": train_data["x"]}, pl.fit_kwargs(opts.train))
-    denoiser = loss.denoiser(apply_fn, result.params)
+    denoiser, final_loss = pl.unconditional_denoiser(cfg.prior, key_train, process, opts,
+                                                     train_data["x"])
+    prior_metrics = ({"prior": "gaussian"} if final_loss is None
+                     else {"denoiser_final_loss": final_loss})
     labels = jnp.repeat(jnp.arange(10), cfg.samples_per_class)
     log_prob = log_prob_fn(clf_apply_fn, clf_params, process, labels)
     x_init = process.prior_sample(jax.random.fold_in(key_sample, 0),
@@ -127,8 +129,7 @@ def _guided_samples(opts, process, clf_apply_fn, clf_params, train_data, test, k
                       num_steps=num_steps).x
 
     out: dict[str, Any] = {"judge_test_accuracy": judge_test, "judge_accuracy": {},
-                           "classifier_accuracy": {},
-                           "denoiser_final_loss": float(np.mean(result.losses[-50:]))}
+                           "classifier_accuracy": {}, **prior_metrics}
     rows = []
     for scale in cfg.scales:
         x = jnp.clip(draw(jnp.asarray(scale, jnp.float32)), -1.0, 1.0)

@@ -40,7 +40,6 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     import os
 
     import diffax
-    from diffax import models
     from diffax.evaluation.intervals import bootstrap_interval
     from diffax.inverse import downsample, dps, gaussian_blur, masking
     from diffax.tasks.examples import _pipeline as pl
@@ -55,17 +54,8 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     test = pl.digits("test", data_dir=opts.data.data_dir)
     x = jnp.asarray(test["x"][: cfg.num_eval or len(test["x"])])
     key_train, key_run = jax.random.split(jax.random.key(opts.seed))
-    if cfg.prior == "gaussian":  # the exact denoiser of a Gaussian fitted to the train digits
-        from diffax.tasks.medical import gaussian_prior_denoiser
-
-        D, extra_metrics = gaussian_prior_denoiser(train["x"], process), {"prior": "gaussian"}
-    else:
-        model = pl.unet(opts.model, models.UNet.from_variant)
-        apply_fn = models.apply_fn(model)
-        result, loss = pl.train_denoiser(key_train, process, model, apply_fn,
-                                         {"x": train["x"]}, pl.fit_kwargs(opts.train))
-        D = loss.denoiser(apply_fn, result.params)
-        extra_metrics = {"final_loss": float(np.mean(result.losses[-50:]))}
+    D, final_loss = pl.unconditional_denoiser(cfg.prior, key_train, process, opts, train["x"])
+    extra_metrics = {"prior": "gaussian"} if final_loss is None else {"final_loss": final_loss}
     step_size = cfg.dps_step_size
 
     def draws(fn):
