@@ -77,7 +77,7 @@ HELP["sample"] = (
     "                               (discrete processes: ancestral | tau_leaping)\n"
     "  --config.sample.num_steps=N  solver steps\n"
     "  --config.sample.schedule=S   default | time_uniform | quadratic | log_snr | karras "
-    "(rho=X),\n"
+    "(rho=X) | shift (shift=X),\n"
     "                               or a grid \"[t_max, ..., t_min]\" of num_steps + 1 times\n"
     "  --config.sample.num_samples=N\n"
     "  --config.sample.use_ema=BOOL, denoise_final=BOOL, order=K (0: the solver's own), "

@@ -453,6 +453,7 @@ _SCHEDULES: dict[str, Callable[[SampleOptions], Any]] = {
     "quadratic": lambda o: schedules.Quadratic(),
     "log_snr": lambda o: schedules.LogSNRUniform(),
     "karras": lambda o: schedules.Karras(rho=o.rho),
+    "shift": lambda o: schedules.Shift(shift=o.shift),
 }
 
 

@@ -706,7 +706,7 @@ SOLVERS = ("euler", "heun", "ddim", "ddpm", "euler_maruyama", "reverse_diffusion
            "ipndm", "lms", "ancestral", "tau_leaping", "sscs", "ddgan")
 """``sample.solver`` values: each is one branch of :func:`diffax.train.build.build_solver`."""
 
-SCHEDULES = ("default", "time_uniform", "quadratic", "log_snr", "karras")
+SCHEDULES = ("default", "time_uniform", "quadratic", "log_snr", "karras", "shift")
 """``sample.schedule`` names (or a list of ``num_steps + 1`` decreasing times)."""
 
 SOLVER_ORDERS = (1, 3)
@@ -744,6 +744,7 @@ class SampleOptions(_Section):
     atol: float = 1e-5
     schedule: str | tuple[float, ...] = "default"
     rho: float = 7.0
+    shift: float = 3.0
     method: str | None = None
     variant: str | None = None
     corrector: bool | None = None
@@ -832,13 +833,15 @@ def sample_options(cfg: Mapping[str, Any]) -> SampleOptions:
             _choice(cfg, "sample", key, options)
     schedule = _schedule_value(cfg, num_steps)
     rho = _real(cfg, "sample", "rho", d["rho"], low=0.0, low_open=True)
+    shift = _real(cfg, "sample", "shift", d["shift"], low=0.0, low_open=True)
     eta = _real(cfg, "sample", "eta", d["eta"], low=0.0)
     churn = _real(cfg, "sample", "churn", d["churn"], low=0.0)
     pos = {key: _real(cfg, "sample", key, d[key], low=0.0, low_open=True)
            for key in ("snr", "rtol", "atol")}
     return SampleOptions(solver=solver, num_steps=num_steps, num_samples=num_samples,
                          use_ema=use_ema, denoise_final=denoise_final, order=order, eta=eta,
-                         churn=churn, schedule=schedule, rho=rho, **pos, **names, **flags,
+                         churn=churn, schedule=schedule, rho=rho, shift=shift, **pos, **names,
+                         **flags,
                          explicit=frozenset(k for k, v in cfg.items() if v is not None))
 
 

@@ -140,3 +140,13 @@ def test_diffax_sample_takes_an_explicit_grid(trained, capsys):
                      "--config.sample.schedule=[1.0, 0.5, 0.001]"])
     err = capsys.readouterr().err
     assert code == 2 and "sample.schedule" in err and "needs 4" in err, err
+
+
+def test_diffax_sample_takes_the_shift_schedule(trained, capsys):
+    """`--config.sample.schedule=shift` (issue #22 item 12) samples on schedules.Shift's grid:
+    the same grid written out as a list gives the same samples bit for bit. (``sample.shift``,
+    like ``rho``, is set in a config's ``sample`` section: tests/train/test_sample_shift.py.)"""
+    grid = np.asarray(schedules.Shift()(diffax.VP(), 3)).tolist()  # shift 3, the default
+    named = _sample(capsys, trained, "--config.sample.schedule=shift")
+    np.testing.assert_array_equal(named, _sample(capsys, trained,
+                                                 f"--config.sample.schedule={grid}"))
