@@ -94,7 +94,7 @@ def _classifier(m):
     # of the exact Gaussian-prior denoiser (guidance.prior; a tiny trained UNet's samples are
     # not digits, unguided or guided: 0.0 vs 0.0 on :tiny), measured 0.08 unguided vs 0.28 at
     # scale 10 (Wilson 95%: [0.04, 0.15] vs [0.20, 0.37]; std of the difference 0.05). Fails
-    # with the untrained classifier (4 steps: 0.06 vs 0.06) and with the scale ignored.
+    # with the untrained classifier (4 steps: 0.08 vs 0.08) and with the scale ignored.
     judge = m["guidance"]["judge_accuracy"]
     assert judge["10.0"] > judge["0.0"] + 0.1, judge
 
