@@ -4,12 +4,13 @@ On a terminal the line is rewritten in place; otherwise (a log file, a test's ca
 output) each update is a line of its own.
 
 Why not tqdm (installed with tensorflow-datasets): what a training log must keep is every
-metrics update, one line each. Measured with ``python tools/bench_progress.py`` (20 updates of a
-2000-step run, 50 ms apart): written to a log file, tqdm produces one physical line of
-carriage-return-separated states (2 newlines, 12 ``\r``; ``grep loss`` finds 1 line, and its
-0.1 s ``mininterval`` never showed 10 of the 20 updates), this class 20 lines, one per update (0
-``\r``); on a terminal both rewrite one line. tqdm on terminals only would still need these
-lines for logs: two writers for one line, so the class stays (60 lines, no dependency).
+metrics update, one line each. Measured with ``python tools/bench_progress.py --out
+tools/bench_progress.md`` (20 updates of a 2000-step run, 50 ms apart): written to a log file,
+tqdm produces one physical line of carriage-return-separated states (2 newlines, 12 ``\r``;
+``grep loss`` finds 1 line, and its 0.1 s ``mininterval`` never showed 10 of the 20 updates),
+this class 20 lines, one per update (0 ``\r``); on a terminal both rewrite one line. tqdm on
+terminals only would still need these lines for logs: two writers for one line, so the class
+stays (60 lines, no dependency).
 """
 
 from __future__ import annotations
