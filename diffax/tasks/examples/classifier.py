@@ -97,9 +97,8 @@ def _guided_samples(opts, process, clf_apply_fn, clf_params, train_data, test, k
     """Samples each class with classifier guidance at each scale; the judge's accuracy."""
     import os
 
-    from sklearn.linear_model import LogisticRegression
-
     from diffax import guidance, models
+    from diffax.evaluation.modes import fit_digit_classifier
     from diffax.samplers import sample
     from diffax.tasks.examples import _pipeline as pl
     from diffax.train import build
@@ -107,7 +106,7 @@ def _guided_samples(opts, process, clf_apply_fn, clf_params, train_data, test, k
     cfg = opts.guidance
     solver, num_steps = build.build_solver(opts.sample)
     flat = lambda x: np.asarray(x).reshape(len(x), -1)
-    judge = LogisticRegression(max_iter=2000).fit(flat(train_data["x"]), train_data["label"])
+    judge = fit_digit_classifier(train_data["x"], train_data["label"])
     judge_test = float(judge.score(flat(test["x"]), test["label"]))
     model = pl.unet(opts.model, models.UNet.from_variant)
     apply_fn = models.apply_fn(model)
