@@ -61,14 +61,12 @@ def steps_of(workdir: str) -> list[int]:
                   if d.isdigit())
 
 
-def draw(trained, num: int, *, untrained: bool = False) -> tuple[np.ndarray, int]:
+def draw(trained, num: int) -> tuple[np.ndarray, int]:
     """``num`` samples as pixels in [0, 1] (NaN kept), and the NFE per sample."""
     from diffax.train import evaluate
 
-    params = (evaluate._untrained_params(trained) if untrained
-              else evaluate._params(trained))
-    x, nfe, _ = evaluate.generate(trained, params, num=num, batch_size=500, seed_tag=2,
-                                  label="untrained" if untrained else "samples")
+    x, nfe, _ = evaluate.generate(trained, evaluate._params(trained), num=num, batch_size=500,
+                                  seed_tag=2, label="samples")
     finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
     out = np.full(x.shape, np.nan)
     out[finite] = evaluate.to_data_range(trained.exp, x[finite])[0].astype(np.float64) / 255.0
@@ -93,29 +91,31 @@ class Yardstick:
         self.clf = modes.fit_digit_classifier(digits["x"] / 255.0, digits["label"])
         self.num = num
 
-    def scores(self, x: np.ndarray, x_untrained: np.ndarray) -> dict:
+    def scores(self, x: np.ndarray) -> dict:
+        """``diffax eval``'s sample scores (its untrained-model reference is not drawn)."""
         from diffax.train import evaluate
 
-        return evaluate._sample_scores(x, x_untrained, self.test_x, self.train_x, self.pca,
+        finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        return evaluate._sample_scores(x, x[finite][:2], self.test_x, self.train_x, self.pca,
                                        self.ev, True)
 
 
-def digit_row(ys: Yardstick, x: np.ndarray, x_untrained: np.ndarray) -> dict:
+def digit_row(ys: Yardstick, x: np.ndarray) -> dict:
     from diffax.evaluation import modes
 
     finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
-    s = ys.scores(x, x_untrained)
+    s = ys.scores(x)
     score = modes.digit_score(modes.digit_probabilities(ys.clf, x[finite])) \
         if finite.any() else float("nan")
     return {"finite": int(finite.sum()), "fd": s["fd_pca"], "sw": s["sliced_wasserstein"],
             "score": score, "floor": s["reference"]["train_vs_held_out"]}
 
 
-def stacked_row(ys: Yardstick, x: np.ndarray, x_untrained: np.ndarray) -> dict:
+def stacked_row(ys: Yardstick, x: np.ndarray) -> dict:
     from diffax.evaluation import modes
 
     finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
-    s = ys.scores(x, x_untrained)
+    s = ys.scores(x)
     cov = modes.mode_coverage(modes.stacked_modes(ys.clf, x[finite])[0], num_modes=1000) \
         if finite.any() else {"covered": 0, "kl_to_uniform": float("nan")}
     return {"finite": int(finite.sum()), "fd": s["fd_pca"], "sw": s["sliced_wasserstein"],
@@ -139,8 +139,7 @@ def evaluate_family(root: str, prefix: str, ys: Yardstick, num: int, vp_steps: l
     for seed, wd in runs(root, f"{prefix}_ddgan"):
         trained = restore(wd, None)
         x, nfe = draw(trained, num)
-        xu, _ = draw(trained, num, untrained=True)
-        rows.append(("DDGAN T=4", nfe, seed, trained.step, row_fn(ys, x, xu)))
+        rows.append(("DDGAN T=4", nfe, seed, trained.step, row_fn(ys, x)))
         print(rows[-1], flush=True)
     for seed, wd in runs(root, f"{prefix}_vp"):
         have = steps_of(wd)
@@ -148,8 +147,7 @@ def evaluate_family(root: str, prefix: str, ys: Yardstick, num: int, vp_steps: l
             for name, overrides in SOLVERS.items():
                 trained = restore(wd, step, overrides)
                 x, nfe = draw(trained, num)
-                xu, _ = draw(trained, num, untrained=True)
-                rows.append((f"diffusion, {name}", nfe, seed, step, row_fn(ys, x, xu)))
+                rows.append((f"diffusion, {name}", nfe, seed, step, row_fn(ys, x)))
                 print(rows[-1], flush=True)
     return rows
 
@@ -213,15 +211,21 @@ def main() -> None:
     parser.add_argument("--vp-steps", default="2000", help="diffusion checkpoint steps")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--stacked-samples", type=int, default=10000)
+    parser.add_argument("--families", default="digits,stacked",
+                        help="which tables: digits, stacked or both")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     if args.samples < 2 or args.stacked_samples < 2:
         parser.error("--samples and --stacked-samples must be >= 2")
     vp_steps = [int(s) for s in args.vp_steps.split(",") if s]
+    families = set(args.families.split(","))
+    if not families or not families <= {"digits", "stacked"}:
+        parser.error("--families: a comma-separated subset of digits,stacked")
     digits = Yardstick("digits", args.samples)
-    digit_rows = evaluate_family(args.runs, "digits", digits, args.samples, vp_steps, digit_row)
+    digit_rows = [] if "digits" not in families else evaluate_family(
+        args.runs, "digits", digits, args.samples, vp_steps, digit_row)
     stacked = None
-    if runs(args.runs, "stacked_ddgan") or runs(args.runs, "stacked_vp"):
+    if "stacked" in families:
         stacked = Yardstick("digits_stacked", args.stacked_samples)
     stacked_rows = [] if stacked is None else evaluate_family(
         args.runs, "stacked", stacked, args.stacked_samples, vp_steps, stacked_row)
