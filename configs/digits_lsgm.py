@@ -60,6 +60,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         cfg.lsgm.autoencoder_variant = "tiny"
         cfg.model.kwargs.update({"nf": 8, "ch_mult": (1,), "num_res_blocks": 1,
                                  "attn_resolutions": (), "dropout": 0.0})
+        cfg.optim.ema_decays = ()  # fewer ops to compile in the test
         cfg.train.update({"num_steps": 2, "batch_size": 16, "checkpoint_every": 2,
                           "log_every": 1, "sample_every": 0})
         cfg.sample.update({"solver": "ddim", "num_steps": 3, "num_samples": 16})

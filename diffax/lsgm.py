@@ -244,9 +244,7 @@ def mixed_denoiser(process: Process, eps_fn: Callable[[Array, Array], Array],
     Example:
       >>> import jax, jax.numpy as jnp, diffax
       >>> D = mixed_denoiser(diffax.VP(), lambda z, t: jnp.zeros_like(z), jnp.zeros((2,)))
-      >>> res = diffax.sample(jax.random.key(0), diffax.VP(), D, jnp.ones((4, 2)),
-      ...                     solver=diffax.samplers.DDIM(), num_steps=3)
-      >>> res.x.shape
+      >>> D(jnp.ones((4, 2)), jnp.full((4,), 0.5)).shape  # then diffax.sample(key, p, D, ...)
       (4, 2)
     """
     from diffax.parameterization import as_denoiser

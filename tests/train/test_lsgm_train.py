@@ -54,15 +54,14 @@ def test_tiny_variant_trains_jointly_and_restores(trained):
     assert params["mixing_logits"].shape == (8, 8, 2)  # the tiny autoencoder's latents
     leaves = jax.tree.leaves(params)
     assert all(np.isfinite(np.asarray(leaf)).all() for leaf in leaves)
-    # Every group moved: the joint objective reaches the encoder, decoder, network and logits
-    # (the learning rate is 0 on the first warmup step, positive on the second).
+    # The joint objective's gradient reaches every group: each group's own Adam moments
+    # (optax.multi_transform keeps one state per group) are non-zero after two steps.
     exp = build.build_experiment(cfg)
-    init = jax.jit(lambda k: exp.model.init(k, *exp.model.example_inputs()))(
-        jax.random.split(jax.random.key(cfg.seed), 3)[0])
-    for group in params:
-        moved = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
-                             params[group], init[group])
-        assert any(jax.tree.leaves(moved)), group
+    for group in ("autoencoder", "score"):
+        inner = result.state.opt_state.inner_states[group]
+        moments = [np.asarray(leaf) for leaf in jax.tree.leaves(inner)
+                   if np.ndim(leaf) > 0 and np.issubdtype(np.asarray(leaf).dtype, np.floating)]
+        assert moments and any(np.any(m != 0) for m in moments), group
     # The checkpoint restores into the same three groups (what `diffax sample` / resumption
     # read), bit for bit.
     restored = evaluate.restore(str(workdir), exp)
