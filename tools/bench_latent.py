@@ -25,7 +25,7 @@ included) and wall time per sample (second call, after compilation).
 4. lsgm (``--stage lsgm``): configs/digits_lsgm.py, the same UNet, process, optimiser, batch
    and ``--steps`` steps, its autoencoder (``--ae_nf``) trained jointly with the score model on
    LSGM's objective; scored like the others, plus its autoencoder's held-out PSNR (posterior
-   mean -> decoder).
+   mean -> decoder); ``--stage lsgm_uniform``: the same with uniform ``t`` (``:uniform``).
 
 ``--stage`` runs one part (``ae``, ``latent`` [needs ``ae``], ``pixel``, ``lsgm``), each its own
 job of the shared queue, each writing ``WORKDIR/<part>/bench.json``; ``--stage table`` (no
