@@ -27,6 +27,7 @@ from diffax._pytree import pytree_dataclass, static_field
 from diffax.cld import CLD
 from diffax.inverse import inpaint
 from diffax.latent import Latent
+from diffax.lsgm import LSGMObjective
 from diffax.likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from diffax.parameterization import (
     PREDICTIONS,
@@ -118,6 +119,7 @@ __all__ = [
     "inpaint",
     # latent diffusion
     "Latent",
+    "LSGMObjective",
     # likelihood
     "log_likelihood",
     "bits_per_dim",

@@ -579,6 +579,78 @@ def _latent_model_info(o: Options, info: Any, latent_shape: tuple[int, ...]) -> 
 
 
 # --------------------------------------------------------------------------------------------
+# LSGM: encoder, decoder and latent score model trained together (diffax.train.lsgm)
+
+
+def _build_lsgm(o: Options, cheap: _Cheap, info: Any) -> Experiment:
+    """The experiment of a config with an ``lsgm`` section; errors name the key."""
+    from diffax import losses as losses_lib
+    from diffax import lsgm, models
+    from diffax.train import lsgm as lsgm_train
+
+    g = o.lsgm
+    for name in ("gan", "latent"):
+        if getattr(o, name) is not None:
+            raise ConfigError(name, f"config.{name} does not combine with config.lsgm (LSGM "
+                              f"trains its own autoencoder).")
+    if o.is_autoencoder:
+        raise ConfigError("model.name", f"config.lsgm: config.model is the latent score "
+                          f"network (unet, ...), not {o.model.name!r}.")
+    if _is_discrete(cheap.process) or not getattr(cheap.process, "scalar_coefficients", True):
+        raise ConfigError("process.name", f"config.lsgm needs a Gaussian process (vp, ve, "
+                          f"subvp, ...), not process.name={o.process.name!r}.")
+    if o.loss.prediction != "eps":
+        raise ConfigError("loss.prediction", f"config.lsgm: the mixed score needs "
+                          f"loss.prediction='eps', got {o.loss.prediction!r}.")
+    if o.model.conditional:
+        raise ConfigError("model.conditional", "config.lsgm: class-conditional LSGM is not "
+                          "supported; set model.conditional=False.")
+    if not info.is_image or info.shape[0] != info.shape[1]:
+        raise ConfigError("data.name", f"config.lsgm needs square images [H, W, C]; dataset "
+                          f"{info.name!r} has {info.shape}.")
+    overrides = _model_overrides(g.autoencoder_kwargs)
+    overrides.setdefault("image_size", info.shape[0])
+    overrides.setdefault("num_channels", info.shape[-1])
+    try:
+        autoencoder = models.AutoencoderKL.from_variant(g.autoencoder_variant, **overrides)
+    except (ValueError, TypeError) as e:
+        raise ConfigError("lsgm.autoencoder_kwargs", f"config.lsgm.autoencoder_kwargs (variant="
+                          f"{g.autoencoder_variant!r}, autoencoder_kwargs={overrides}): {e}"
+                          ) from e
+    latent_info = _latent_model_info(o, info, autoencoder.config.latent_shape)
+    score, _ = build_model(o.model, latent_info, cheap.process)
+    if g.autoencoder_learning_rate is None:
+        ae_optimizer = cheap.optimizer
+    else:
+        ae_optimizer, _ = _wrap("lsgm", lambda: build_optimizer(
+            dataclasses.replace(o.optim, learning_rate=g.autoencoder_learning_rate),
+            num_steps=o.train.num_steps))
+    sampler = {"importance": lsgm.NormalImportanceTime,
+               "uniform": losses_lib.UniformTime}[g.time_sampler]()
+    objective = _wrap("lsgm", lambda: lsgm.LSGMObjective(
+        process=cheap.process, time_sampler=sampler,
+        reconstruction=lsgm.GaussianReconstruction(std=g.decoder_std),
+        kl_weight=g.kl_weight))
+    trainer = lsgm_train.LSGMTrainer(
+        objective=objective,
+        model=lsgm_train.LSGMModel(autoencoder=autoencoder, score=score,
+                                   mixing_init=g.mixing_init),
+        parameterization=build_parameterization(o.loss), score_optimizer=cheap.optimizer,
+        autoencoder_optimizer=ae_optimizer,
+        dropout=float(getattr(score.config, "dropout", 0.0)) > 0)
+
+    def apply_fn(params, x, t, **kwargs):  # the mixed score's eps-prediction on latents
+        return trainer.eps_fn(params)(x, t)
+
+    return Experiment(
+        process=cheap.process, loss=objective, model=trainer.model, apply_fn=apply_fn,
+        train_apply_fn=apply_fn, optimizer=trainer.optimizer, schedule=cheap.lr_schedule,
+        ema_decays=o.optim.ema_decays, ema_warmup=o.optim.ema_warmup, solver=cheap.solver,
+        sample_steps=cheap.sample_steps, data_info=info, conditional=False,
+        sample_schedule=cheap.sample_schedule, options=o, trainer=trainer, latent=trainer)
+
+
+# --------------------------------------------------------------------------------------------
 # everything
 
 
@@ -774,6 +846,8 @@ def build_experiment(config: Any) -> Experiment:
     o = config if isinstance(config, Options) else parse_config(config, num_devices=1)
     cheap = _build_cheap(o)
     info = build_dataset_info(o.data)
+    if o.lsgm is not None:
+        return _build_lsgm(o, cheap, info)
     if o.gan is not None:
         return _build_gan(o, cheap, info)
     if o.is_autoencoder:

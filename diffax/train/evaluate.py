@@ -205,8 +205,8 @@ def sampling_program(exp: Experiment, *, batch: int, mesh: Any) -> Any:
                               num_steps=exp.sample_steps, schedule=exp.sample_schedule,
                               denoise_final=denoise_final)
         x = res.x[0] if isinstance(res.x, tuple) else res.x  # CLD's (x, v): the data part
-        if latent is not None:  # decoded to data space
-            x = latent.decode(x)
+        if latent is not None:  # decoded to data space (LSGM: by the trained decoder)
+            x = latent.decode(x) if exp.trainer is None else exp.trainer.decode(params, x)
         return x, res.nfe
 
     programs[batch, mesh] = jax.jit(run)
@@ -411,6 +411,10 @@ def likelihood(trained: Trained, workdir: str) -> dict[str, Any]:
     if isinstance(trained.exp.solver, str):
         raise ConfigError("process.name", "a discrete process has no probability-flow ODE; "
                           "`diffax eval` reports its held-out NELBO")
+    if getattr(trained.options, "lsgm", None) is not None:
+        raise ConfigError("eval.likelihood", "LSGM's likelihood (its objective on held-out "
+                          "data, a bound) is not wired into `diffax likelihood` yet; set "
+                          "eval.likelihood=False")
     if trained.exp.trainer is not None:
         raise ConfigError("gan", "a denoising diffusion GAN (config.gan) has no likelihood; set "
                           "eval.likelihood=False")

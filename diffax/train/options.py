@@ -46,6 +46,8 @@ __all__ = [
     "AUTOENCODER_NAMES",
     "AutoencoderLossOptions",
     "LatentOptions",
+    "LSGMOptions",
+    "lsgm_options",
     "autoencoder_loss_options",
     "latent_options",
     "SECTIONS",
@@ -294,15 +296,20 @@ def model_options(cfg: Mapping[str, Any]) -> ModelOptions:
     if variant not in variants:
         raise ConfigError("model.variant", f"config.model.variant={variant!r} is not one of "
                           f"{', '.join(map(repr, variants))}.")
-    kwargs = cfg.get("kwargs") or {}
+    return ModelOptions(name=name, variant=variant,
+                        conditional=_boolean(cfg, "model", "conditional", d["conditional"]),
+                        kwargs=_fields_dict(cfg, "model", "kwargs", "model"))
+
+
+def _fields_dict(cfg: Mapping[str, Any], sec: str, key: str, what: str) -> dict[str, Any]:
+    """``cfg[key]`` (a dict of ``what`` config fields, default empty) as a plain dict."""
+    kwargs = cfg.get(key) or {}
     if hasattr(kwargs, "to_dict"):
         kwargs = kwargs.to_dict()
     if not isinstance(kwargs, Mapping):
-        raise ConfigError("model.kwargs", f"config.model.kwargs must be a dict of model "
+        raise ConfigError(f"{sec}.{key}", f"config.{sec}.{key} must be a dict of {what} "
                           f"config fields, got {kwargs!r}.")
-    return ModelOptions(name=name, variant=variant,
-                        conditional=_boolean(cfg, "model", "conditional", d["conditional"]),
-                        kwargs=dict(kwargs))
+    return dict(kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -923,6 +930,67 @@ def eval_options(cfg: Mapping[str, Any]) -> EvalOptions:
 
 
 # --------------------------------------------------------------------------------------------
+# lsgm: joint training of an autoencoder and a latent score model (diffax.train.lsgm)
+
+LSGM_TIME_SAMPLERS = ("importance", "uniform")
+"""``lsgm.time_sampler``: :class:`diffax.lsgm.NormalImportanceTime` or
+:class:`diffax.losses.UniformTime`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LSGMOptions(_Section):
+    """``config.lsgm``: LSGM (:mod:`diffax.lsgm`): the encoder, decoder and latent score model
+    (``config.model``, on the latents) trained together on the negative ELBO.
+
+    Attributes:
+      autoencoder_variant: the :class:`diffax.models.AutoencoderKL` variant ["digits"].
+      autoencoder_kwargs: its config fields (``nf``, ``latent_channels``, ...) [{}].
+      decoder_std: std of the Gaussian decoder in the model range [0.05].
+      time_sampler: ``"importance"`` (the paper's variance reduction) or ``"uniform"``.
+      kl_weight: weight of ``CE - H`` (1: the ELBO) [1.0].
+      autoencoder_learning_rate: the autoencoder's own learning rate (its optimiser is
+        ``config.optim`` otherwise) [None: optim.learning_rate].
+      mixing_init: initial mixing logit of the mixed score [0.0].
+    """
+
+    autoencoder_variant: str = "digits"
+    autoencoder_kwargs: dict = dataclasses.field(default_factory=dict)
+    decoder_std: float = 0.05
+    time_sampler: str = "importance"
+    kl_weight: float = 1.0
+    autoencoder_learning_rate: float | None = None
+    mixing_init: float = 0.0
+
+
+def lsgm_options(cfg: Mapping[str, Any]) -> LSGMOptions:
+    """Checks ``config.lsgm``.
+
+    Example:
+      >>> lsgm_options({"decoder_std": 0.1}).time_sampler
+      'importance'
+      >>> lsgm_options({"decoder_std": 0.0})
+      Traceback (most recent call last):
+      ...
+      diffax.train.options.ConfigError: config.lsgm.decoder_std must lie in (0, inf), got 0.0.
+    """
+    cfg = dict(cfg)
+    d = _defaults(LSGMOptions)
+    check_keys(cfg, "lsgm", {f.name for f in dataclasses.fields(LSGMOptions)})
+    return LSGMOptions(
+        autoencoder_variant=_string(cfg, "lsgm", "autoencoder_variant",
+                                    d["autoencoder_variant"]),
+        autoencoder_kwargs=_fields_dict(cfg, "lsgm", "autoencoder_kwargs", "autoencoder"),
+        decoder_std=_real(cfg, "lsgm", "decoder_std", d["decoder_std"], low=0.0,
+                          low_open=True),
+        time_sampler=_choice(cfg, "lsgm", "time_sampler", LSGM_TIME_SAMPLERS,
+                             d["time_sampler"]),
+        kl_weight=_real(cfg, "lsgm", "kl_weight", d["kl_weight"], low=0.0),
+        autoencoder_learning_rate=_real(cfg, "lsgm", "autoencoder_learning_rate", None,
+                                        low=0.0, low_open=True, allow_none=True),
+        mixing_init=_real(cfg, "lsgm", "mixing_init", d["mixing_init"]))
+
+
+# --------------------------------------------------------------------------------------------
 # gan
 
 
@@ -994,7 +1062,7 @@ def gan_options(cfg: Mapping[str, Any]) -> GANOptions:
 # the whole config
 
 SECTIONS = ("seed", "process", "model", "loss", "optim", "train", "data", "sample", "eval",
-            "gan", "latent")
+            "gan", "latent", "lsgm")
 """The top-level keys of a training config."""
 
 
@@ -1015,6 +1083,8 @@ class Options:
     """A denoising diffusion GAN's options (``None``: a denoiser is trained)."""
     latent: LatentOptions | None = None
     """Stage 2 of latent diffusion: the stage-1 autoencoder run (``None``: pixel space)."""
+    lsgm: LSGMOptions | None = None
+    """LSGM's joint training (``None``: no ``lsgm`` section)."""
 
     @property
     def is_autoencoder(self) -> bool:
@@ -1077,9 +1147,10 @@ def parse_config(config: Any, *, num_devices: int | None = None) -> Options:
     sample = sample_options(_section(config, "sample"))
     evaluation = eval_options(_section(config, "eval"))
     gan = gan_options(_section(config, "gan")) if config.get("gan") is not None else None
+    lsgm = lsgm_options(_section(config, "lsgm")) if config.get("lsgm") is not None else None
     return Options(seed=int(seed), process=process, model=model, loss=loss, optim=optim,
                    train=train, data=data, sample=sample, eval=evaluation, gan=gan,
-                   latent=latent)
+                   latent=latent, lsgm=lsgm)
 
 
 # --------------------------------------------------------------------------------------------
