@@ -9,6 +9,7 @@ import importlib as _importlib
 from diffax import (
     cld,
     discrete,
+    divae,
     guidance,
     inverse,
     latent,
@@ -25,6 +26,7 @@ from diffax import (
 )
 from diffax._pytree import pytree_dataclass, static_field
 from diffax.cld import CLD
+from diffax.divae import DiVAE
 from diffax.inverse import inpaint
 from diffax.latent import Latent
 from diffax.likelihood import LikelihoodResult, bits_per_dim, log_likelihood
@@ -78,6 +80,7 @@ __all__ = [
     "schedules",
     "likelihood",
     "discrete",
+    "divae",
     "guidance",
     "inverse",
     "latent",
@@ -118,6 +121,7 @@ __all__ = [
     "inpaint",
     # latent diffusion
     "Latent",
+    "DiVAE",
     # likelihood
     "log_likelihood",
     "bits_per_dim",

@@ -39,6 +39,7 @@ from diffax.typing import Array, PRNGKey, PyTree
 __all__ = [
     "AutoencoderKLLoss",
     "AutoencoderVQLoss",
+    "CodebookEMA",
     "DiagonalGaussian",
     "FrozenAutoencoder",
     "IdentityAutoencoder",
@@ -46,6 +47,7 @@ __all__ = [
     "LatentLoss",
     "LatentSampleResult",
     "VQEMAState",
+    "codebook_metrics",
     "codebook_usage",
     "measure_scale_factor",
     "quantize",
@@ -254,6 +256,22 @@ class _Bindable:
         return loss_fn
 
 
+class _InnerLoss(_Bindable):
+    """A loss around a denoising loss ``self.inner``: its parameterization, process and
+    denoiser are the inner loss's (the network denoises what ``inner`` sees)."""
+
+    @property
+    def parameterization(self) -> Any:
+        return self.inner.parameterization
+
+    @property
+    def process(self) -> Process:
+        return self.inner.process
+
+    def denoiser(self, apply_fn: Callable[..., Any], params: PyTree, **cond: Any) -> Any:
+        return self.inner.denoiser(apply_fn, params, **cond)
+
+
 @pytree_dataclass
 class AutoencoderKLLoss(_Bindable):
     """LDM's KL-regularised autoencoder loss (without the optional patch discriminator).
@@ -299,6 +317,74 @@ class AutoencoderKLLoss(_Bindable):
 
 
 @pytree_dataclass
+class CodebookEMA:
+    """EMA codebook updates (van den Oord et al. 2017, appendix A.1) as a training option.
+
+    The statistics live next to the parameters, in the ``vq_ema`` collection of an
+    :class:`diffax.models.AutoencoderVQ` built with ``codebook_ema=True`` (``counts`` ``[K]``,
+    ``sums`` ``[K, D]``), so they are checkpointed with them. After each optimizer update,
+    :meth:`update` runs :func:`vq_ema_update` on the batch's encoder outputs and code
+    indices (the loss's ``aux``) and writes the new codebook into ``params["codebook"]``:
+    the codebook then gets no gradient (:class:`AutoencoderVQLoss` drops its codebook term).
+
+    Args:
+      decay: the EMA decay (0.99 in the paper; a leaf).
+      eps: Laplace smoothing of the counts (a leaf).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> v = {"params": {"codebook": jnp.zeros((2, 1))},
+      ...      "vq_ema": {"counts": jnp.ones(2), "sums": jnp.zeros((2, 1))}}
+      >>> aux = {"z_e": jnp.array([[1.0], [3.0]]), "indices": jnp.array([0, 0])}
+      >>> new, m = CodebookEMA(decay=0.0).update(v, aux)  # codeword 0: the mean of 1 and 3
+      >>> new["params"]["codebook"][:, 0].round(3).tolist(), float(m["codebook_fraction_used"])
+      ([2.0, 0.0], 0.5)
+    """
+
+    decay: Any = 0.99
+    eps: Any = 1e-5
+
+    def __post_init__(self):
+        _check_nonnegative("CodebookEMA", eps=self.eps)
+        v = concrete_value(self.decay)
+        if v is not None and (v.ndim != 0 or not 0.0 <= float(v) < 1.0):
+            raise ValueError(f"CodebookEMA: `decay` must lie in [0, 1), got {self.decay!r}.")
+
+    def update(self, variables: PyTree, aux: Mapping[str, Array]
+               ) -> tuple[PyTree, dict[str, Array]]:
+        """``(variables with the new codebook and statistics, usage metrics)``.
+
+        Raises:
+          ValueError: ``variables`` without a ``vq_ema`` collection (naming
+            ``codebook_ema``), or ``aux`` without ``z_e`` / ``indices``.
+        """
+        if "vq_ema" not in variables:
+            raise ValueError("CodebookEMA: the autoencoder's variables have no `vq_ema` "
+                             "collection; build AutoencoderVQ with `codebook_ema=True`.")
+        for name in ("z_e", "indices"):
+            if name not in aux:
+                raise ValueError(f"CodebookEMA: the loss's aux has no {name!r} "
+                                 f"(AutoencoderVQLoss with `ema` set returns it).")
+        stats = variables["vq_ema"]
+        state = VQEMAState(counts=stats["counts"], sums=stats["sums"])
+        z_e = jax.lax.stop_gradient(aux["z_e"]).astype(state.sums.dtype)
+        state, codebook = vq_ema_update(state, z_e, aux["indices"], decay=self.decay,
+                                        eps=self.eps)
+        new = dict(variables)
+        new["params"] = dict(variables["params"], codebook=codebook)
+        new["vq_ema"] = dict(stats, counts=state.counts, sums=state.sums)
+        return new, codebook_metrics(aux["indices"], codebook.shape[0])
+
+
+def codebook_metrics(indices: Array, codebook_size: int) -> dict[str, Array]:
+    """:func:`codebook_usage` of a batch's codes as training metrics
+    (``codebook_fraction_used``, ``codebook_perplexity``)."""
+    usage = codebook_usage(indices, codebook_size)
+    return {"codebook_fraction_used": usage["fraction_used"].astype(jnp.float32),
+            "codebook_perplexity": usage["perplexity"].astype(jnp.float32)}
+
+
+@pytree_dataclass
 class AutoencoderVQLoss(_Bindable):
     """VQ-VAE's loss (van den Oord et al. 2017, eq. 3), per data / code dimension:
 
@@ -312,6 +398,9 @@ class AutoencoderVQLoss(_Bindable):
       codebook_weight: weight of the codebook term.
       reconstruction_power: 1 (L1) or 2 (L2).
       data_key: the batch entry holding the data.
+      ema: a :class:`CodebookEMA` (``None``: the codebook is trained by its gradient): the
+        codebook term is then reported but not trained (``codebook_weight`` is not used) and
+        ``aux`` carries the encoder output ``z_e`` for :meth:`CodebookEMA.update`.
 
     ``apply_fn(params, x, *, key)`` must return ``{"recon", "z_e", "z_q", "indices"}``
     (:class:`diffax.models.AutoencoderVQ`); ``aux`` holds the terms and the codes.
@@ -328,12 +417,16 @@ class AutoencoderVQLoss(_Bindable):
     codebook_weight: Any = 1.0
     reconstruction_power: int = static_field(default=1)
     data_key: str = static_field(default="x")
+    ema: CodebookEMA | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "reconstruction_power",
                            _check_power("AutoencoderVQLoss", self.reconstruction_power))
         _check_nonnegative("AutoencoderVQLoss", commitment=self.commitment,
                            codebook_weight=self.codebook_weight)
+        if self.ema is not None and not isinstance(self.ema, CodebookEMA):
+            raise TypeError(f"AutoencoderVQLoss: `ema` must be a CodebookEMA or None, got "
+                            f"{self.ema!r}.")
 
     def terms(self, z_e: Array, z_q: Array) -> tuple[Array, Array]:
         """``(codebook, commitment)`` terms per example ``[B]`` (means over code elements)."""
@@ -349,9 +442,13 @@ class AutoencoderVQLoss(_Bindable):
         out = apply_fn(params, x, key=key)
         rec = _reconstruction(x, out["recon"], self.reconstruction_power)
         codebook, commit = self.terms(out["z_e"], out["z_q"])
+        aux = {"reconstruction": rec, "codebook": codebook, "commitment": commit,
+               "indices": out["indices"]}
+        if self.ema is not None:  # the codebook follows the EMA, not a gradient
+            aux["z_e"] = jax.lax.stop_gradient(out["z_e"])
+            return jnp.mean(rec + self.commitment * commit), aux
         loss = rec + self.codebook_weight * codebook + self.commitment * commit
-        return jnp.mean(loss), {"reconstruction": rec, "codebook": codebook,
-                                "commitment": commit, "indices": out["indices"]}
+        return jnp.mean(loss), aux
 
 
 # --------------------------------------------------------------------------------------------
@@ -595,7 +692,7 @@ class LatentSampleResult:
 
 
 @pytree_dataclass
-class LatentLoss(_Bindable):
+class LatentLoss(_InnerLoss):
     """A denoising loss on frozen, scaled latents: the batch's data entry ``x`` is replaced
     by ``latent.encode(x)`` (a posterior sample, drawn from its own stream of the loss key,
     when ``sample_posterior``), then ``inner`` runs with the unchanged key. So with an
@@ -620,17 +717,6 @@ class LatentLoss(_Bindable):
     latent: Latent
     inner: Any
     sample_posterior: bool = static_field(default=True)
-
-    @property
-    def parameterization(self) -> Any:
-        return self.inner.parameterization
-
-    @property
-    def process(self) -> Process:
-        return self.inner.process
-
-    def denoiser(self, apply_fn: Callable[..., Any], params: PyTree, **cond: Any) -> Any:
-        return self.inner.denoiser(apply_fn, params, **cond)
 
     def encode_batch(self, key: PRNGKey, batch: Any) -> Any:
         """The batch with its data entry replaced by scaled latents."""
