@@ -426,10 +426,14 @@ def likelihood(trained: Trained, workdir: str) -> dict[str, Any]:
         raise ConfigError("latent.role", "the likelihood of a DiVAE decoder "
                           "(config.latent.role='decoder') is not implemented; set "
                           "eval.likelihood=False")
-    if trained.exp.process is None or getattr(trained.exp, "latent", None) is not None:
-        raise ConfigError("eval.likelihood", "the likelihood of an autoencoder or of latent "
-                          "diffusion (latent NLL plus the decoder term, a bound) is not "
-                          "implemented yet (issue #18); set eval.likelihood=False")
+    if trained.exp.process is None:
+        raise ConfigError("eval.likelihood", "an autoencoder has no likelihood (its latent "
+                          "diffusion model does: diffax likelihood of the stage-2 run); set "
+                          "eval.likelihood=False")
+    if getattr(trained.exp, "latent", None) is not None:  # latent NLL + decoder term
+        from diffax.train.latent import latent_likelihood
+
+        return latent_likelihood(trained, workdir)
 
     exp, ev = trained.exp, trained.options.eval
     held = held_out(exp, ev.split, ev.likelihood_examples)
