@@ -8,12 +8,12 @@ RUNS=${RUNS:-/tmp/divae_runs}
 stage=${1:-all}
 if [[ $stage == all || $stage == 1 ]]; then
   diffax train --config configs/digits_divae.py:autoencoder --workdir "$RUNS/vq" \
-    --config.model.variant=tiny --config.train.num_steps=1500 --config.train.batch_size=32 \
-    --config.train.checkpoint_every=500
+    --config.model.variant=tiny --config.train.num_steps=600 --config.train.batch_size=32 \
+    --config.train.checkpoint_every=300 --config.train.log_every=100
 fi
 if [[ $stage == all || $stage == 2 ]]; then
   diffax train --config configs/digits_divae.py --workdir "$RUNS/divae" \
-    --config.latent.workdir="$RUNS/vq"
+    --config.latent.workdir="$RUNS/vq" --config.train.num_steps=500
 fi
 if [[ $stage == all || $stage == eval ]]; then
   diffax eval --workdir "$RUNS/vq"
