@@ -601,14 +601,8 @@ def _latent_model_info(o: Options, info: Any, latent_shape: tuple[int, ...]) -> 
     return dataclasses.replace(info, shape=tuple(latent_shape))
 
 
-def _divae_experiment(o: Options, cheap: _Cheap, info: Any, ae: Any, scale: float
-                      ) -> Experiment:
-    """DiVAE (``config.latent.role="decoder"``): a UNet on the data whose input is ``x_t``
-    with the embedded codes of the frozen autoencoder concatenated on the channel axis."""
-    import jax.numpy as jnp
-
-    from diffax import divae, models
-
+def _check_divae(o: Options) -> None:
+    """The keys a DiVAE decoder (``config.latent.role="decoder"``) constrains."""
     if o.model.name != "unet":
         raise ConfigError("model.name", f"config.latent.role='decoder' (DiVAE) needs "
                           f"model.name='unet' (the codes enter as input channels), got "
@@ -617,6 +611,17 @@ def _divae_experiment(o: Options, cheap: _Cheap, info: Any, ae: Any, scale: floa
         raise ConfigError("train.sample_every", "config.latent.role='decoder' (DiVAE) decodes "
                           "codes of held-out data (`diffax sample` / `eval`), it draws no "
                           "unconditional sample grids: set train.sample_every=0.")
+
+
+def _divae_experiment(o: Options, cheap: _Cheap, info: Any, ae: Any, scale: float
+                      ) -> Experiment:
+    """DiVAE (``config.latent.role="decoder"``): a UNet on the data whose input is ``x_t``
+    with the embedded codes of the frozen autoencoder concatenated on the channel axis."""
+    import jax.numpy as jnp
+
+    from diffax import divae, models
+
+    _check_divae(o)
     dv = _wrap("latent", lambda: divae.DiVAE(autoencoder=ae, process=cheap.process,
                                              scale_factor=scale))
     in_channels = info.shape[-1] + dv.latent_shape[-1]
@@ -867,9 +872,11 @@ def build_experiment(config: Any) -> Experiment:
                                                       True):
             raise ConfigError("process.name", f"config.latent needs a Gaussian process "
                               f"(vp, ve, edm, ...), not process.name={o.process.name!r}.")
-        ae, scale, _ = latent_train.load_autoencoder(o.latent, o.data.name)
         if o.latent.role == "decoder":  # DiVAE: a diffusion decoder p(x | z) on the data
+            _check_divae(o)  # before the stage-1 checkpoint is restored
+            ae, scale, _ = latent_train.load_autoencoder(o.latent, o.data.name)
             return _divae_experiment(o, cheap, info, ae, scale)
+        ae, scale, _ = latent_train.load_autoencoder(o.latent, o.data.name)
         lat = latent_lib.Latent(autoencoder=ae, process=cheap.process, scale_factor=scale)
         model_info = _latent_model_info(o, info, ae.latent_shape)
     model, conditional = build_model(

@@ -38,20 +38,9 @@ def reconstruct(trained: Any, x: np.ndarray, *, seed_tag: int) -> dict[str, np.n
 
     exp = trained.exp
     o = trained.options
-    dv = exp.divae
     params = trained.state.sampling_params(use_ema=o.sample.use_ema)
     value_range = o.data.value_range
-    lo, hi = value_range
-
-    @jax.jit
-    def run(params, key, xb):
-        xm = lo + (hi - lo) * xb.astype(jax.numpy.float32) / 255.0
-        denoiser = lambda x, t, cond: exp.denoiser(params, cond=cond)(x, t)
-        res = dv.reconstruct(key, denoiser, xm, solver=exp.solver, num_steps=exp.sample_steps,
-                             schedule=exp.sample_schedule,
-                             denoise_final=o.sample.denoise_final)
-        return res.x, dv.autoencoder.decode(dv.autoencoder.encode(xm)), res.nfe
-
+    run = _program(exp)
     ndev = trained.mesh.devices.size
     batch = min(int(o.eval.batch_size), len(x))
     batch = max(ndev, batch + (-batch) % ndev)
@@ -68,6 +57,36 @@ def reconstruct(trained: Any, x: np.ndarray, *, seed_tag: int) -> dict[str, np.n
         vqs.append(parallel.gather(vq)[:n])
     to_uint8 = lambda a: data.from_model_range(np.concatenate(a), value_range)
     return {"divae": to_uint8(outs), "vq_decoder": to_uint8(vqs), "nfe": int(nfe)}
+
+
+_PROGRAMS: dict[int, Any] = {}
+
+
+def _program(exp: Any) -> Any:
+    """The jitted ``run(params, key, x_uint8) -> (divae, autoencoder, nfe)`` of an experiment
+    (one per experiment object: ``diffax sample`` and ``eval`` share its compilations)."""
+    import weakref
+
+    import jax
+
+    if id(exp) in _PROGRAMS:
+        return _PROGRAMS[id(exp)]
+    o = exp.options
+    dv = exp.divae
+    lo, hi = o.data.value_range
+
+    @jax.jit
+    def run(params, key, xb):
+        xm = lo + (hi - lo) * xb.astype(jax.numpy.float32) / 255.0
+        denoiser = lambda x, t, cond: exp.denoiser(params, cond=cond)(x, t)
+        res = dv.reconstruct(key, denoiser, xm, solver=exp.solver, num_steps=exp.sample_steps,
+                             schedule=exp.sample_schedule,
+                             denoise_final=o.sample.denoise_final)
+        return res.x, dv.autoencoder.decode(dv.autoencoder.encode(xm)), res.nfe
+
+    _PROGRAMS[id(exp)] = run
+    weakref.finalize(exp, _PROGRAMS.pop, id(exp), None)
+    return run
 
 
 def sample(trained: Any, workdir: str) -> dict[str, Any]:

@@ -157,19 +157,19 @@ def load_autoencoder(opts: LatentOptions, data_name: str) -> tuple[Any, float, A
     if stage1.data.name != data_name:
         raise ConfigError("data.name", f"config.data.name={data_name!r} but the autoencoder "
                           f"in config.latent.workdir was trained on {stage1.data.name!r}.")
+    if opts.scale_factor is not None:
+        scale = float(opts.scale_factor)
+    else:  # checked before the (slow) restore: `step` is the checkpoint it would restore
+        stored = read_scale_factor(workdir)
+        if int(stored.get("step", -1)) != step:
+            raise ConfigError("latent.step", f"the {SCALE_FILE} of {opts.workdir!r} was "
+                              f"measured at step {stored.get('step')}, the checkpoint restored "
+                              f"is step {step}; set config.latent.step="
+                              f"{stored.get('step')} or config.latent.scale_factor.")
+        scale = float(stored["scale_factor"])
     exp = build.build_experiment(stage1)
     trained = evaluate.restore(workdir, exp, step=step)
     params = trained.state.sampling_params(use_ema=stage1.sample.use_ema)
-    if opts.scale_factor is not None:
-        scale = float(opts.scale_factor)
-    else:
-        stored = read_scale_factor(workdir)
-        if int(stored.get("step", -1)) != trained.step:
-            raise ConfigError("latent.step", f"the {SCALE_FILE} of {opts.workdir!r} was "
-                              f"measured at step {stored.get('step')}, the checkpoint restored "
-                              f"is step {trained.step}; set config.latent.step="
-                              f"{stored.get('step')} or config.latent.scale_factor.")
-        scale = float(stored["scale_factor"])
     return _frozen(exp, params), scale, exp
 
 
