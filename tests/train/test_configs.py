@@ -30,7 +30,7 @@ SHAPES = {"toy2d": (2,), "digits": (8, 8, 1), "cifar10": (32, 32, 3),
 DISCRETE = ("text8_masked", "text8_d3pm_absorbing", "digits_d3pm")
 # Two-stage latent diffusion configs: stage 2 reads a stage-1 checkpoint, so they cannot be
 # built alone; tests/train/test_latent_train.py runs both stages of their tiny variants.
-LATENT = ("digits_ldm",)
+LATENT = ("digits_ldm", "digits_divae")  # digits_divae: tests/train/test_divae_train.py
 
 
 def load(name):

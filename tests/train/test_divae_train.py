@@ -126,6 +126,17 @@ def test_divae_tiny_trains_samples_and_evaluates(stage1, tmp_path):
         evaluate.sampling_program(exp, batch=8, mesh=trained.mesh)
 
 
+def test_config_docstring_and_variants():
+    module, cfg = _config("")
+    first = module.__doc__.strip().splitlines()[0]
+    assert first == "diffax train --config configs/digits_divae.py --workdir /tmp/digits_divae"
+    assert cfg.latent.workdir == module.STAGE1_WORKDIR and cfg.latent.role == "decoder"
+    assert os.path.exists(os.path.join(ROOT, "experiments", "digits_divae", "README.md"))
+    build.check_config(module.get_config("autoencoder"), num_devices=8)
+    with pytest.raises(ValueError, match="unknown variant"):
+        module.get_config("nope")
+
+
 def test_bad_input_names_the_key(stage1):
     workdir, _, _ = stage1
     for key, changes in (("latent.role", {"latent.role": "posterior"}),
