@@ -8,15 +8,16 @@ RUNS=${RUNS:-/tmp/divae_runs}
 stage=${1:-all}
 if [[ $stage == all || $stage == 1 ]]; then
   diffax train --config configs/digits_divae.py:autoencoder --workdir "$RUNS/vq" \
-    --config.model.variant=tiny --config.train.num_steps=600 --config.train.batch_size=32 \
-    --config.train.checkpoint_every=300 --config.train.log_every=100
+    --config.model.variant=tiny --config.train.num_steps=400 --config.train.batch_size=32 \
+    --config.train.checkpoint_every=400 --config.train.log_every=100
 fi
 if [[ $stage == all || $stage == 2 ]]; then
   diffax train --config configs/digits_divae.py --workdir "$RUNS/divae" \
-    --config.latent.workdir="$RUNS/vq" --config.train.num_steps=500
+    --config.latent.workdir="$RUNS/vq" --config.train.num_steps=400 \
+    --config.train.checkpoint_every=400
 fi
 if [[ $stage == all || $stage == eval ]]; then
   diffax eval --workdir "$RUNS/vq"
-  diffax sample --workdir "$RUNS/divae"
-  diffax eval --workdir "$RUNS/divae"
+  diffax sample --workdir "$RUNS/divae" --config.sample.num_steps=10
+  diffax eval --workdir "$RUNS/divae" --config.sample.num_steps=10
 fi
