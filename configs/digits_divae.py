@@ -52,7 +52,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
             cfg.loss = ml_collections.ConfigDict(
                 {"reconstruction": "l1", "commitment": 0.25, "codebook_weight": 0.0,
                  "codebook_update": "ema", "codebook_decay": 0.9})
-            cfg.train.update({"num_steps": 1, "batch_size": 16, "checkpoint_every": 1,
+            cfg.train.update({"num_steps": 2, "batch_size": 16, "checkpoint_every": 1,
                               "log_every": 1})
             cfg.lock()
         return cfg

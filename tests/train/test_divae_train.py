@@ -44,34 +44,31 @@ def _stage2(workdir, **changes):
 
 
 def test_ema_codebook_update_of_a_training_run_is_the_ema_formula(stage1):
-    """The 1-step run of the EMA config against the EMA formula by hand (float64 numpy): the
-    first batch of the same data iterator, encoded by the initial parameters; the updated
-    statistics are in the checkpointed parameters (``vq_ema``); usage is logged."""
+    """The run's second update against the EMA formula by hand (float64 numpy): the
+    checkpointed parameters of step 1 (``vq_ema`` statistics included) encode the second batch
+    of the same data iterator; the result must be the step-2 codebook and statistics. Usage is
+    logged."""
     workdir, cfg, result = stage1
     exp = build.build_experiment(cfg)
     assert isinstance(exp.loss.ema, latent.CodebookEMA) and exp.loss.ema.decay == 0.9
     params = result.state.params
-    assert result.step == 1 and sorted(params) == ["params", "vq_ema"]
-    batch = next(build.build_data_iterator(cfg.data, seed=cfg.seed, batch_size=16))
-
-    @jax.jit  # the loop's initial parameters and their encoding of the first batch
-    def initial(key, x):
-        init = exp.model.init(key, *exp.model.example_inputs())
-        return init, exp.model.apply(init, x)
-
-    init, out = initial(jax.random.split(jax.random.key(cfg.seed), 3)[0], batch["x"])
+    assert result.step == 2 and sorted(params) == ["params", "vq_ema"]
+    before = evaluate.restore(str(workdir), exp, step=1).state.params
+    batches = build.build_data_iterator(cfg.data, seed=cfg.seed, batch_size=16)
+    next(batches)
+    out = jax.jit(exp.model.apply)(before, next(batches)["x"])
     z = np.asarray(out["z_e"], np.float64).reshape(-1, 2)
     idx = np.asarray(out["indices"]).reshape(-1)
     n_k = np.bincount(idx, minlength=64)
-    counts = 0.9 * 1.0 + 0.1 * n_k  # VQEMAState.create: one count per codeword
-    sums = (0.9 * np.asarray(init["params"]["codebook"], np.float64)
-            + 0.1 * np.stack([z[idx == k].sum(0) for k in range(64)]))
+    stats = {k: np.asarray(v, np.float64) for k, v in before["vq_ema"].items()}
+    counts = 0.9 * stats["counts"] + 0.1 * n_k
+    sums = 0.9 * stats["sums"] + 0.1 * np.stack([z[idx == k].sum(0) for k in range(64)])
     total = counts.sum()
     want = sums / ((counts + 1e-5) / (total + 64e-5) * total)[:, None]
     np.testing.assert_allclose(np.asarray(params["params"]["codebook"]), want, rtol=1e-4,
                                atol=1e-6)
     np.testing.assert_allclose(np.asarray(params["vq_ema"]["counts"]), counts, rtol=1e-6)
-    assert not np.allclose(want, np.asarray(init["params"]["codebook"]))
+    assert not np.allclose(want, np.asarray(before["params"]["codebook"]))
     events = "".join(open(os.path.join(workdir, f), "rb").read().decode("latin-1")
                      for f in os.listdir(workdir) if "tfevents" in f)
     assert "codebook_fraction_used" in events and "codebook_perplexity" in events
