@@ -530,9 +530,11 @@ def build_autoencoder_loss(o: opts_lib.AutoencoderLossOptions, model_name: str) 
     power = {"l1": 1, "l2": 2}[o.reconstruction]
     if model_name == "autoencoder_kl":
         return latent.AutoencoderKLLoss(kl_weight=o.kl_weight, reconstruction_power=power)
+    ema = (latent.CodebookEMA(decay=o.codebook_decay) if o.codebook_update == "ema"
+           else None)
     return latent.AutoencoderVQLoss(commitment=o.commitment,
                                     codebook_weight=o.codebook_weight,
-                                    reconstruction_power=power)
+                                    reconstruction_power=power, ema=ema)
 
 
 def _autoencoder_experiment(o: Options, cheap: _Cheap, info: Any) -> Experiment:
@@ -546,6 +548,13 @@ def _autoencoder_experiment(o: Options, cheap: _Cheap, info: Any) -> Experiment:
     overrides = _model_overrides(o.model.kwargs)
     overrides.setdefault("image_size", info.shape[0])
     overrides.setdefault("num_channels", info.shape[-1])
+    ema = o.model.name == "autoencoder_vq" and o.loss.codebook_update == "ema"
+    if ema:  # the codebook's EMA statistics live in the model's `vq_ema` collection
+        if overrides.get("codebook_ema", True) is not True:
+            raise ConfigError("model.kwargs.codebook_ema", "config.loss.codebook_update='ema' "
+                              "needs the codebook statistics: remove "
+                              "config.model.kwargs.codebook_ema=False.")
+        overrides["codebook_ema"] = True
     try:
         model = cls[o.model.name].from_variant(o.model.variant, **overrides)
     except (ValueError, TypeError) as e:
@@ -556,14 +565,29 @@ def _autoencoder_experiment(o: Options, cheap: _Cheap, info: Any) -> Experiment:
         del train
         return model.apply(params, x, key=key)
 
+    loss = build_autoencoder_loss(o.loss, o.model.name)
+    post_update = None
+    if o.model.name == "autoencoder_vq":  # codebook usage logged; the EMA codebook update
+        post_update = functools.partial(_vq_post_update, loss.ema,
+                                        model.config.codebook_size)
     exp = Experiment(
-        process=None, loss=build_autoencoder_loss(o.loss, o.model.name), model=model,
+        process=None, loss=loss, model=model,
         apply_fn=apply_fn, train_apply_fn=apply_fn, optimizer=cheap.optimizer,
         schedule=cheap.lr_schedule, ema_decays=o.optim.ema_decays,
         ema_warmup=o.optim.ema_warmup, solver=None, sample_steps=0, data_info=info,
-        conditional=False, options=o)
+        conditional=False, options=o, post_update=post_update)
     return dataclasses.replace(
         exp, after_training=functools.partial(latent_train.write_scale_factor, exp))
+
+
+def _vq_post_update(ema: Any, codebook_size: int, params: Any, aux: Any) -> tuple[Any, Any]:
+    """After a VQ autoencoder's optimizer update: the EMA codebook update (``ema`` set) and the
+    batch's codebook usage as metrics."""
+    from diffax import latent
+
+    if ema is None:
+        return params, latent.codebook_metrics(aux["indices"], codebook_size)
+    return ema.update(params, aux)
 
 
 def _latent_model_info(o: Options, info: Any, latent_shape: tuple[int, ...]) -> Any:
@@ -576,6 +600,60 @@ def _latent_model_info(o: Options, info: Any, latent_shape: tuple[int, ...]) -> 
                               f"does not match the latent shape {tuple(latent_shape)} of the "
                               f"autoencoder in config.latent.workdir (it would be {want}).")
     return dataclasses.replace(info, shape=tuple(latent_shape))
+
+
+def _check_divae(o: Options) -> None:
+    """The keys a DiVAE decoder (``config.latent.role="decoder"``) constrains."""
+    if o.model.name != "unet":
+        raise ConfigError("model.name", f"config.latent.role='decoder' (DiVAE) needs "
+                          f"model.name='unet' (the codes enter as input channels), got "
+                          f"{o.model.name!r}.")
+    if o.train.sample_every:
+        raise ConfigError("train.sample_every", "config.latent.role='decoder' (DiVAE) decodes "
+                          "codes of held-out data (`diffax sample` / `eval`), it draws no "
+                          "unconditional sample grids: set train.sample_every=0.")
+
+
+def _divae_experiment(o: Options, cheap: _Cheap, info: Any, ae: Any, scale: float
+                      ) -> Experiment:
+    """DiVAE (``config.latent.role="decoder"``): a UNet on the data whose input is ``x_t``
+    with the embedded codes of the frozen autoencoder concatenated on the channel axis."""
+    import jax.numpy as jnp
+
+    from diffax import divae, models
+
+    _check_divae(o)
+    dv = _wrap("latent", lambda: divae.DiVAE(autoencoder=ae, process=cheap.process,
+                                             scale_factor=scale))
+    in_channels = info.shape[-1] + dv.latent_shape[-1]
+    given = o.model.kwargs.get("in_channels")
+    if given is not None and given != in_channels:
+        raise ConfigError("model.kwargs.in_channels", f"config.model.kwargs.in_channels="
+                          f"{given!r}: a DiVAE decoder sees the data's {info.shape[-1]} and the "
+                          f"codes' {dv.latent_shape[-1]} channels, {in_channels}.")
+    model_opts = dataclasses.replace(o.model, kwargs={**o.model.kwargs,
+                                                      "in_channels": in_channels})
+    model, conditional = build_model(model_opts, info, cheap.process)
+    dropout = float(getattr(model.config, "dropout", 0.0)) > 0
+    inner = _wrap("loss", lambda: build_loss(
+        o.loss, cheap.process, conditional=conditional, dropout_key=dropout,
+        null_label=getattr(model.config, "null_label", None)))
+    inner = dataclasses.replace(inner, cond_keys=(*inner.cond_keys, "cond"))
+    base = models.apply_fn(model)
+
+    def apply_fn(params, x, t, *, cond=None, **kwargs):
+        if cond is None:
+            raise ValueError("a DiVAE decoder needs `cond` (the embedded codes, "
+                             "diffax.divae.DiVAE.embed).")
+        return base(params, jnp.concatenate([x, cond.astype(x.dtype)], axis=-1), t, **kwargs)
+
+    return Experiment(
+        process=cheap.process, loss=dv.loss(inner), model=model, apply_fn=apply_fn,
+        train_apply_fn=functools.partial(apply_fn, train=True), optimizer=cheap.optimizer,
+        schedule=cheap.lr_schedule, ema_decays=o.optim.ema_decays,
+        ema_warmup=o.optim.ema_warmup, solver=cheap.solver, sample_steps=cheap.sample_steps,
+        data_info=info, conditional=conditional, sample_schedule=cheap.sample_schedule,
+        options=o, divae=dv)
 
 
 # --------------------------------------------------------------------------------------------
@@ -686,6 +764,13 @@ class Experiment:
     after_training: Any = None
     """``after_training(state, workdir)``, run once when a run finishes (an autoencoder
     measures its latent scale, :func:`diffax.train.latent.write_scale_factor`)."""
+    post_update: Any = None
+    """``post_update(params, aux) -> (params, metrics)`` after each optimizer update
+    (:func:`diffax.train.make_train_step`'s ``post_update``): a VQ autoencoder's EMA codebook
+    update and codebook usage; ``None`` for the others."""
+    divae: Any = None
+    """A :class:`diffax.divae.DiVAE` when the model is a diffusion decoder conditioned on a
+    frozen autoencoder's codes (``config.latent.role="decoder"``); ``None`` otherwise."""
 
     def denoiser(self, params: Any, **cond: Any) -> Any:
         """The denoiser ``D(x, t)`` of the network with ``params`` (inference mode)."""
@@ -862,6 +947,10 @@ def build_experiment(config: Any) -> Experiment:
                                                       True):
             raise ConfigError("process.name", f"config.latent needs a Gaussian process "
                               f"(vp, ve, edm, ...), not process.name={o.process.name!r}.")
+        if o.latent.role == "decoder":  # DiVAE: a diffusion decoder p(x | z) on the data
+            _check_divae(o)  # before the stage-1 checkpoint is restored
+            ae, scale, _ = latent_train.load_autoencoder(o.latent, o.data.name)
+            return _divae_experiment(o, cheap, info, ae, scale)
         ae, scale, _ = latent_train.load_autoencoder(o.latent, o.data.name)
         lat = latent_lib.Latent(autoencoder=ae, process=cheap.process, scale_factor=scale)
         model_info = _latent_model_info(o, info, ae.latent_shape)

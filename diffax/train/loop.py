@@ -337,7 +337,8 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike, *,
         else:
             train_step = make_train_step(exp.loss.bind(exp.train_apply_fn), exp.optimizer,
                                          learning_rate=exp.schedule, n_steps=n_jitted,
-                                         ema_warmup=exp.ema_warmup)
+                                         ema_warmup=exp.ema_warmup,
+                                         post_update=getattr(exp, "post_update", None))
         return parallel.compile_train_step(train_step, mesh, leading_steps=n_jitted > 1)
 
     step_fn = _compiled(exp, ("step", n_jitted, mesh), compile_step)

@@ -422,14 +422,19 @@ class AutoencoderLossOptions(_Section):
     """``config.loss`` of an autoencoder (:class:`diffax.latent.AutoencoderKLLoss`,
     :class:`diffax.latent.AutoencoderVQLoss`; defaults in the fields).
 
-    ``kl_weight`` applies to ``autoencoder_kl``, ``commitment`` and ``codebook_weight`` to
-    ``autoencoder_vq``; ``reconstruction`` is ``"l1"`` or ``"l2"``.
+    ``kl_weight`` applies to ``autoencoder_kl``, ``commitment``, ``codebook_weight``,
+    ``codebook_update`` and ``codebook_decay`` to ``autoencoder_vq``; ``reconstruction`` is
+    ``"l1"`` or ``"l2"``. ``codebook_update``: ``"gradient"`` (the codebook term of the loss,
+    weighted by ``codebook_weight``) or ``"ema"`` (:class:`diffax.latent.CodebookEMA` with
+    decay ``codebook_decay``: no gradient reaches the codebook, ``codebook_weight`` is unused).
     """
 
     reconstruction: str = "l1"
     kl_weight: float = 1e-6
     commitment: float = 0.25
     codebook_weight: float = 1.0
+    codebook_update: str = "gradient"
+    codebook_decay: float = 0.99
 
 
 def autoencoder_loss_options(cfg: Mapping[str, Any], model_name: str) -> AutoencoderLossOptions:
@@ -443,11 +448,18 @@ def autoencoder_loss_options(cfg: Mapping[str, Any], model_name: str) -> Autoenc
     d = _defaults(AutoencoderLossOptions)
     own = {"autoencoder_kl": ("reconstruction", "kl_weight"),
            "autoencoder_vq": ("reconstruction", "commitment", "codebook_weight")}[model_name]
-    check_keys(cfg, "loss", set(own))
+    ema_keys = ("codebook_update", "codebook_decay") if model_name == "autoencoder_vq" else ()
+    check_keys(cfg, "loss", {*own, *ema_keys})
+    extra = {}
+    if ema_keys:
+        extra = {"codebook_update": _choice(cfg, "loss", "codebook_update",
+                                            ("gradient", "ema"), d["codebook_update"]),
+                 "codebook_decay": _real(cfg, "loss", "codebook_decay", d["codebook_decay"],
+                                         low=0.0, high=1.0, high_open=True)}
     return AutoencoderLossOptions(
         reconstruction=_choice(cfg, "loss", "reconstruction", ("l1", "l2"),
                                d["reconstruction"]),
-        **{k: _real(cfg, "loss", k, d[k], low=0.0) for k in own[1:]})
+        **{k: _real(cfg, "loss", k, d[k], low=0.0) for k in own[1:]}, **extra)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -464,6 +476,9 @@ class LatentOptions(_Section):
         ``latent_scale.json``].
       sample_posterior: train on posterior samples of a KL autoencoder (LDM) rather than
         its mean [True].
+      role: ``"prior"`` (LDM: the diffusion model runs on the scaled latents) or
+        ``"decoder"`` (DiVAE, :mod:`diffax.divae`: a diffusion model on the data conditioned
+        on the scaled codes, the autoencoder's decoder replaced by ``p(x | z)``) ["prior"].
     """
 
     workdir: str
@@ -471,6 +486,7 @@ class LatentOptions(_Section):
     autoencoder: str | None = None
     scale_factor: float | None = None
     sample_posterior: bool = True
+    role: str = "prior"
 
 
 def latent_options(cfg: Mapping[str, Any]) -> LatentOptions:
@@ -491,7 +507,12 @@ def latent_options(cfg: Mapping[str, Any]) -> LatentOptions:
         step=_integer(cfg, "latent", "step", None, minimum=0), autoencoder=auto,
         scale_factor=_real(cfg, "latent", "scale_factor", None, low=0.0, low_open=True,
                            allow_none=True),
-        sample_posterior=_boolean(cfg, "latent", "sample_posterior", d["sample_posterior"]))
+        sample_posterior=_boolean(cfg, "latent", "sample_posterior", d["sample_posterior"]),
+        role=_choice(cfg, "latent", "role", LATENT_ROLES, d["role"]))
+
+
+LATENT_ROLES = ("prior", "decoder")
+"""``config.latent.role``: diffusion on the latents (LDM) or a diffusion decoder (DiVAE)."""
 
 
 # --------------------------------------------------------------------------------------------

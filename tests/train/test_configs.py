@@ -31,7 +31,7 @@ SHAPES = {"toy2d": (2,), "digits": (8, 8, 1), "cifar10": (32, 32, 3),
 DISCRETE = ("text8_masked", "text8_d3pm_absorbing", "digits_d3pm")
 # Two-stage latent diffusion configs: stage 2 reads a stage-1 checkpoint, so they cannot be
 # built alone; tests/train/test_latent_train.py runs both stages of their tiny variants.
-LATENT = ("digits_ldm", "digits_lsgm")  # digits_lsgm: tests/train/test_lsgm_train.py
+LATENT = ("digits_ldm", "digits_lsgm", "digits_divae")  # tests/train/test_{lsgm,divae}_train.py
 
 
 def load(name):
