@@ -87,7 +87,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
                                           "value_range": (-1.0, 1.0)})
     cfg.sample = ml_collections.ConfigDict(dict(SAMPLE_DEFAULTS, solver="heun", num_steps=50,
                                                 num_samples=100))
-    # The likelihood of latent diffusion (latent NLL + decoder term) is not implemented yet.
+    # `diffax likelihood` reports the latent NLL + decoder term (a bound with posterior
+    # samples); `diffax eval` leaves it out (eval.likelihood=False), as before.
     cfg.eval = ml_collections.ConfigDict(dict(EVAL_DEFAULTS, num_samples=1000,
                                               likelihood=False))
     if variant == "tiny":

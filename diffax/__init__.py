@@ -9,6 +9,7 @@ import importlib as _importlib
 from diffax import (
     cld,
     discrete,
+    divae,
     guidance,
     inverse,
     latent,
@@ -25,9 +26,11 @@ from diffax import (
 )
 from diffax._pytree import pytree_dataclass, static_field
 from diffax.cld import CLD
+from diffax.divae import DiVAE
 from diffax.inverse import inpaint
 from diffax.latent import Latent
 from diffax.likelihood import LikelihoodResult, bits_per_dim, log_likelihood
+from diffax.lsgm import LSGMObjective
 from diffax.parameterization import (
     PREDICTIONS,
     as_denoiser,
@@ -78,6 +81,7 @@ __all__ = [
     "schedules",
     "likelihood",
     "discrete",
+    "divae",
     "guidance",
     "inverse",
     "latent",
@@ -118,6 +122,8 @@ __all__ = [
     "inpaint",
     # latent diffusion
     "Latent",
+    "LSGMObjective",
+    "DiVAE",
     # likelihood
     "log_likelihood",
     "bits_per_dim",

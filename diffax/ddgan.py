@@ -33,8 +33,9 @@ Example:
   >>> trainer = ddgan.DDGANTrainer(loss=ddgan.GANLoss(process=p, latent_shape=(4,)),
   ...     model=model, generator_optimizer=optax.adam(1e-3),
   ...     discriminator_optimizer=optax.adam(1e-3))
-  >>> state = TrainState.create(params=model.init_params(jax.random.key(0)),
-  ...                           optimizer=trainer.optimizer, key=jax.random.key(1))
+  >>> params = jax.jit(model.init_params)(jax.random.key(0))   # (jitted: faster than eager)
+  >>> state = TrainState.create(params=params, optimizer=trainer.optimizer,
+  ...                           key=jax.random.key(1))
   >>> step = trainer.train_step()   # jit it: state, metrics = step(state, {"x": x0})
   >>> type(state.opt_state).__name__, sorted(state.params)
   ('GANOptState', ['discriminator', 'generator'])
@@ -98,8 +99,8 @@ class Generator(nn.Module):
       >>> from diffax import models
       >>> g = Generator(net=models.MLP.from_variant("tiny"), latent_dim=3)
       >>> x, t, z = jnp.zeros((4, 2)), jnp.ones(4), jnp.ones((4, 3))
-      >>> params = g.init(jax.random.key(0), x, t, z)
-      >>> g.apply(params, x, t, z).shape
+      >>> params = jax.jit(g.init)(jax.random.key(0), x, t, z)
+      >>> jax.jit(g.apply)(params, x, t, z).shape
       (4, 2)
     """
 
@@ -132,7 +133,8 @@ class MLPDiscriminator(nn.Module):
       >>> import jax, jax.numpy as jnp
       >>> d = MLPDiscriminator(width=16, depth=1)
       >>> x = jnp.zeros((3, 2))
-      >>> d.apply(d.init(jax.random.key(0), x, x, jnp.ones(3)), x, x, jnp.ones(3)).shape
+      >>> t = jnp.ones(3)
+      >>> jax.jit(lambda k: d.apply(d.init(k, x, x, t), x, x, t))(jax.random.key(0)).shape
       (3,)
     """
 
@@ -163,7 +165,8 @@ class ConvDiscriminator(nn.Module):
       >>> import jax, jax.numpy as jnp
       >>> d = ConvDiscriminator(channels=8, ch_mult=(1, 2))
       >>> x = jnp.zeros((2, 8, 8, 1))
-      >>> d.apply(d.init(jax.random.key(0), x, x, jnp.ones(2)), x, x, jnp.ones(2)).shape
+      >>> t = jnp.ones(2)
+      >>> jax.jit(lambda k: d.apply(d.init(k, x, x, t), x, x, t))(jax.random.key(0)).shape
       (2,)
     """
 
@@ -209,7 +212,7 @@ class GANModel:
       >>> from diffax import models
       >>> m = GANModel(generator=Generator(net=models.MLP.from_variant("tiny"), latent_dim=2),
       ...              discriminator=MLPDiscriminator(width=8, depth=1), data_shape=(2,))
-      >>> sorted(m.init_params(jax.random.key(0)))
+      >>> sorted(jax.eval_shape(m.init_params, jax.random.key(0)))  # (shapes only: no compute)
       ['discriminator', 'generator']
     """
 

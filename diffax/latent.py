@@ -39,14 +39,20 @@ from diffax.typing import Array, PRNGKey, PyTree
 __all__ = [
     "AutoencoderKLLoss",
     "AutoencoderVQLoss",
+    "CodebookEMA",
     "DiagonalGaussian",
+    "DiscretizedGaussianDecoder",
     "FrozenAutoencoder",
+    "GaussianDecoder",
     "IdentityAutoencoder",
     "Latent",
+    "LatentLikelihood",
     "LatentLoss",
     "LatentSampleResult",
     "VQEMAState",
+    "codebook_metrics",
     "codebook_usage",
+    "latent_log_likelihood",
     "measure_scale_factor",
     "quantize",
     "vq_ema_update",
@@ -254,6 +260,22 @@ class _Bindable:
         return loss_fn
 
 
+class _InnerLoss(_Bindable):
+    """A loss around a denoising loss ``self.inner``: its parameterization, process and
+    denoiser are the inner loss's (the network denoises what ``inner`` sees)."""
+
+    @property
+    def parameterization(self) -> Any:
+        return self.inner.parameterization
+
+    @property
+    def process(self) -> Process:
+        return self.inner.process
+
+    def denoiser(self, apply_fn: Callable[..., Any], params: PyTree, **cond: Any) -> Any:
+        return self.inner.denoiser(apply_fn, params, **cond)
+
+
 @pytree_dataclass
 class AutoencoderKLLoss(_Bindable):
     """LDM's KL-regularised autoencoder loss (without the optional patch discriminator).
@@ -299,6 +321,74 @@ class AutoencoderKLLoss(_Bindable):
 
 
 @pytree_dataclass
+class CodebookEMA:
+    """EMA codebook updates (van den Oord et al. 2017, appendix A.1) as a training option.
+
+    The statistics live next to the parameters, in the ``vq_ema`` collection of an
+    :class:`diffax.models.AutoencoderVQ` built with ``codebook_ema=True`` (``counts`` ``[K]``,
+    ``sums`` ``[K, D]``), so they are checkpointed with them. After each optimizer update,
+    :meth:`update` runs :func:`vq_ema_update` on the batch's encoder outputs and code
+    indices (the loss's ``aux``) and writes the new codebook into ``params["codebook"]``:
+    the codebook then gets no gradient (:class:`AutoencoderVQLoss` drops its codebook term).
+
+    Args:
+      decay: the EMA decay (0.99 in the paper; a leaf).
+      eps: Laplace smoothing of the counts (a leaf).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> v = {"params": {"codebook": jnp.zeros((2, 1))},
+      ...      "vq_ema": {"counts": jnp.ones(2), "sums": jnp.zeros((2, 1))}}
+      >>> aux = {"z_e": jnp.array([[1.0], [3.0]]), "indices": jnp.array([0, 0])}
+      >>> new, m = CodebookEMA(decay=0.0).update(v, aux)  # codeword 0: the mean of 1 and 3
+      >>> new["params"]["codebook"][:, 0].round(3).tolist(), float(m["codebook_fraction_used"])
+      ([2.0, 0.0], 0.5)
+    """
+
+    decay: Any = 0.99
+    eps: Any = 1e-5
+
+    def __post_init__(self):
+        _check_nonnegative("CodebookEMA", eps=self.eps)
+        v = concrete_value(self.decay)
+        if v is not None and (v.ndim != 0 or not 0.0 <= float(v) < 1.0):
+            raise ValueError(f"CodebookEMA: `decay` must lie in [0, 1), got {self.decay!r}.")
+
+    def update(self, variables: PyTree, aux: Mapping[str, Array]
+               ) -> tuple[PyTree, dict[str, Array]]:
+        """``(variables with the new codebook and statistics, usage metrics)``.
+
+        Raises:
+          ValueError: ``variables`` without a ``vq_ema`` collection (naming
+            ``codebook_ema``), or ``aux`` without ``z_e`` / ``indices``.
+        """
+        if "vq_ema" not in variables:
+            raise ValueError("CodebookEMA: the autoencoder's variables have no `vq_ema` "
+                             "collection; build AutoencoderVQ with `codebook_ema=True`.")
+        for name in ("z_e", "indices"):
+            if name not in aux:
+                raise ValueError(f"CodebookEMA: the loss's aux has no {name!r} "
+                                 f"(AutoencoderVQLoss with `ema` set returns it).")
+        stats = variables["vq_ema"]
+        state = VQEMAState(counts=stats["counts"], sums=stats["sums"])
+        z_e = jax.lax.stop_gradient(aux["z_e"]).astype(state.sums.dtype)
+        state, codebook = vq_ema_update(state, z_e, aux["indices"], decay=self.decay,
+                                        eps=self.eps)
+        new = dict(variables)
+        new["params"] = dict(variables["params"], codebook=codebook)
+        new["vq_ema"] = dict(stats, counts=state.counts, sums=state.sums)
+        return new, codebook_metrics(aux["indices"], codebook.shape[0])
+
+
+def codebook_metrics(indices: Array, codebook_size: int) -> dict[str, Array]:
+    """:func:`codebook_usage` of a batch's codes as training metrics
+    (``codebook_fraction_used``, ``codebook_perplexity``)."""
+    usage = codebook_usage(indices, codebook_size)
+    return {"codebook_fraction_used": usage["fraction_used"].astype(jnp.float32),
+            "codebook_perplexity": usage["perplexity"].astype(jnp.float32)}
+
+
+@pytree_dataclass
 class AutoencoderVQLoss(_Bindable):
     """VQ-VAE's loss (van den Oord et al. 2017, eq. 3), per data / code dimension:
 
@@ -312,6 +402,9 @@ class AutoencoderVQLoss(_Bindable):
       codebook_weight: weight of the codebook term.
       reconstruction_power: 1 (L1) or 2 (L2).
       data_key: the batch entry holding the data.
+      ema: a :class:`CodebookEMA` (``None``: the codebook is trained by its gradient): the
+        codebook term is then reported but not trained (``codebook_weight`` is not used) and
+        ``aux`` carries the encoder output ``z_e`` for :meth:`CodebookEMA.update`.
 
     ``apply_fn(params, x, *, key)`` must return ``{"recon", "z_e", "z_q", "indices"}``
     (:class:`diffax.models.AutoencoderVQ`); ``aux`` holds the terms and the codes.
@@ -328,12 +421,16 @@ class AutoencoderVQLoss(_Bindable):
     codebook_weight: Any = 1.0
     reconstruction_power: int = static_field(default=1)
     data_key: str = static_field(default="x")
+    ema: CodebookEMA | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "reconstruction_power",
                            _check_power("AutoencoderVQLoss", self.reconstruction_power))
         _check_nonnegative("AutoencoderVQLoss", commitment=self.commitment,
                            codebook_weight=self.codebook_weight)
+        if self.ema is not None and not isinstance(self.ema, CodebookEMA):
+            raise TypeError(f"AutoencoderVQLoss: `ema` must be a CodebookEMA or None, got "
+                            f"{self.ema!r}.")
 
     def terms(self, z_e: Array, z_q: Array) -> tuple[Array, Array]:
         """``(codebook, commitment)`` terms per example ``[B]`` (means over code elements)."""
@@ -349,9 +446,13 @@ class AutoencoderVQLoss(_Bindable):
         out = apply_fn(params, x, key=key)
         rec = _reconstruction(x, out["recon"], self.reconstruction_power)
         codebook, commit = self.terms(out["z_e"], out["z_q"])
+        aux = {"reconstruction": rec, "codebook": codebook, "commitment": commit,
+               "indices": out["indices"]}
+        if self.ema is not None:  # the codebook follows the EMA, not a gradient
+            aux["z_e"] = jax.lax.stop_gradient(out["z_e"])
+            return jnp.mean(rec + self.commitment * commit), aux
         loss = rec + self.codebook_weight * codebook + self.commitment * commit
-        return jnp.mean(loss), {"reconstruction": rec, "codebook": codebook,
-                                "commitment": commit, "indices": out["indices"]}
+        return jnp.mean(loss), aux
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,6 +506,13 @@ class FrozenAutoencoder:
 
     def encode(self, x: Array, *, key: PRNGKey | None = None) -> Array:
         return self.module.apply(self.params, x, key=key, method="encode_latent")
+
+    def posterior(self, x: Array) -> DiagonalGaussian | None:
+        """``q(u | x)`` of a KL autoencoder (``None`` for a deterministic encoder, VQ)."""
+        if not hasattr(self.module, "posterior"):
+            return None
+        mean, logvar = self.module.apply(self.params, x, method="posterior")
+        return DiagonalGaussian(mean=mean, logvar=logvar)
 
     def decode(self, z: Array) -> Array:
         return self.module.apply(self.params, z, method="decode")
@@ -595,7 +703,7 @@ class LatentSampleResult:
 
 
 @pytree_dataclass
-class LatentLoss(_Bindable):
+class LatentLoss(_InnerLoss):
     """A denoising loss on frozen, scaled latents: the batch's data entry ``x`` is replaced
     by ``latent.encode(x)`` (a posterior sample, drawn from its own stream of the loss key,
     when ``sample_posterior``), then ``inner`` runs with the unchanged key. So with an
@@ -621,17 +729,6 @@ class LatentLoss(_Bindable):
     inner: Any
     sample_posterior: bool = static_field(default=True)
 
-    @property
-    def parameterization(self) -> Any:
-        return self.inner.parameterization
-
-    @property
-    def process(self) -> Process:
-        return self.inner.process
-
-    def denoiser(self, apply_fn: Callable[..., Any], params: PyTree, **cond: Any) -> Any:
-        return self.inner.denoiser(apply_fn, params, **cond)
-
     def encode_batch(self, key: PRNGKey, batch: Any) -> Any:
         """The batch with its data entry replaced by scaled latents."""
         data_key = getattr(self.inner, "data_key", "x")
@@ -644,3 +741,187 @@ class LatentLoss(_Bindable):
     def __call__(self, apply_fn: Callable[..., Any], params: PyTree, key: PRNGKey, batch: Any
                  ) -> tuple[Array, Any]:
         return self.inner(apply_fn, params, key, self.encode_batch(key, batch))
+
+
+# --------------------------------------------------------------------------------------------
+# Likelihood of latent diffusion: the latent NLL plus the decoder term
+
+
+@pytree_dataclass
+class GaussianDecoder:
+    """The decoder as a density on continuous data: ``p(x | u) = N(x; decode(u), std^2 I)``.
+
+    Example:
+      >>> import jax.numpy as jnp, math
+      >>> lp = GaussianDecoder(std=1.0).log_prob(jnp.zeros((1, 2)), jnp.zeros((1, 2)))
+      >>> round(float(lp[0]), 6) == round(-math.log(2 * math.pi), 6)
+      True
+    """
+
+    std: Any
+
+    def __post_init__(self):
+        _check_positive("GaussianDecoder", std=self.std)
+
+    def log_prob(self, x: Array, mean: Array) -> Array:
+        """``log N(x; mean, std^2 I)`` per example ``[B]`` (nats)."""
+        var = jnp.square(jnp.asarray(self.std, x.dtype))
+        per = -0.5 * (jnp.square(x - mean) / var + jnp.log(2 * math.pi * var))
+        return jnp.sum(per.reshape(x.shape[0], -1), axis=-1)
+
+
+@pytree_dataclass
+class DiscretizedGaussianDecoder:
+    """The decoder as a probability of 8-bit data (DDPM's discretised decoder):
+    ``P(k | u) = prod_i [Phi((x_i + d/2 - m_i) / std) - Phi((x_i - d/2 - m_i) / std)]`` with
+    ``x = lo + (hi - lo) k / 255`` (the value ``k`` in the model's range), ``d = (hi - lo) /
+    255`` the bin width, ``m = decode(u)``, and the end bins extended to ``-inf`` / ``+inf``
+    (so the 256 probabilities of a pixel sum to 1).
+
+    Args:
+      std: the decoder's standard deviation, in the model's range.
+      data_range: ``(lo, hi)``, the model's range of the 8-bit values.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> dec = DiscretizedGaussianDecoder(std=0.05)
+      >>> k = jnp.arange(256.0).reshape(256, 1)  # every value of one pixel
+      >>> p = jnp.exp(dec.log_prob(k, jnp.full((256, 1), 0.3)))
+      >>> round(float(p.sum()), 6)
+      1.0
+    """
+
+    std: Any
+    data_range: tuple[float, float] = static_field(default=(-1.0, 1.0))
+
+    def __post_init__(self):
+        _check_positive("DiscretizedGaussianDecoder", std=self.std)
+        lo, hi = (float(v) for v in self.data_range)
+        if not hi > lo:
+            raise ValueError(f"DiscretizedGaussianDecoder: `data_range` must be (lo, hi) with "
+                             f"lo < hi, got {self.data_range!r}.")
+        object.__setattr__(self, "data_range", (lo, hi))
+
+    def log_prob(self, k: Array, mean: Array) -> Array:
+        """``log P(k | mean)`` per example ``[B]`` (nats); ``k`` the 8-bit values (0..255,
+        any dtype), ``mean`` the decoder's output in the model's range."""
+        from diffax.likelihood import _log_normal_mass
+
+        lo, hi = self.data_range
+        k = jnp.round(jnp.asarray(k, mean.dtype))
+        half = 0.5 * (hi - lo) / 255.0
+        x = lo + (hi - lo) * k / 255.0
+        std = jnp.asarray(self.std, mean.dtype)
+        a = jnp.where(k <= 0, -jnp.inf, (x - half - mean) / std)
+        b = jnp.where(k >= 255, jnp.inf, (x + half - mean) / std)
+        per = _log_normal_mass(a, b)
+        return jnp.sum(per.reshape(k.shape[0], -1), axis=-1)
+
+
+def _check_positive(owner: str, **values: Any) -> None:
+    for name, value in values.items():
+        v = concrete_value(value)
+        if value is None or (v is not None and (v.ndim != 0 or not np.isfinite(v)
+                                                or float(v) <= 0)):
+            raise ValueError(f"{owner}: `{name}` must be a positive number, got {value!r}.")
+
+
+@pytree_dataclass
+class LatentLikelihood:
+    """The terms of :func:`latent_log_likelihood`, per example ``[B]`` (nats).
+
+    ``logp = decoder_logp + latent_logp + log_det_scale - posterior_logq`` is the bound
+    (see :func:`latent_log_likelihood`); ``nfe`` is the latent ODE solve's.
+    """
+
+    logp: Array
+    latent_logp: Array
+    log_det_scale: Array
+    decoder_logp: Array
+    posterior_logq: Array
+    nfe: Array
+
+
+def latent_log_likelihood(key: PRNGKey | None, latent: Latent, denoiser: Callable[..., Array],
+                          x: Array, *, decoder: Any, sample_posterior: bool = True,
+                          data: Array | None = None, **likelihood_kwargs: Any
+                          ) -> LatentLikelihood:
+    """A lower bound on ``log p(x)`` of latent diffusion: latent density plus decoder term.
+
+    With ``u`` the unscaled latent of ``x`` and ``z = s u`` (``s`` the scale factor), the
+    model is ``p(x) = int p(x | u) p_U(u) du`` with ``p_U(u) = p_Z(s u) s^D`` (``D`` latent
+    dimensions; ``p_Z`` the diffusion model's density, :func:`diffax.log_likelihood` through
+    the probability-flow ODE). For an encoder posterior ``q(u | x)`` (a KL autoencoder with
+    ``sample_posterior``: ``u ~ q`` drawn from ``key``), Jensen's inequality gives the ELBO
+
+        log p(x) >= E_q[ log p(x | u) + log p_Z(s u) + D log s - log q(u | x) ],
+
+    and ``logp`` is its one-sample estimate (unbiased for the ELBO, so ``-logp`` is an upper
+    bound on ``-log p(x)`` in expectation). The terms: ``decoder_logp = log p(x | u)``
+    (``decoder``: :class:`GaussianDecoder`, a density of continuous ``x``, or
+    :class:`DiscretizedGaussianDecoder`, a probability of 8-bit ``data``), ``latent_logp =
+    log p_Z(s u)``, ``log_det_scale = D log s`` (the scaling's change of variables: a scale
+    ``s`` lowers ``latent_logp`` by exactly ``D log s`` and this term gives it back),
+    ``posterior_logq = log q(u | x)``.
+
+    A deterministic encoder (a VQ code, the posterior mean with ``sample_posterior=False``, an
+    :class:`IdentityAutoencoder`) has no posterior density: ``posterior_logq`` is 0 and
+    ``logp`` is ``log p(x | u) + log p_U(u)`` at ``u = E(x)``, the "rate + distortion" of the
+    code, which is *not* a bound in general (it is the bound's integrand at one point).
+
+    Args:
+      key: split for the posterior draw and the ODE's Hutchinson probes (``None`` with a
+        deterministic encoder and ``divergence="exact"``).
+      latent: the :class:`Latent` (autoencoder, process on the scaled latents, scale).
+      denoiser: ``D(z, t)`` on the scaled latents.
+      x: data ``[B, *data_shape]`` in the model's range (what the encoder sees).
+      decoder: a :class:`GaussianDecoder` or :class:`DiscretizedGaussianDecoder`.
+      sample_posterior: draw ``u ~ q(u | x)`` when the autoencoder has a posterior.
+      data: the 8-bit values of ``x`` for a :class:`DiscretizedGaussianDecoder` (default:
+        ``x`` itself for a :class:`GaussianDecoder`).
+      **likelihood_kwargs: ``divergence``, ``rtol``, ``atol``, ... of
+        :func:`diffax.log_likelihood`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, diffax
+      >>> p = diffax.VP()
+      >>> lat = diffax.Latent(autoencoder=IdentityAutoencoder(shape=(2,)), process=p,
+      ...                     scale_factor=1.0)
+      >>> D = diffax.testing.GaussianMixture(means=jnp.zeros((1, 2)), stds=jnp.ones(1),
+      ...                                    weights=jnp.ones(1)).denoiser(p)
+      >>> r = latent_log_likelihood(None, lat, D, jnp.zeros((1, 2)),
+      ...                           decoder=GaussianDecoder(std=1.0))
+      >>> bool(jnp.allclose(r.logp, r.latent_logp + r.decoder_logp))
+      True
+    """
+    from diffax.likelihood import log_likelihood
+
+    if not isinstance(decoder, GaussianDecoder | DiscretizedGaussianDecoder):
+        raise TypeError(f"latent_log_likelihood: `decoder` must be a GaussianDecoder or a "
+                        f"DiscretizedGaussianDecoder, got {decoder!r}.")
+    if isinstance(decoder, DiscretizedGaussianDecoder) and data is None:
+        raise ValueError("latent_log_likelihood: a DiscretizedGaussianDecoder needs `data`, "
+                         "the 8-bit values of `x`.")
+    x = jnp.asarray(x)
+    latent._check(x, latent.autoencoder.data_shape, "x")
+    k_enc, k_ll = (None, None) if key is None else jax.random.split(key)
+    posterior = getattr(latent.autoencoder, "posterior", None)
+    q = posterior(x) if posterior is not None and sample_posterior else None
+    if q is not None:
+        if k_enc is None:
+            raise ValueError("latent_log_likelihood: `key` is required to draw from the "
+                             "encoder's posterior (or pass sample_posterior=False).")
+        u = q.sample(k_enc)
+        logq = q.log_prob(u)
+    else:
+        u = latent.autoencoder.encode(x)
+        logq = jnp.zeros(x.shape[:1], x.dtype)
+    scale = jnp.asarray(latent.scale_factor, u.dtype)
+    res = log_likelihood(k_ll, latent.process, denoiser, scale * u, **likelihood_kwargs)
+    dims = math.prod(latent.latent_shape)
+    log_det = jnp.broadcast_to(dims * jnp.log(scale), res.logp.shape).astype(res.logp.dtype)
+    mean = latent.autoencoder.decode(u)
+    dec = decoder.log_prob(x if data is None else data, mean.astype(x.dtype))
+    return LatentLikelihood(logp=dec + res.logp + log_det - logq, latent_logp=res.logp,
+                            log_det_scale=log_det, decoder_logp=dec, posterior_logq=logq,
+                            nfe=res.nfe)

@@ -1,35 +1,97 @@
-"""LSGM's KL identity for diffusions, in closed form for Gaussians (the first piece of LSGM).
+"""LSGM: score-based generative modelling in latent space (Vahdat, Kreis & Kautz, NeurIPS 2021).
 
-Vahdat, Kreis & Kautz (2021), "Score-based Generative Modeling in Latent Space", build their
-objective on this fact about a linear forward SDE ``dz = f(t) z dt + g(t) dw``: if ``q_t`` and
-``p_t`` are the marginals of the *same* SDE started from ``q_0`` and ``p_0``, then
+An encoder ``q(z_0 | x)`` (a diagonal Gaussian), a decoder ``p(x | z_0)`` and a score-based
+prior ``p(z_0)`` on the latents are trained *together* on the negative ELBO
+
+    L(x) = E_q[-log p(x | z_0)] - H(q(z_0 | x)) + CE(q(z_0 | x) || p(z_0)),
+
+whose cross-entropy is estimated by denoising score matching on the latent diffusion. Everything
+below is re-derived from the paper, not taken from its code.
+
+**The identity.** For a linear forward SDE ``dz = f(t) z dt + g(t) dw`` and marginals ``q_t``,
+``p_t`` of the *same* SDE started from ``q_0``, ``p_0``, both densities solve the same
+Fokker-Planck equation; integrating by parts, the drift terms cancel and
 
     d/dt KL(q_t || p_t) = -g(t)^2 / 2 * E_{q_t} || grad log q_t - grad log p_t ||^2,
 
-so ``KL(q_0 || p_0) = KL(q_T || p_T) + int_0^T g(t)^2 / 2 E_{q_t} ||grad log q_t - grad log
-p_t||^2 dt``. (Derivation: both densities solve the Fokker-Planck equation of the SDE; the
-drift terms cancel after integrating by parts, and the diffusion term gives the Fisher
-divergence.) With ``p_0`` the latent score model's prior this turns the cross-entropy of the
-encoder's ``q(z_0 | x)`` against ``p(z_0)`` into a denoising score matching loss, LSGM's
-objective (still to come: issue #18).
+so ``KL(q_0 || p_0) = KL(q_T || p_T) + int_0^T g^2/2 E_{q_t} ||grad log q_t - grad log
+p_t||^2 dt`` (:func:`gaussian_kl`, :func:`diffuse_gaussian`, :func:`fisher_divergence`,
+:func:`kl_rate` give every term in closed form for Gaussians; the tests integrate it).
 
-For Gaussian ``q_0 = N(m_q, S_q)`` and ``p_0 = N(m_p, S_p)`` every term is closed-form under
-``z_t = alpha(t) z_0 + sigma(t) eps``: ``q_t = N(alpha m_q, alpha^2 S_q + sigma^2 I)`` and, with
-``x ~ q_t``, ``grad log q_t(x) - grad log p_t(x) = (P_p - P_q)(x - m_q) - P_p (m_q - m_p)``
-(``P`` the precisions), whose mean square is ``tr(M S M^T) + |P_p (m_q - m_p)|^2`` with
-``M = P_p - P_q``, ``S`` the covariance of ``q_t``. These functions give them for any diffax
-process (its ``alpha``, ``sigma`` and ``g2``); the tests integrate the right-hand side
-numerically and recover the left.
+**The cross-entropy as denoising score matching.** The same Fokker-Planck argument gives
+``d/dt H(q_t) = D f + g^2/2 E||grad log q_t||^2``, and for the Gaussian kernel
+``q(z_t | z_0) = N(alpha z_0, sigma^2 I)``, ``H = D/2 log(2 pi e sigma^2)``. Expanding the
+Fisher divergence around the kernel's score (``E||grad log q_t - s||^2 = E_{z_0, z_t}||grad log
+q(z_t | z_0) - s||^2 - E||grad log q(z_t|z_0)||^2 + E||grad log q_t||^2``) and integrating
+``d/dt CE(q_t || p_t) = d/dt (KL + H)`` from ``eps = t_min`` to ``T = t_max``:
+
+    CE(q_eps || p_eps) = CE(q_T || p_T) + D/2 log(sigma_eps^2 / sigma_T^2)
+                         + int_eps^T g^2 / (2 sigma_t^2) E || eps - eps_hat(z_t, t) ||^2 dt
+
+with ``z_t = alpha z_0 + sigma eps``, ``eps_hat = -sigma s(z_t, t)`` and ``s = grad log p_t`` (the
+kernel's score is ``-eps / sigma``). With a learned score this is an upper bound on the model's
+cross-entropy (Song et al. 2021, "Maximum likelihood training of score-based diffusion
+models"); with the exact score of a prior whose diffusion reaches the process's prior
+``pi = N(0, sigma_T^2 I)`` it is an equality. :func:`dsm_cross_entropy` estimates it per
+example: one ``t`` and one ``eps`` per example, ``CE(q_T || pi)`` in closed form given ``z_0``.
+
+**Variance reduction** (:class:`NormalImportanceTime`). The integrand carries ``g^2 / sigma^2 =
+-d log_snr / dt``, which diverges at ``t -> 0``. If the latents were ``N(0, I)`` the exact
+``eps_hat = sigma z_t / (alpha^2 + sigma^2)`` gives ``E||eps - eps_hat||^2 = D alpha^2 /
+(alpha^2 + sigma^2)``, so the expected integrand is ``-D/2 d log_snr/dt * sigmoid(log_snr) =
+D/2 d/dt H(t)`` with ``H(t) = log(sigma^2 / (alpha^2 + sigma^2)) = log sigmoid(-log_snr)``
+(for VP: ``log sigma_t^2``, the paper's choice). Drawing ``t`` from ``r(t) = H'(t) / (H(T) -
+H(eps))`` makes that integrand constant in ``t``; the inverse CDF is closed-form
+(``H = H(eps) + u (H(T) - H(eps))``, ``log_snr = log(-expm1(H)) - H``, then
+``process.t_from_log_snr``), and the importance weight times ``g^2 / (2 sigma^2)`` is
+``(H(T) - H(eps)) / (2 sigmoid(log_snr))``. :class:`diffax.losses.UniformTime` (or any
+:class:`diffax.losses.TimeSampler`) is the alternative; the tests measure both.
+
+**Mixed score** (:func:`mixed_eps`). The prior's network predicts only a correction to the
+score of ``N(0, I)`` diffused by the process, ``eps_N(z, t) = sigma z / (alpha^2 + sigma^2)``:
+
+    eps_hat = (1 - m) * eps_N + m * eps_theta,   m = sigmoid(mixing_logits)   (per latent dim)
+
+so a zero residual ``eps_theta - eps_N`` (or ``m = 0``) is exactly the Normal prior; the logits
+are learned with the score network.
+
+Pieces: :class:`LSGMObjective` (the whole per-example negative ELBO, typed options),
+:func:`dsm_cross_entropy`, :class:`NormalImportanceTime`, :func:`normal_eps`,
+:func:`mixed_eps`, :func:`mixed_denoiser`, :func:`gaussian_entropy`,
+:class:`GaussianReconstruction`. Joint training by ``diffax train`` (the encoder, decoder and
+score network with their own optimisers) is :mod:`diffax.train.lsgm`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
 import jax.numpy as jnp
+import numpy as np
 
+from diffax._pytree import concrete_value, pytree_dataclass
+from diffax.losses import TimeSampler
 from diffax.processes import Process
-from diffax.typing import Array
+from diffax.typing import Array, PRNGKey
 
-__all__ = ["gaussian_kl", "diffuse_gaussian", "fisher_divergence", "kl_rate"]
+__all__ = [
+    "GaussianReconstruction",
+    "LSGMObjective",
+    "NormalImportanceTime",
+    "diffuse_gaussian",
+    "dsm_cross_entropy",
+    "fisher_divergence",
+    "gaussian_entropy",
+    "gaussian_kl",
+    "kl_rate",
+    "mixed_denoiser",
+    "mixed_eps",
+    "normal_eps",
+]
 
 
 def _check(mean: Array, cov: Array, name: str) -> tuple[Array, Array]:
@@ -93,3 +155,323 @@ def kl_rate(process: Process, mean_q: Array, cov_q: Array, mean_p: Array, cov_p:
     q = diffuse_gaussian(process, mean_q, cov_q, t)
     p = diffuse_gaussian(process, mean_p, cov_p, t)
     return 0.5 * process.g2(t) * fisher_divergence(*q, *p)
+
+
+# --------------------------------------------------------------------------------------------
+# The LSGM objective
+
+
+def _per_example(process: Process, t: Array, z: Array) -> tuple[Array, Array]:
+    """``alpha(t)``, ``sigma(t)`` shaped ``[B, 1, ..., 1]`` to broadcast against ``z``."""
+    t = jnp.broadcast_to(jnp.asarray(t, z.dtype), z.shape[:1])
+    shape = (z.shape[0],) + (1,) * (z.ndim - 1)
+    return (process.alpha(t).astype(z.dtype).reshape(shape),
+            process.sigma(t).astype(z.dtype).reshape(shape))
+
+
+def _check_gaussian(process: Any, owner: str) -> None:
+    if not isinstance(process, Process) or not getattr(process, "scalar_coefficients", True):
+        raise TypeError(f"{owner}: `process` must be a Gaussian diffax process (VP, VE, SubVP, "
+                        f"EDM, ...), got {process!r}.")
+
+
+def _sum(a: Array) -> Array:
+    return jnp.sum(a.reshape(a.shape[0], -1), axis=-1)
+
+
+def normal_eps(process: Process, z: Array, t: Array) -> Array:
+    """The exact eps-prediction of the prior ``N(0, I)`` diffused by ``process``:
+    ``eps_N = -sigma * score = sigma z / (alpha^2 + sigma^2)``.
+
+    Args:
+      process: a Gaussian diffax process.
+      z: ``[B, ...]`` latents at time ``t``.
+      t: ``[B]`` (or a scalar) times.
+
+    Example:
+      >>> import jax.numpy as jnp, diffax
+      >>> p = diffax.VE(sigma_min=0.01, sigma_max=1.0)
+      >>> float(normal_eps(p, jnp.ones((1, 1)), 1.0)[0, 0])  # sigma / (1 + sigma^2)
+      0.5
+    """
+    _check_gaussian(process, "normal_eps")
+    z = jnp.asarray(z)
+    a, s = _per_example(process, t, z)
+    return s * z / (jnp.square(a) + jnp.square(s))
+
+
+def mixed_eps(process: Process, z: Array, t: Array, network_eps: Array,
+              mixing_logits: Array) -> Array:
+    """LSGM's mixed score in eps form: ``(1 - m) eps_N + m eps_theta`` with ``m =
+    sigmoid(mixing_logits)`` per latent dimension (see the module docstring).
+
+    Args:
+      process: a Gaussian diffax process.
+      z: ``[B, ...]`` latents at time ``t``.
+      t: ``[B]`` (or a scalar) times.
+      network_eps: ``[B, ...]`` the score network's eps-prediction ``eps_theta``.
+      mixing_logits: ``[...]`` (a latent's shape; broadcast over the batch) or ``[B, ...]``.
+
+    Returns:
+      ``eps_hat`` ``[B, ...]``; the score is ``-eps_hat / sigma``.
+
+    Example:
+      >>> import jax.numpy as jnp, diffax
+      >>> z, p = jnp.ones((2, 3)), diffax.VP()
+      >>> e = mixed_eps(p, z, 0.5, jnp.zeros((2, 3)), jnp.full((3,), -jnp.inf))  # m = 0
+      >>> bool(jnp.all(e == normal_eps(p, z, 0.5)))
+      True
+    """
+    z, network_eps = jnp.asarray(z), jnp.asarray(network_eps)
+    logits = jnp.asarray(mixing_logits)
+    if network_eps.shape != z.shape:
+        raise ValueError(f"mixed_eps: `network_eps` must have the shape of `z` {z.shape}, got "
+                         f"{network_eps.shape}.")
+    if logits.shape == z.shape[1:]:
+        logits = logits[None]
+    elif logits.shape != z.shape:
+        raise ValueError(f"mixed_eps: `mixing_logits` must have shape {z.shape[1:]} (one per "
+                         f"latent dimension) or {z.shape}, got {logits.shape}.")
+    m = jax.nn.sigmoid(logits).astype(z.dtype)
+    return (1.0 - m) * normal_eps(process, z, t) + m * network_eps
+
+
+def mixed_denoiser(process: Process, eps_fn: Callable[[Array, Array], Array],
+                   mixing_logits: Array) -> Callable[[Array, Array], Array]:
+    """The denoiser ``D(z, t) = (z - sigma eps_hat) / alpha`` of the mixed score, for any
+    diffax solver (``eps_fn(z, t)``: the network's eps-prediction ``eps_theta``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, diffax
+      >>> D = mixed_denoiser(diffax.VP(), lambda z, t: jnp.zeros_like(z), jnp.zeros((2,)))
+      >>> D(jnp.ones((4, 2)), jnp.full((4,), 0.5)).shape  # then diffax.sample(key, p, D, ...)
+      (4, 2)
+    """
+    from diffax.parameterization import as_denoiser
+
+    _check_gaussian(process, "mixed_denoiser")
+    return as_denoiser(lambda z, t: mixed_eps(process, z, t, eps_fn(z, t), mixing_logits),
+                       process, prediction="eps")
+
+
+def gaussian_entropy(posterior: Any) -> Array:
+    """``H(q) = sum(1/2 log(2 pi e) + log std)`` per example ``[B]`` of a
+    :class:`diffax.latent.DiagonalGaussian` (its clipped ``logvar``, as it samples).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from diffax.latent import DiagonalGaussian
+      >>> q = DiagonalGaussian(mean=jnp.zeros((1, 2)), logvar=jnp.zeros((1, 2)))
+      >>> round(float(gaussian_entropy(q)[0]), 6)  # log(2 pi e)
+      2.837877
+    """
+    log_std = jnp.log(posterior.std)
+    return _sum(0.5 * math.log(2 * math.pi * math.e) + log_std)
+
+
+@pytree_dataclass
+class NormalImportanceTime(TimeSampler):
+    """LSGM's variance-reduced time sampling for the likelihood-weighted cross-entropy:
+    ``r(t) ∝ d/dt log(sigma^2 / (alpha^2 + sigma^2))`` on ``[t_min, t_max]`` (for VP,
+    ``∝ d/dt log sigma_t^2``), the density that makes the expected integrand constant when
+    the latents are ``N(0, I)`` (derivation in the module docstring).
+
+    ``correction`` is ``q(t) / r(t)`` with ``q`` uniform on ``[t_min, t_max]``, so any
+    estimator keeps the uniform-time expectation.
+
+    Example:
+      >>> import jax, diffax
+      >>> t, c = NormalImportanceTime().sample(jax.random.key(0), diffax.VP(), 4)
+      >>> t.shape, c.shape, bool((t >= 1e-5).all() & (t <= 1.0).all())
+      ((4,), (4,), True)
+    """
+
+    @staticmethod
+    def log_ratio(process: Process, t: Array) -> Array:
+        """``H(t) = log(sigma^2 / (alpha^2 + sigma^2)) = log sigmoid(-log_snr(t))``."""
+        return jax.nn.log_sigmoid(-process.log_snr(t))
+
+    def from_uniform(self, process, u):
+        lo = jnp.asarray(process.t_min, u.dtype)
+        hi = jnp.asarray(process.t_max, u.dtype)
+        h_lo, h_hi = self.log_ratio(process, lo), self.log_ratio(process, hi)
+        h = h_lo + u * (h_hi - h_lo)
+        lam = jnp.log(-jnp.expm1(h)) - h
+        t = jnp.clip(process.t_from_log_snr(lam), lo, hi)
+        _, dh = jax.jvp(lambda s: self.log_ratio(process, s), (t,), (jnp.ones_like(t),))
+        return t, (h_hi - h_lo) / ((hi - lo) * dh)
+
+
+def dsm_cross_entropy(key: PRNGKey, process: Process, eps_fn: Callable[[Array, Array], Array],
+                      z0: Array, *, time_sampler: TimeSampler | None = None
+                      ) -> tuple[Array, dict[str, Array]]:
+    """One-sample estimate of ``CE(q_{t_min} || p_{t_min})`` per example, by denoising score
+    matching on ``process`` (the formula of the module docstring):
+
+        CE(q_T || pi) + D/2 log(sigma_{t_min}^2 / sigma_{t_max}^2)
+          + w(t) * (t_max - t_min) * g(t)^2 / (2 sigma^2) * ||eps - eps_fn(z_t, t)||^2
+
+    with ``t`` and its importance weight ``w`` from ``time_sampler``, ``z_t = alpha z0 +
+    sigma eps``, and ``CE(q_T || pi) = E[-process.prior_logp(alpha_T z0 + sigma_T eps')]`` in
+    closed form given ``z0``. Averaged over ``z0 ~ q(z_0 | x)`` it is the cross-entropy of
+    ``q`` against the prior whose score ``eps_fn`` gives (an upper bound for a learned score).
+
+    Args:
+      key: PRNG key (``t`` and ``eps``).
+      process: a Gaussian diffax process on the latents.
+      eps_fn: ``eps_fn(z_t, t) -> eps_hat`` ``[B, ...]`` (e.g. :func:`mixed_eps` of a network).
+      z0: ``[B, ...]`` draws of ``q(z_0 | x)`` (reparameterised, for gradients).
+      time_sampler: :class:`NormalImportanceTime` (default) or any
+        :class:`diffax.losses.TimeSampler` (``UniformTime()``: plain uniform ``t``).
+
+    Returns:
+      ``(ce [B], aux)``: nats per example; ``aux`` holds ``t``, ``diffusion`` (the weighted
+      score-matching term), ``prior`` (``CE(q_T || pi)``) and ``constant``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, diffax
+      >>> p = diffax.VP()
+      >>> ce, aux = dsm_cross_entropy(jax.random.key(0), p, lambda z, t: normal_eps(p, z, t),
+      ...                             jnp.zeros((3, 2)))
+      >>> ce.shape, sorted(aux)
+      ((3,), ['constant', 'diffusion', 'prior', 't'])
+    """
+    _check_gaussian(process, "dsm_cross_entropy")
+    time_sampler = NormalImportanceTime() if time_sampler is None else time_sampler
+    if not isinstance(time_sampler, TimeSampler):
+        raise TypeError(f"dsm_cross_entropy: `time_sampler` must be a diffax.losses."
+                        f"TimeSampler (NormalImportanceTime(), UniformTime()), got "
+                        f"{time_sampler!r}.")
+    z0 = jnp.asarray(z0)
+    if z0.ndim < 2:
+        raise ValueError(f"dsm_cross_entropy: `z0` must be [B, ...] with at least one latent "
+                         f"axis, got shape {z0.shape}.")
+    b, dim = z0.shape[0], math.prod(z0.shape[1:])
+    k_t, k_eps = jax.random.split(key)
+    t, weight = time_sampler.sample(k_t, process, b, dtype=z0.dtype)
+    eps = jax.random.normal(k_eps, z0.shape, z0.dtype)
+    a, s = _per_example(process, t, z0)
+    eps_hat = eps_fn(a * z0 + s * eps, t)
+    lo = jnp.asarray(process.t_min, z0.dtype)
+    hi = jnp.asarray(process.t_max, z0.dtype)
+    rate = process.g2(t).astype(z0.dtype) / (2.0 * jnp.square(process.sigma(t).astype(z0.dtype)))
+    diffusion = weight * (hi - lo) * rate * _sum(jnp.square(eps - eps_hat))
+    a_t, s_t = process.alpha(hi), process.sigma(hi)
+    v = jnp.square(process.prior_std.astype(z0.dtype))
+    prior = (0.5 * dim * jnp.log(2 * jnp.pi * v)
+             + (jnp.square(a_t) * _sum(jnp.square(z0)) + dim * jnp.square(s_t)) / (2 * v))
+    constant = 0.5 * dim * (2 * jnp.log(process.sigma(lo)) - 2 * jnp.log(s_t))
+    constant = jnp.broadcast_to(constant.astype(z0.dtype), (b,))
+    ce = prior + constant + diffusion
+    return ce, {"t": t, "diffusion": diffusion, "prior": prior, "constant": constant}
+
+
+@pytree_dataclass
+class GaussianReconstruction:
+    """The decoder's ``-log p(x | z_0) = -log N(x; decode(z_0), std^2 I)`` per example, summed
+    over the data's axes: ``||x - x_hat||^2 / (2 std^2) + D (log std + log(2 pi) / 2)``.
+
+    Args:
+      std: the decoder's noise level in the data's units (a leaf; the model range is
+        ``[-1, 1]`` for images, so 0.1 is 5% of it).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> nll = GaussianReconstruction(std=1.0)(jnp.zeros((1, 2)), jnp.ones((1, 2)))
+      >>> round(float(nll[0]), 6)  # 2 * (1/2 + log(2 pi)/2)
+      2.837877
+    """
+
+    std: Any = 0.1
+
+    def __post_init__(self):
+        v = concrete_value(self.std)
+        if v is not None and (v.ndim != 0 or not np.isfinite(v) or float(v) <= 0):
+            raise ValueError(f"GaussianReconstruction: `std` must be a positive number, got "
+                             f"{self.std!r}.")
+
+    def __call__(self, x: Array, x_hat: Array) -> Array:
+        x = jnp.asarray(x)
+        std = jnp.asarray(self.std, x.dtype)
+        dim = math.prod(x.shape[1:])
+        sq = _sum(jnp.square(jnp.asarray(x_hat, x.dtype) - x))
+        return 0.5 * sq / jnp.square(std) + dim * (jnp.log(std) + 0.5 * math.log(2 * math.pi))
+
+
+@pytree_dataclass
+class LSGMObjective:
+    """LSGM's training objective per example, in nats (an upper bound on ``-log p(x)`` of the
+    model ``p(z_0) p(x | z_0)``, up to the ``t_min`` cut-off of the diffusion):
+
+        reconstruction(x, decode(z_0)) + kl_weight * (CE(q(z_0|x) || p(z_0)) - H(q(z_0|x)))
+
+    with ``z_0`` one reparameterised draw of the encoder's posterior, the entropy in closed form
+    (:func:`gaussian_entropy`) and the cross-entropy by :func:`dsm_cross_entropy`.
+
+    Args:
+      process: the latent diffusion (any Gaussian diffax process; the paper uses VP).
+      time_sampler: :class:`NormalImportanceTime` (the paper's variance reduction, default) or
+        :class:`diffax.losses.UniformTime`.
+      reconstruction: the decoder's negative log-likelihood (:class:`GaussianReconstruction`).
+      kl_weight: weight of ``CE - H`` (1 is the ELBO; below 1 a KL warm-up, a leaf).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, diffax
+      >>> from diffax.latent import DiagonalGaussian
+      >>> obj = LSGMObjective(process=diffax.VP())
+      >>> x = jnp.zeros((2, 3))
+      >>> q = DiagonalGaussian(mean=jnp.zeros((2, 2)), logvar=jnp.zeros((2, 2)))
+      >>> nelbo, aux = obj(jax.random.key(0), x, posterior=q,
+      ...                  decode=lambda z: jnp.zeros((2, 3)),
+      ...                  eps_fn=lambda z, t: normal_eps(obj.process, z, t))
+      >>> nelbo.shape, sorted(aux)[:3]
+      ((2,), ['cross_entropy', 'diffusion', 'entropy'])
+    """
+
+    process: Process
+    time_sampler: TimeSampler = dataclasses.field(default_factory=NormalImportanceTime)
+    reconstruction: GaussianReconstruction = dataclasses.field(
+        default_factory=GaussianReconstruction)
+    kl_weight: Any = 1.0
+
+    def __post_init__(self):
+        _check_gaussian(self.process, "LSGMObjective")
+        if not isinstance(self.time_sampler, TimeSampler):
+            raise TypeError(f"LSGMObjective: `time_sampler` must be a diffax.losses.TimeSampler "
+                            f"(NormalImportanceTime(), UniformTime()), got "
+                            f"{self.time_sampler!r}.")
+        if not isinstance(self.reconstruction, GaussianReconstruction):
+            raise TypeError(f"LSGMObjective: `reconstruction` must be a GaussianReconstruction, "
+                            f"got {self.reconstruction!r}.")
+        v = concrete_value(self.kl_weight)
+        if v is not None and (v.ndim != 0 or not np.isfinite(v) or float(v) < 0):
+            raise ValueError(f"LSGMObjective: `kl_weight` must be a finite number >= 0, got "
+                             f"{self.kl_weight!r}.")
+
+    def __call__(self, key: PRNGKey, x: Array, *, posterior: Any,
+                 decode: Callable[[Array], Array], eps_fn: Callable[[Array, Array], Array]
+                 ) -> tuple[Array, dict[str, Array]]:
+        """``(nelbo [B], aux)`` for data ``x`` ``[B, ...]``.
+
+        Args:
+          key: PRNG key (the posterior draw, ``t`` and the diffusion noise).
+          x: the data.
+          posterior: the encoder's ``q(z_0 | x)``, a :class:`diffax.latent.DiagonalGaussian`.
+          decode: ``z_0 -> x_hat`` (the decoder's mean).
+          eps_fn: the prior's eps-prediction ``eps_hat(z_t, t)`` (:func:`mixed_eps`).
+
+        Returns:
+          ``nelbo`` per example and ``aux``: ``reconstruction``, ``entropy``,
+          ``cross_entropy``, ``kl`` (``CE - H``), ``diffusion``, ``t``, ``z0``.
+        """
+        k_z, k_ce = jax.random.split(key)
+        z0 = posterior.sample(k_z)
+        rec = self.reconstruction(x, decode(z0))
+        ent = gaussian_entropy(posterior)
+        ce, ce_aux = dsm_cross_entropy(k_ce, self.process, eps_fn, z0,
+                                       time_sampler=self.time_sampler)
+        kl = ce - ent
+        nelbo = rec + jnp.asarray(self.kl_weight, rec.dtype) * kl
+        return nelbo, {"reconstruction": rec, "entropy": ent, "cross_entropy": ce, "kl": kl,
+                       "diffusion": ce_aux["diffusion"], "t": ce_aux["t"], "z0": z0}
+

@@ -188,7 +188,8 @@ def test_generator_receives_only_noised_inputs_inside_the_train_step():
 
     trainer = Spy(loss=ddgan.GANLoss(process=p, latent_shape=(3,)), model=model,
                   generator_optimizer=optax.adam(1e-3), discriminator_optimizer=optax.adam(1e-3))
-    state = TrainState.create(params=model.init_params(jax.random.key(0)),
+    # (Initialised under jit: op-by-op initialisation costs more CPU than compiling it.)
+    state = TrainState.create(params=jax.jit(model.init_params)(jax.random.key(0)),
                               optimizer=trainer.optimizer, key=jax.random.key(1))
     # Poisoned data: far from anything noise produces, so a leak shows in the residual.
     x0 = np.asarray(jax.random.normal(jax.random.key(2), (512, 2))) * 0.1 + 50.0

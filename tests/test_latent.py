@@ -48,13 +48,15 @@ def test_identity_latent_loss_is_the_pixel_loss_bitwise():
     f = lambda w, x, t: jnp.tanh(w * x) + t[:, None]
     batch = {"x": jax.random.normal(jax.random.key(0), (8, 3))}
     b = jax.jit(inner.bind(f))(0.7, jax.random.key(5), batch)[0]
-    for sample_posterior in (True, False):
-        a = jax.jit(lat.loss(inner, sample_posterior=sample_posterior).bind(f))(
-            0.7, jax.random.key(5), batch)[0]
-        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
-    # A scale != 1 changes the loss (the latents do go through the scaling).
+    # One program for the two latent losses (each its own computation) and a scale != 1,
+    # which changes the loss (the latents do go through the scaling).
     lat2 = diffax.Latent(autoencoder=lat.autoencoder, process=p, scale_factor=2.0)
-    c = lat2.loss(inner).bind(f)(0.7, jax.random.key(5), batch)[0]
+    a_post, a_mean, c = jax.jit(lambda key: tuple(
+        loss.bind(f)(0.7, key, batch)[0] for loss in (lat.loss(inner, sample_posterior=True),
+                                                      lat.loss(inner, sample_posterior=False),
+                                                      lat2.loss(inner))))(jax.random.key(5))
+    for a in (a_post, a_mean):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     assert float(c) != float(b)
 
 
@@ -81,30 +83,40 @@ def test_diagonal_gaussian_kl_matches_monte_carlo(x64):
 def test_vq_quantize_is_idempotent_and_commitment_is_zero_on_codewords():
     codebook = jax.random.normal(jax.random.key(0), (16, 3))
     z = jax.random.normal(jax.random.key(1), (4, 5, 5, 3))
-    zq, idx = latent.quantize(z, codebook)
+
+    @jax.jit  # one program: quantise, re-quantise, the loss terms, the usage
+    def run(z, codebook):
+        zq, idx = latent.quantize(z, codebook)
+        zq2, idx2 = latent.quantize(zq, codebook)
+        return zq, idx, zq2, idx2, latent.AutoencoderVQLoss().terms(zq, zq2), \
+            latent.codebook_usage(idx, 16)
+
+    zq, idx, zq2, idx2, (book, commit), usage = run(z, codebook)
     # Brute force: the nearest codeword by explicit distances.
     d = np.linalg.norm(np.asarray(z)[..., None, :] - np.asarray(codebook), axis=-1)
     np.testing.assert_array_equal(np.asarray(idx), d.argmin(-1))
-    zq2, idx2 = latent.quantize(zq, codebook)
     np.testing.assert_array_equal(np.asarray(zq2), np.asarray(zq))
     np.testing.assert_array_equal(np.asarray(idx2), np.asarray(idx))
-    book, commit = latent.AutoencoderVQLoss().terms(zq, zq2)
     assert float(jnp.max(commit)) == 0.0 and float(jnp.max(book)) == 0.0
-    usage = latent.codebook_usage(idx, 16)
     assert float(usage["fraction_used"]) == len(np.unique(np.asarray(idx))) / 16
 
 
 def test_vq_ema_update_with_zero_decay_is_a_k_means_step():
     z = np.random.default_rng(0).standard_normal((50, 2))
     codebook = np.random.default_rng(1).standard_normal((6, 2))
-    _, idx = latent.quantize(jnp.asarray(z), jnp.asarray(codebook))
-    state = latent.VQEMAState.create(jnp.asarray(codebook))
-    _, new = latent.vq_ema_update(state, jnp.asarray(z), idx, decay=0.0, eps=0.0)
+
+    @jax.jit  # one program: the assignment, a k-means step (decay 0) and a decay-0.9 step
+    def run(z, codebook):
+        _, idx = latent.quantize(z, codebook)
+        state = latent.VQEMAState.create(codebook)
+        _, new = latent.vq_ema_update(state, z, idx, decay=0.0, eps=0.0)
+        return idx, new, latent.vq_ema_update(state, z, idx, decay=0.9)[0]
+
+    idx, new, s1 = run(jnp.asarray(z), jnp.asarray(codebook))
     idx = np.asarray(idx)
     for k in np.unique(idx):
         np.testing.assert_allclose(np.asarray(new[k]), z[idx == k].mean(0), rtol=1e-5)
     # With decay d the statistics move by (1 - d) toward the batch's.
-    s1, _ = latent.vq_ema_update(state, jnp.asarray(z), jnp.asarray(idx), decay=0.9)
     np.testing.assert_allclose(np.asarray(s1.counts),
                                0.9 + 0.1 * np.bincount(idx, minlength=6), rtol=1e-6)
 
@@ -124,11 +136,11 @@ def test_measured_scale_makes_latent_std_one_within_sampling_error():
 
 @pytest.fixture(scope="module")
 def autoencoders():
-    out = {}
-    for cls in (AutoencoderKL, AutoencoderVQ):
-        m = cls.from_variant("tiny")
-        out[cls.__name__] = (m, m.init_params(jax.random.key(0)))
-    return out
+    """The tiny VQ autoencoder with initialised parameters; the KL one's parameters only as
+    shapes (the bad-input checks compare shapes and fail before any compute)."""
+    vq, kl = AutoencoderVQ.from_variant("tiny"), AutoencoderKL.from_variant("tiny")
+    return {"AutoencoderVQ": (vq, vq.init_params(jax.random.key(0))),
+            "AutoencoderKL": (kl, jax.eval_shape(kl.init_params, jax.random.key(0)))}
 
 
 def test_autoencoders_shapes_and_vq_codewords_pass_through(autoencoders):
@@ -197,7 +209,8 @@ def test_bad_input_names_the_argument(autoencoders):
     with pytest.raises(TypeError, match="`module`"):
         latent.FrozenAutoencoder(module=object(), params=kl_params)
     with pytest.raises(ValueError, match="`z` must have shape"):
-        kl.apply(kl_params, jnp.zeros((1, 4, 4, 2)), method="decode")
+        jax.eval_shape(lambda p: kl.apply(p, jnp.zeros((1, 4, 4, 2)), method="decode"),
+                       kl_params)
     with pytest.raises(ValueError, match="reconstruction_power"):
         latent.AutoencoderKLLoss(reconstruction_power=3)
     with pytest.raises(ValueError, match="`latents`"):

@@ -1,12 +1,12 @@
-"""The docstring examples of diffax.latent, diffax.lsgm and the autoencoder config run as
-written (FrozenAutoencoder's and the Flax modules' compile networks: tests/test_latent.py
+"""The docstring examples of diffax.latent, diffax.divae, diffax.lsgm and the autoencoder config
+run as written (FrozenAutoencoder's and the Flax modules' compile networks: tests/test_latent.py
 covers them)."""
 
 import doctest
 
 import pytest
 
-from diffax import latent, lsgm
+from diffax import divae, latent, lsgm
 from diffax.models import autoencoder
 
 OBJECTS = [(latent.quantize, latent), (latent.vq_ema_update, latent),
@@ -14,7 +14,12 @@ OBJECTS = [(latent.quantize, latent), (latent.vq_ema_update, latent),
            (latent.measure_scale_factor, latent), (latent.IdentityAutoencoder, latent),
            (latent.Latent, latent), (latent.LatentLoss, latent),
            (latent.AutoencoderKLLoss, latent), (latent.AutoencoderVQLoss, latent),
-           (lsgm, lsgm), (autoencoder.AutoencoderConfig, autoencoder)]
+           (lsgm, lsgm), (autoencoder.AutoencoderConfig, autoencoder),
+           # issue #18's second part (latent_log_likelihood's example solves an ODE: its
+           # truth is tests/test_latent_likelihood.py)
+           (latent.CodebookEMA, latent), (latent.GaussianDecoder, latent),
+           (latent.DiscretizedGaussianDecoder, latent), (divae.embed_codes, divae),
+           (divae.DiVAE, divae), (divae.DiVAELoss, divae)]
 
 
 @pytest.mark.parametrize("obj, module", OBJECTS, ids=[o.__name__ for o, _ in OBJECTS])

@@ -1,4 +1,5 @@
-"""Pixel vs latent diffusion at equal training steps on the 16x16 digits (issue #18).
+"""Pixel vs latent diffusion, and LSGM vs LDM two-stage, at equal training steps on the 16x16
+digits (issue #18).
 
 Trains, through ``diffax.train.train_and_evaluate`` and configs/digits_ldm.py:
 
@@ -20,6 +21,16 @@ included) and wall time per sample (second call, after compilation).
     nice -n 10 python tools/bench_latent.py --ae_steps 300 --steps 400 --batch 16 \
         --num_samples 256 --sample_steps 10 --ae_nf 8 --unet_nf 16 \
         --out experiments/digits_ldm/bench_latent.md
+
+4. lsgm (``--stage lsgm``): configs/digits_lsgm.py, the same UNet, process, optimiser, batch
+   and ``--steps`` steps, its autoencoder (``--ae_nf``) trained jointly with the score model on
+   LSGM's objective; scored like the others, plus its autoencoder's held-out PSNR (posterior
+   mean -> decoder); ``--stage lsgm_uniform``: the same with uniform ``t`` (``:uniform``).
+
+``--stage`` runs one part (``ae``, ``latent`` [needs ``ae``], ``pixel``, ``lsgm``), each its own
+job of the shared queue, each writing ``WORKDIR/<part>/bench.json``; ``--stage table`` (no
+training) prints every part's rows side by side, parts without a ``bench.json`` as "not
+measured"; ``--stage all`` (default) runs everything in one process, then the table.
 """
 
 from __future__ import annotations
@@ -35,9 +46,9 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _configs():
-    spec = importlib.util.spec_from_file_location("digits_ldm",
-                                                  os.path.join(ROOT, "configs", "digits_ldm.py"))
+def _configs(name="digits_ldm"):
+    spec = importlib.util.spec_from_file_location(name,
+                                                  os.path.join(ROOT, "configs", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -54,13 +65,16 @@ def _train(cfg, workdir):
     return evaluate.restore(workdir, exp), seconds
 
 
-def _steps(cfg, steps, batch):
-    cfg.train.update({"num_steps": steps, "batch_size": batch, "checkpoint_every": steps,
+def _steps(cfg, steps, batch, warmup=None):
+    cfg.train.update({"num_steps": steps, "batch_size": batch,
+                      "checkpoint_every": max(1, steps // 4),
                       "log_every": max(1, steps // 10), "sample_every": 0, "keep_last": 1})
+    if warmup is not None:
+        cfg.optim.warmup_steps = warmup
 
 
 def _score(trained, num, reference):
-    """FD-PCA at 8x8, FLOPs and seconds per sample."""
+    """FD-PCA and sliced Wasserstein at 8x8, FLOPs and seconds per sample."""
     from diffax import data
     from diffax.evaluation import metrics
     from diffax.train import evaluate
@@ -84,97 +98,192 @@ def _score(trained, num, reference):
     x8 = x8.astype(np.float64) / 255.0
     fd = metrics.frechet_distance(*metrics.gaussian_statistics(metrics.pca_features(pca, x8)),
                                   *metrics.gaussian_statistics(metrics.pca_features(pca, test8)))
-    return {"fd_pca_8x8": fd, "flops_per_sample": flops, "seconds_per_sample": seconds,
-            "nfe": int(nfe)}
+    sw = metrics.sliced_wasserstein(x8, test8)
+    return {"fd_pca_8x8": fd, "sliced_wasserstein_8x8": float(sw), "flops_per_sample": flops,
+            "seconds_per_sample": seconds, "nfe": int(nfe)}
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ae_steps", type=int, default=1500)
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--num_samples", type=int, default=512)
-    parser.add_argument("--sample_steps", type=int, default=25)
-    parser.add_argument("--ae_nf", type=int, default=None,
-                        help="the autoencoder's base width (default: the config's, 32)")
-    parser.add_argument("--unet_nf", type=int, default=None,
-                        help="both UNets' base width (default: the config's, 32)")
-    parser.add_argument("--workdir", default="/tmp/bench_latent")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
+def _lsgm_psnr(trained):
+    """Held-out reconstruction PSNR (pixels in [0, 1]) of LSGM's autoencoder: posterior mean
+    -> decoder, as ``diffax eval`` of an autoencoder measures it."""
+    import math
 
     from diffax import data
     from diffax.evaluation import metrics
     from diffax.train import latent as latent_train
 
-    module = _configs()
-    os.makedirs(args.workdir, exist_ok=True)
-    ae_dir, lat_dir, pix_dir = (os.path.join(args.workdir, n) for n in ("ae", "latent", "pixel"))
+    exp = trained.exp
+    o = exp.options
+    params = trained.state.sampling_params(use_ema=o.sample.use_ema)
+    x = data.load_split(o.data.name, split=o.eval.split, value_range=o.data.value_range)["x"]
+    tr = exp.trainer
+    recon_fn = jax.jit(lambda xb: tr.decode(params, tr.posterior(params, xb).mean))
+    recon = latent_train._batched(lambda xb, i: recon_fn(xb), x)
+    as01 = lambda a: data.from_model_range(a, o.data.value_range).astype(np.float64) / 255.0
+    psnr = np.asarray(metrics.psnr(as01(recon), as01(x), data_range=1.0))
+    return {"mean": float(psnr.mean()), "stderr": float(psnr.std(ddof=1) / math.sqrt(len(psnr)))}
+
+
+def _reference(num_samples):
+    from diffax import data
+    from diffax.evaluation import metrics
 
     train8 = data.load_split("digits", split="train", value_range=None)["x"] / 255.0
     test8 = data.load_split("digits", split="test", value_range=None)["x"] / 255.0
     pca = metrics.fit_pca(train8.astype(np.float64), num_components=16)
-    idx = np.random.default_rng(0).permutation(len(train8))[:args.num_samples]
+    idx = np.random.default_rng(0).permutation(len(train8))[:num_samples]
+    real = train8[idx].astype(np.float64)
     floor = metrics.frechet_distance(
-        *metrics.gaussian_statistics(metrics.pca_features(pca, train8[idx])),
+        *metrics.gaussian_statistics(metrics.pca_features(pca, real)),
         *metrics.gaussian_statistics(metrics.pca_features(pca, test8)))
-    reference = (pca, test8, floor)
+    floor_sw = float(metrics.sliced_wasserstein(real, test8))
+    return (pca, test8, floor), floor_sw
 
-    ae_cfg = module.get_config("autoencoder")
-    _steps(ae_cfg, args.ae_steps, args.batch)
-    if args.ae_nf:
+
+def _write(path, obj):
+    import json
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)
+
+
+def _read(path):
+    import json
+
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _diffusion_cfg(module, args, variant=""):
+    cfg = module.get_config(variant)
+    cfg.unlock()
+    _steps(cfg, args.steps, args.batch, args.warmup)
+    cfg.sample.update({"solver": "heun", "num_steps": args.sample_steps})
+    if args.unet_nf:
+        cfg.model.kwargs.nf = args.unet_nf
+    return cfg
+
+
+def _run_stage(stage, args, dirs):
+    from diffax.train import latent as latent_train
+
+    if stage == "ae":
+        ae_cfg = _configs().get_config("autoencoder")
+        _steps(ae_cfg, args.ae_steps, args.batch, args.warmup)
         ae_cfg.unlock()
-        ae_cfg.model.kwargs.nf = args.ae_nf
+        if args.ae_nf:
+            ae_cfg.model.kwargs.nf = args.ae_nf
         ae_cfg.lock()
-    ae, ae_seconds = _train(ae_cfg, ae_dir)
-    ae_eval = latent_train.evaluate_autoencoder(ae, ae_dir)
-
-    rows = {}
-    for name, workdir in (("latent", lat_dir), ("pixel", pix_dir)):
-        cfg = module.get_config()
-        cfg.unlock()
-        _steps(cfg, args.steps, args.batch)
-        cfg.sample.update({"solver": "heun", "num_steps": args.sample_steps})
-        if args.unet_nf:
-            cfg.model.kwargs.nf = args.unet_nf
-        if name == "latent":
-            cfg.latent.workdir = ae_dir
+        ae, seconds = _train(ae_cfg, dirs["ae"])
+        ev = latent_train.evaluate_autoencoder(ae, dirs["ae"])
+        _write(os.path.join(dirs["ae"], "bench.json"), {
+            "steps": args.ae_steps, "nf": ae_cfg.model.kwargs.get("nf", 32),
+            "train_seconds": seconds, "psnr": ev["reconstruction_psnr_db"],
+            "scale_factor": ev["scale"]["scale_factor"]})
+        return
+    reference, floor_sw = _reference(args.num_samples)
+    if stage in ("latent", "pixel"):
+        cfg = _diffusion_cfg(_configs(), args)
+        if stage == "latent":
+            cfg.latent.workdir = dirs["ae"]
         else:
             del cfg["latent"]
             cfg.model.kwargs.attn_resolutions = (8,)
-        cfg.lock()
-        trained, seconds = _train(cfg, workdir)
-        rows[name] = dict(_score(trained, args.num_samples, reference), train_seconds=seconds)
+    else:  # lsgm
+        cfg = _diffusion_cfg(_configs("digits_lsgm"), args,
+                             "uniform" if stage == "lsgm_uniform" else "")
+        if args.ae_nf:
+            cfg.lsgm.autoencoder_kwargs.nf = args.ae_nf
+    cfg.lock()
+    trained, seconds = _train(cfg, dirs[stage])
+    row = dict(_score(trained, args.num_samples, reference), train_seconds=seconds,
+               steps=args.steps, batch=args.batch, floor_fd=reference[2], floor_sw=floor_sw)
+    if stage.startswith("lsgm"):
+        row["psnr"] = _lsgm_psnr(trained)
+    _write(os.path.join(dirs[stage], "bench.json"), row)
 
+
+_STAGES = ("ae", "latent", "pixel", "lsgm", "lsgm_uniform")
+_LABELS = {"latent": "LDM two-stage: latent UNet on the frozen autoencoder (8x8x2)",
+           "pixel": "pixel UNet (16x16x1)",
+           "lsgm": "LSGM, joint (8x8x2, importance-sampled t)",
+           "lsgm_uniform": "LSGM, joint (8x8x2, uniform t)"}
+
+
+def _table(args, dirs, command):
+    rows = {name: _read(os.path.join(dirs[name], "bench.json")) for name in _STAGES}
+    ae = rows["ae"]
+    any_row = next((r for n, r in rows.items() if r and n != "ae"), None)
     lines = [
-        f"# Pixel vs latent diffusion, digits_upsampled/16, {args.steps} steps each "
-        f"(batch {args.batch})",
-        "",
-        f"Command: `nice -n 10 python tools/bench_latent.py --ae_steps {args.ae_steps} "
-        f"--steps {args.steps} --batch {args.batch} --num_samples {args.num_samples} "
-        f"--sample_steps {args.sample_steps}"
-        + (f" --ae_nf {args.ae_nf}" if args.ae_nf else "")
-        + (f" --unet_nf {args.unet_nf}" if args.unet_nf else "") + "`",
-        "",
-        f"Autoencoder (KL, f = 2, 8x8x2 latents, nf {ae_cfg.model.kwargs.get('nf', 32)}, "
-        f"{args.ae_steps} steps, "
-        f"{ae_seconds:.0f} s): held-out PSNR "
-        f"{ae_eval['reconstruction_psnr_db']['mean']:.2f} ± "
-        f"{ae_eval['reconstruction_psnr_db']['stderr']:.2f} dB (pixels in [0, 1]), "
-        f"scale_factor {ae_eval['scale']['scale_factor']:.4f}.",
-        "",
-        f"Samples: {args.num_samples}, Heun {args.sample_steps} steps; FD in whitened 16-D PCA "
-        f"features of the 8x8 digits after `downsample_digits`, against the 300 held-out "
-        f"digits. Floor ({args.num_samples} training digits): {floor:.3f}.",
-        "",
-        "| model | FD-PCA (8x8) | NFE | GFLOP / sample | ms / sample | train s |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['fd_pca_8x8']:.3f} | {r['nfe']} | "
-                     f"{r['flops_per_sample'] / 1e9:.3f} | {1e3 * r['seconds_per_sample']:.2f} | "
-                     f"{r['train_seconds']:.0f} |")
-    text = "\n".join(lines) + "\n"
+        f"# Pixel vs latent diffusion and LSGM vs LDM, digits_upsampled/16, {args.steps} "
+        f"steps each (batch {args.batch})", "", f"Command: `{command}`", ""]
+    if ae:
+        lines.append(
+            f"LDM autoencoder (KL, f = 2, 8x8x2 latents, nf {ae['nf']}, {ae['steps']} steps, "
+            f"{ae['train_seconds']:.0f} s): held-out PSNR {ae['psnr']['mean']:.2f} ± "
+            f"{ae['psnr']['stderr']:.2f} dB (pixels in [0, 1]), scale_factor "
+            f"{ae['scale_factor']:.4f}.")
+    else:
+        lines.append("LDM autoencoder: not measured.")
+    lines += ["", f"Samples: {args.num_samples}, Heun {args.sample_steps} steps; FD in whitened "
+              f"16-D PCA features and sliced Wasserstein (pixels in [0, 1]) of the 8x8 digits "
+              f"after `downsample_digits`, against the 300 held-out digits."
+              + (f" Real digits ({args.num_samples} training digits, the floor): FD "
+                 f"{any_row['floor_fd']:.3f}, SW {any_row['floor_sw']:.4f}." if any_row else ""),
+              "", "| model | FD-PCA (8x8) | SW (8x8) | AE PSNR dB | NFE | GFLOP / sample | "
+              "ms / sample | train s |", "|---|---|---|---|---|---|---|---|"]
+    if any_row:
+        lines.append(f"| real digits (floor) | {any_row['floor_fd']:.3f} | "
+                     f"{any_row['floor_sw']:.4f} | | | | | |")
+    for name in _STAGES[1:]:
+        r = rows[name]
+        if r is None:
+            lines.append(f"| {_LABELS[name]} | not measured | | | | | | |")
+            continue
+        psnr = r.get("psnr") or (ae["psnr"] if name == "latent" and ae else None)
+        lines.append(
+            f"| {_LABELS[name]} | {r['fd_pca_8x8']:.3f} | {r['sliced_wasserstein_8x8']:.4f} | "
+            + (f"{psnr['mean']:.2f} ± {psnr['stderr']:.2f}" if psnr else "") + " | "
+            f"{r['nfe']} | {r['flops_per_sample'] / 1e9:.3f} | "
+            f"{1e3 * r['seconds_per_sample']:.2f} | {r['train_seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", default="all", choices=("all", "table", *_STAGES))
+    parser.add_argument("--ae_steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="learning-rate warmup steps (default: the configs')")
+    parser.add_argument("--num_samples", type=int, default=512)
+    parser.add_argument("--sample_steps", type=int, default=25)
+    parser.add_argument("--ae_nf", type=int, default=None,
+                        help="the autoencoders' base width (default: the config's, 32)")
+    parser.add_argument("--unet_nf", type=int, default=None,
+                        help="the UNets' base width (default: the config's, 32)")
+    parser.add_argument("--workdir", default="/tmp/bench_latent")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+
+    os.makedirs(args.workdir, exist_ok=True)
+    dirs = {name: os.path.join(args.workdir, name) for name in _STAGES}
+    stages = ("ae", "latent", "pixel", "lsgm") if args.stage == "all" else (
+        () if args.stage == "table" else (args.stage,))
+    for stage in stages:
+        _run_stage(stage, args, dirs)
+    command = ("python tools/bench_latent.py --stage STAGE "
+               f"--ae_steps {args.ae_steps} --steps {args.steps} --batch {args.batch} "
+               f"--num_samples {args.num_samples} --sample_steps {args.sample_steps}"
+               + (f" --warmup {args.warmup}" if args.warmup is not None else "")
+               + (f" --ae_nf {args.ae_nf}" if args.ae_nf else "")
+               + (f" --unet_nf {args.unet_nf}" if args.unet_nf else "")
+               + f" --workdir {args.workdir}")
+    text = _table(args, dirs, command)
     print(text)
     if args.out:
         with open(args.out, "w") as f:

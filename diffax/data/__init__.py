@@ -7,6 +7,8 @@ Datasets are named by strings:
 - `"digits"`: scikit-learn's 8x8 digits as uint8 `[8, 8, 1]` images, train 1497 / test 300;
 - `"digits_upsampled/16"`, `"digits_upsampled/32"`: the same digits bilinearly upsampled
   (`downsample_digits` takes samples back to 8x8 for the digits yardsticks);
+- `"digits_stacked"`: three digits on the channels of `[8, 8, 3]` images (1000 modes, label
+  `100 d0 + 10 d1 + d2`), train 20,000 / test 3,000 with fixed seeds;
 - `"phantoms/32"`, `"phantoms/64"`: random-ellipse head phantoms (Shepp-Logan-like
   intensities) with segmentation maps, train 4000 / test 500 with fixed seeds;
 - `"image_folder"` with `folder=...`: any local folder of images (class subfolders optional);
@@ -42,6 +44,14 @@ from diffax.data._digits import (
     digits_split_indices,
     digits_to_uint8,
     uint8_to_digits,
+)
+from diffax.data._digits_stacked import (
+    STACKED_NUM_MODES,
+    STACKED_NUM_TEST,
+    STACKED_NUM_TRAIN,
+    DigitsStacked,
+    stack_digits,
+    stacked_label,
 )
 from diffax.data._digits_upsampled import (
     DIGITS_UPSAMPLED_SIZES,
@@ -101,6 +111,12 @@ __all__ = [
     "DIGITS_NUM_TRAIN",
     "DIGITS_UPSAMPLED_SIZES",
     "DigitsUpsampled",
+    "DigitsStacked",
+    "STACKED_NUM_MODES",
+    "STACKED_NUM_TEST",
+    "STACKED_NUM_TRAIN",
+    "stack_digits",
+    "stacked_label",
     "downsample_digits",
     "upsample_digits",
     "DataInfo",

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from diffax.data._digits import Digits
+from diffax.data._digits_stacked import DigitsStacked
 from diffax.data._digits_upsampled import DIGITS_UPSAMPLED_SIZES, DigitsUpsampled
 from diffax.data._image_folder import ImageFolder, ImageFolderConfig, _check_image_size
 from diffax.data._phantoms import PHANTOM_SIZES, Phantoms
@@ -32,6 +33,7 @@ BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
     "pydoc_text": PydocText,
     "digits_tokens": DigitsTokens,
     "digits_upsampled": DigitsUpsampled,
+    "digits_stacked": DigitsStacked,
 }
 
 _FILE_FORMAT = "array_record"
@@ -60,7 +62,7 @@ def default_data_dir() -> str:
 def _own_names() -> str:
     toy = ", ".join(f"toy2d/{k}" for k in TOY2D_DISTRIBUTIONS)
     return (f"{toy}, digits, image_folder, phantoms/32, phantoms/64, pydoc_text, "
-            "digits_tokens, digits_upsampled/16, digits_upsampled/32")
+            "digits_tokens, digits_upsampled/16, digits_upsampled/32, digits_stacked")
 
 
 def _parse_name(name: str) -> tuple[str, str | None]:
@@ -116,11 +118,12 @@ def _make_builder(
             raise ValueError(f"Unknown digits_upsampled size in name {name!r} (argument "
                              f"`name`); choose one of {sizes}.")
         return DigitsUpsampled(config=config, data_dir=data_dir, file_format=_FILE_FORMAT)
-    if base in ("digits", "image_folder", "pydoc_text", "digits_tokens") and config is not None:
+    if base in ("digits", "image_folder", "pydoc_text", "digits_tokens",
+                "digits_stacked") and config is not None:
         raise ValueError(f"Dataset {base!r} has no configs; got name {name!r}.")
     if base == "digits":
         return Digits(data_dir=data_dir, file_format=_FILE_FORMAT)
-    if base in ("pydoc_text", "digits_tokens"):
+    if base in ("pydoc_text", "digits_tokens", "digits_stacked"):
         return BUILDERS[base](data_dir=data_dir, file_format=_FILE_FORMAT)
     if base == "image_folder":
         builder_config = ImageFolderConfig.create(

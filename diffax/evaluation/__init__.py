@@ -6,6 +6,9 @@
   distance (:func:`sliced_wasserstein`) and nearest-neighbour distances
   (:func:`nearest_neighbor_distances`); the task metrics :func:`psnr`, :func:`auroc` and
   :func:`segmentation_metrics`;
+* :mod:`~diffax.evaluation.modes`: the digit classifier (:func:`fit_digit_classifier`), its
+  Inception-score-like :func:`digit_score`, and mode coverage of stacked digits
+  (:func:`stacked_modes`, :func:`mode_coverage`);
 * :mod:`~diffax.evaluation.intervals`: 95% intervals of the task metrics (percentile
   bootstrap over test items, Wilson for proportions);
 * :mod:`~diffax.evaluation.plots`: image grids (:func:`image_grid`, :func:`write_png`) and
@@ -27,7 +30,7 @@ Example:
   True
 """
 
-from diffax.evaluation import metrics, plots
+from diffax.evaluation import metrics, modes, plots
 from diffax.evaluation.metrics import (
     PCA,
     auroc,
@@ -41,11 +44,24 @@ from diffax.evaluation.metrics import (
     sliced_wasserstein,
     ssim,
 )
+from diffax.evaluation.modes import (
+    digit_probabilities,
+    digit_score,
+    fit_digit_classifier,
+    mode_coverage,
+    stacked_modes,
+)
 from diffax.evaluation.plots import image_grid, scatter_png, write_png
 
 __all__ = [
     "metrics",
+    "modes",
     "plots",
+    "fit_digit_classifier",
+    "digit_probabilities",
+    "digit_score",
+    "stacked_modes",
+    "mode_coverage",
     "PCA",
     "psnr",
     "auroc",

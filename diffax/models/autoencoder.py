@@ -62,6 +62,9 @@ class AutoencoderConfig:
         latent_channels: channels of the latent ``z`` (LDM's ``z_channels`` / ``embed_dim``).
         mid_attention: self-attention in the middle of encoder and decoder (LDM: yes).
         codebook_size: codewords ``K`` of the VQ autoencoder (unused by the KL one).
+        codebook_ema: the VQ autoencoder keeps EMA statistics of its codebook (``counts``
+            ``[K]``, ``sums`` ``[K, latent_channels]``) in a ``vq_ema`` variable collection,
+            for :class:`diffax.latent.CodebookEMA` (unused by the KL one).
         dtype: computation dtype; parameters are float32.
 
     Raises:
@@ -81,6 +84,7 @@ class AutoencoderConfig:
     latent_channels: int = 2
     mid_attention: bool = False
     codebook_size: int = 64
+    codebook_ema: bool = False
     dtype: Any = jnp.float32
 
     def __post_init__(self):
@@ -95,6 +99,7 @@ class AutoencoderConfig:
             raise ValueError(f"image_size={self.image_size} must be divisible by the "
                              f"downsampling factor f = 2**(len(ch_mult) - 1) = {self.factor}")
         setf("mid_attention", bool(self.mid_attention))
+        setf("codebook_ema", bool(self.codebook_ema))
         setf("dtype", float_dtype(self.dtype, "dtype"))
 
     @property
@@ -263,6 +268,11 @@ class AutoencoderVQ(_Autoencoder):
             "codebook", lambda key, shape: jax.random.uniform(key, shape, jnp.float32,
                                                               -1.0 / k, 1.0 / k),
             (k, cfg.latent_channels))
+        if cfg.codebook_ema:  # VQEMAState.create(codebook): one count per codeword
+            self.ema_counts = self.variable("vq_ema", "counts",
+                                            lambda: jnp.ones((k,), jnp.float32))
+            self.ema_sums = self.variable("vq_ema", "sums",
+                                          lambda: jnp.asarray(self.codebook, jnp.float32))
         self.decoder = _Decoder(cfg)
 
     def encode_raw(self, x: Array) -> Array:

@@ -9,7 +9,8 @@ back-projection (:func:`diffax.inverse.fbp`) for CT and the zero-filled inverse 
 (a known affine map of the intensities, so the information is the same).
 
 * :func:`phantoms`: a split in memory, ``{"x": [N, S, S, 1] in [-1, 1], "segmentation"}``;
-* :func:`reconstruction_metrics`: PSNR and SSIM of reconstructions against the truth;
+* :func:`reconstruction_metrics`: PSNR and SSIM of reconstructions against the truth
+  (:func:`per_image_metrics`: per image);
 * :func:`operator_for`: the operator of a setting (``"ct"`` with a number of views, ``"mri"``
   with an acceleration).
 
@@ -31,8 +32,8 @@ import numpy as np
 
 from diffax.typing import Array
 
-__all__ = ["phantoms", "reconstruction_metrics", "operator_for", "gaussian_prior_denoiser",
-           "operator_norm_squared", "PROBLEMS", "METHODS", "PRIORS"]
+__all__ = ["phantoms", "reconstruction_metrics", "per_image_metrics", "operator_for",
+           "gaussian_prior_denoiser", "operator_norm_squared", "PROBLEMS", "METHODS", "PRIORS"]
 
 PROBLEMS = ("ct", "mri")
 METHODS = ("consistency", "dps")
@@ -53,20 +54,36 @@ def phantoms(split: str, *, size: int, data_dir: str | None = None,
             "segmentation": np.stack([r["segmentation"][..., 0] for r in rows]).astype(np.int32)}
 
 
-def reconstruction_metrics(x: Array, reference: Array) -> dict[str, float]:
-    """Mean PSNR (dB) and SSIM of images ``[B, H, W, C]`` in ``[-1, 1]`` against the truth.
+def per_image_metrics(x: Array, reference: Array) -> dict[str, Array]:
+    """PSNR (dB, ``[B]``) and SSIM (``[B]``) of each image ``[B, H, W, C]`` in ``[-1, 1]``
+    against the truth, as :func:`reconstruction_metrics` averages them: ``x`` clipped to
+    ``[-1, 1]``, PSNR over the range 2, SSIM of the intensities ``(x + 1) / 2``.
 
-    PSNR over the range 2 (as :func:`diffax.tasks.psnr`); SSIM
-    (:func:`diffax.evaluation.ssim`) of the intensities ``(x + 1) / 2`` in ``[0, 1]``. ``x``
-    is clipped to ``[-1, 1]`` first (the intensities' range).
+    Example:
+      >>> x = jnp.zeros((2, 16, 16, 1))
+      >>> [round(float(v), 2) for v in per_image_metrics(x + jnp.array([0.1, 0.2])[:, None, None,
+      ...                                                   None], x)["psnr"]]
+      [26.02, 20.0]
     """
     from diffax.evaluation import ssim
     from diffax.tasks.super_resolution import psnr
 
     x = jnp.clip(jnp.asarray(x), -1.0, 1.0)
-    return {"psnr": float(jnp.mean(psnr(x, jnp.asarray(reference, x.dtype)))),
-            "ssim": float(np.mean(ssim((np.asarray(x) + 1) / 2, (np.asarray(reference) + 1) / 2,
-                                       data_range=1.0)))}
+    return {"psnr": psnr(x, jnp.asarray(reference, x.dtype)),
+            "ssim": ssim((np.asarray(x) + 1) / 2, (np.asarray(reference) + 1) / 2,
+                         data_range=1.0)}
+
+
+def reconstruction_metrics(x: Array, reference: Array) -> dict[str, float]:
+    """Mean PSNR (dB) and SSIM of images ``[B, H, W, C]`` in ``[-1, 1]`` against the truth.
+
+    PSNR over the range 2 (as :func:`diffax.tasks.psnr`); SSIM
+    (:func:`diffax.evaluation.ssim`) of the intensities ``(x + 1) / 2`` in ``[0, 1]``. ``x``
+    is clipped to ``[-1, 1]`` first (the intensities' range). The means of
+    :func:`per_image_metrics`.
+    """
+    m = per_image_metrics(x, reference)
+    return {"psnr": float(jnp.mean(m["psnr"])), "ssim": float(np.mean(m["ssim"]))}
 
 
 def operator_for(problem: str, setting: float, *, size: int, num_full_views: int = 180,

@@ -530,9 +530,11 @@ def build_autoencoder_loss(o: opts_lib.AutoencoderLossOptions, model_name: str) 
     power = {"l1": 1, "l2": 2}[o.reconstruction]
     if model_name == "autoencoder_kl":
         return latent.AutoencoderKLLoss(kl_weight=o.kl_weight, reconstruction_power=power)
+    ema = (latent.CodebookEMA(decay=o.codebook_decay) if o.codebook_update == "ema"
+           else None)
     return latent.AutoencoderVQLoss(commitment=o.commitment,
                                     codebook_weight=o.codebook_weight,
-                                    reconstruction_power=power)
+                                    reconstruction_power=power, ema=ema)
 
 
 def _autoencoder_experiment(o: Options, cheap: _Cheap, info: Any) -> Experiment:
@@ -546,6 +548,13 @@ def _autoencoder_experiment(o: Options, cheap: _Cheap, info: Any) -> Experiment:
     overrides = _model_overrides(o.model.kwargs)
     overrides.setdefault("image_size", info.shape[0])
     overrides.setdefault("num_channels", info.shape[-1])
+    ema = o.model.name == "autoencoder_vq" and o.loss.codebook_update == "ema"
+    if ema:  # the codebook's EMA statistics live in the model's `vq_ema` collection
+        if overrides.get("codebook_ema", True) is not True:
+            raise ConfigError("model.kwargs.codebook_ema", "config.loss.codebook_update='ema' "
+                              "needs the codebook statistics: remove "
+                              "config.model.kwargs.codebook_ema=False.")
+        overrides["codebook_ema"] = True
     try:
         model = cls[o.model.name].from_variant(o.model.variant, **overrides)
     except (ValueError, TypeError) as e:
@@ -556,14 +565,29 @@ def _autoencoder_experiment(o: Options, cheap: _Cheap, info: Any) -> Experiment:
         del train
         return model.apply(params, x, key=key)
 
+    loss = build_autoencoder_loss(o.loss, o.model.name)
+    post_update = None
+    if o.model.name == "autoencoder_vq":  # codebook usage logged; the EMA codebook update
+        post_update = functools.partial(_vq_post_update, loss.ema,
+                                        model.config.codebook_size)
     exp = Experiment(
-        process=None, loss=build_autoencoder_loss(o.loss, o.model.name), model=model,
+        process=None, loss=loss, model=model,
         apply_fn=apply_fn, train_apply_fn=apply_fn, optimizer=cheap.optimizer,
         schedule=cheap.lr_schedule, ema_decays=o.optim.ema_decays,
         ema_warmup=o.optim.ema_warmup, solver=None, sample_steps=0, data_info=info,
-        conditional=False, options=o)
+        conditional=False, options=o, post_update=post_update)
     return dataclasses.replace(
         exp, after_training=functools.partial(latent_train.write_scale_factor, exp))
+
+
+def _vq_post_update(ema: Any, codebook_size: int, params: Any, aux: Any) -> tuple[Any, Any]:
+    """After a VQ autoencoder's optimizer update: the EMA codebook update (``ema`` set) and the
+    batch's codebook usage as metrics."""
+    from diffax import latent
+
+    if ema is None:
+        return params, latent.codebook_metrics(aux["indices"], codebook_size)
+    return ema.update(params, aux)
 
 
 def _latent_model_info(o: Options, info: Any, latent_shape: tuple[int, ...]) -> Any:
@@ -576,6 +600,132 @@ def _latent_model_info(o: Options, info: Any, latent_shape: tuple[int, ...]) -> 
                               f"does not match the latent shape {tuple(latent_shape)} of the "
                               f"autoencoder in config.latent.workdir (it would be {want}).")
     return dataclasses.replace(info, shape=tuple(latent_shape))
+
+
+def _check_divae(o: Options) -> None:
+    """The keys a DiVAE decoder (``config.latent.role="decoder"``) constrains."""
+    if o.model.name != "unet":
+        raise ConfigError("model.name", f"config.latent.role='decoder' (DiVAE) needs "
+                          f"model.name='unet' (the codes enter as input channels), got "
+                          f"{o.model.name!r}.")
+    if o.train.sample_every:
+        raise ConfigError("train.sample_every", "config.latent.role='decoder' (DiVAE) decodes "
+                          "codes of held-out data (`diffax sample` / `eval`), it draws no "
+                          "unconditional sample grids: set train.sample_every=0.")
+
+
+def _divae_experiment(o: Options, cheap: _Cheap, info: Any, ae: Any, scale: float
+                      ) -> Experiment:
+    """DiVAE (``config.latent.role="decoder"``): a UNet on the data whose input is ``x_t``
+    with the embedded codes of the frozen autoencoder concatenated on the channel axis."""
+    import jax.numpy as jnp
+
+    from diffax import divae, models
+
+    _check_divae(o)
+    dv = _wrap("latent", lambda: divae.DiVAE(autoencoder=ae, process=cheap.process,
+                                             scale_factor=scale))
+    in_channels = info.shape[-1] + dv.latent_shape[-1]
+    given = o.model.kwargs.get("in_channels")
+    if given is not None and given != in_channels:
+        raise ConfigError("model.kwargs.in_channels", f"config.model.kwargs.in_channels="
+                          f"{given!r}: a DiVAE decoder sees the data's {info.shape[-1]} and the "
+                          f"codes' {dv.latent_shape[-1]} channels, {in_channels}.")
+    model_opts = dataclasses.replace(o.model, kwargs={**o.model.kwargs,
+                                                      "in_channels": in_channels})
+    model, conditional = build_model(model_opts, info, cheap.process)
+    dropout = float(getattr(model.config, "dropout", 0.0)) > 0
+    inner = _wrap("loss", lambda: build_loss(
+        o.loss, cheap.process, conditional=conditional, dropout_key=dropout,
+        null_label=getattr(model.config, "null_label", None)))
+    inner = dataclasses.replace(inner, cond_keys=(*inner.cond_keys, "cond"))
+    base = models.apply_fn(model)
+
+    def apply_fn(params, x, t, *, cond=None, **kwargs):
+        if cond is None:
+            raise ValueError("a DiVAE decoder needs `cond` (the embedded codes, "
+                             "diffax.divae.DiVAE.embed).")
+        return base(params, jnp.concatenate([x, cond.astype(x.dtype)], axis=-1), t, **kwargs)
+
+    return Experiment(
+        process=cheap.process, loss=dv.loss(inner), model=model, apply_fn=apply_fn,
+        train_apply_fn=functools.partial(apply_fn, train=True), optimizer=cheap.optimizer,
+        schedule=cheap.lr_schedule, ema_decays=o.optim.ema_decays,
+        ema_warmup=o.optim.ema_warmup, solver=cheap.solver, sample_steps=cheap.sample_steps,
+        data_info=info, conditional=conditional, sample_schedule=cheap.sample_schedule,
+        options=o, divae=dv)
+
+
+# --------------------------------------------------------------------------------------------
+# LSGM: encoder, decoder and latent score model trained together (diffax.train.lsgm)
+
+
+def _build_lsgm(o: Options, cheap: _Cheap, info: Any) -> Experiment:
+    """The experiment of a config with an ``lsgm`` section; errors name the key."""
+    from diffax import losses as losses_lib
+    from diffax import lsgm, models
+    from diffax.train import lsgm as lsgm_train
+
+    g = o.lsgm
+    for name in ("gan", "latent"):
+        if getattr(o, name) is not None:
+            raise ConfigError(name, f"config.{name} does not combine with config.lsgm (LSGM "
+                              f"trains its own autoencoder).")
+    if o.is_autoencoder:
+        raise ConfigError("model.name", f"config.lsgm: config.model is the latent score "
+                          f"network (unet, ...), not {o.model.name!r}.")
+    if _is_discrete(cheap.process) or not getattr(cheap.process, "scalar_coefficients", True):
+        raise ConfigError("process.name", f"config.lsgm needs a Gaussian process (vp, ve, "
+                          f"subvp, ...), not process.name={o.process.name!r}.")
+    if o.loss.prediction != "eps":
+        raise ConfigError("loss.prediction", f"config.lsgm: the mixed score needs "
+                          f"loss.prediction='eps', got {o.loss.prediction!r}.")
+    if o.model.conditional:
+        raise ConfigError("model.conditional", "config.lsgm: class-conditional LSGM is not "
+                          "supported; set model.conditional=False.")
+    if not info.is_image or info.shape[0] != info.shape[1]:
+        raise ConfigError("data.name", f"config.lsgm needs square images [H, W, C]; dataset "
+                          f"{info.name!r} has {info.shape}.")
+    overrides = _model_overrides(g.autoencoder_kwargs)
+    overrides.setdefault("image_size", info.shape[0])
+    overrides.setdefault("num_channels", info.shape[-1])
+    try:
+        autoencoder = models.AutoencoderKL.from_variant(g.autoencoder_variant, **overrides)
+    except (ValueError, TypeError) as e:
+        raise ConfigError("lsgm.autoencoder_kwargs", f"config.lsgm.autoencoder_kwargs (variant="
+                          f"{g.autoencoder_variant!r}, autoencoder_kwargs={overrides}): {e}"
+                          ) from e
+    latent_info = _latent_model_info(o, info, autoencoder.config.latent_shape)
+    score, _ = build_model(o.model, latent_info, cheap.process)
+    if g.autoencoder_learning_rate is None:
+        ae_optimizer = cheap.optimizer
+    else:
+        ae_optimizer, _ = _wrap("lsgm", lambda: build_optimizer(
+            dataclasses.replace(o.optim, learning_rate=g.autoencoder_learning_rate),
+            num_steps=o.train.num_steps))
+    sampler = {"importance": lsgm.NormalImportanceTime,
+               "uniform": losses_lib.UniformTime}[g.time_sampler]()
+    objective = _wrap("lsgm", lambda: lsgm.LSGMObjective(
+        process=cheap.process, time_sampler=sampler,
+        reconstruction=lsgm.GaussianReconstruction(std=g.decoder_std),
+        kl_weight=g.kl_weight))
+    trainer = lsgm_train.LSGMTrainer(
+        objective=objective,
+        model=lsgm_train.LSGMModel(autoencoder=autoencoder, score=score,
+                                   mixing_init=g.mixing_init),
+        parameterization=build_parameterization(o.loss), score_optimizer=cheap.optimizer,
+        autoencoder_optimizer=ae_optimizer,
+        dropout=float(getattr(score.config, "dropout", 0.0)) > 0)
+
+    def apply_fn(params, x, t, **kwargs):  # the mixed score's eps-prediction on latents
+        return trainer.eps_fn(params)(x, t)
+
+    return Experiment(
+        process=cheap.process, loss=objective, model=trainer.model, apply_fn=apply_fn,
+        train_apply_fn=apply_fn, optimizer=trainer.optimizer, schedule=cheap.lr_schedule,
+        ema_decays=o.optim.ema_decays, ema_warmup=o.optim.ema_warmup, solver=cheap.solver,
+        sample_steps=cheap.sample_steps, data_info=info, conditional=False,
+        sample_schedule=cheap.sample_schedule, options=o, trainer=trainer, latent=trainer)
 
 
 # --------------------------------------------------------------------------------------------
@@ -614,6 +764,13 @@ class Experiment:
     after_training: Any = None
     """``after_training(state, workdir)``, run once when a run finishes (an autoencoder
     measures its latent scale, :func:`diffax.train.latent.write_scale_factor`)."""
+    post_update: Any = None
+    """``post_update(params, aux) -> (params, metrics)`` after each optimizer update
+    (:func:`diffax.train.make_train_step`'s ``post_update``): a VQ autoencoder's EMA codebook
+    update and codebook usage; ``None`` for the others."""
+    divae: Any = None
+    """A :class:`diffax.divae.DiVAE` when the model is a diffusion decoder conditioned on a
+    frozen autoencoder's codes (``config.latent.role="decoder"``); ``None`` otherwise."""
 
     def denoiser(self, params: Any, **cond: Any) -> Any:
         """The denoiser ``D(x, t)`` of the network with ``params`` (inference mode)."""
@@ -774,6 +931,8 @@ def build_experiment(config: Any) -> Experiment:
     o = config if isinstance(config, Options) else parse_config(config, num_devices=1)
     cheap = _build_cheap(o)
     info = build_dataset_info(o.data)
+    if o.lsgm is not None:
+        return _build_lsgm(o, cheap, info)
     if o.gan is not None:
         return _build_gan(o, cheap, info)
     if o.is_autoencoder:
@@ -788,6 +947,10 @@ def build_experiment(config: Any) -> Experiment:
                                                       True):
             raise ConfigError("process.name", f"config.latent needs a Gaussian process "
                               f"(vp, ve, edm, ...), not process.name={o.process.name!r}.")
+        if o.latent.role == "decoder":  # DiVAE: a diffusion decoder p(x | z) on the data
+            _check_divae(o)  # before the stage-1 checkpoint is restored
+            ae, scale, _ = latent_train.load_autoencoder(o.latent, o.data.name)
+            return _divae_experiment(o, cheap, info, ae, scale)
         ae, scale, _ = latent_train.load_autoencoder(o.latent, o.data.name)
         lat = latent_lib.Latent(autoencoder=ae, process=cheap.process, scale_factor=scale)
         model_info = _latent_model_info(o, info, ae.latent_shape)

@@ -186,6 +186,10 @@ def sampling_program(exp: Experiment, *, batch: int, mesh: Any) -> Any:
         raise ValueError(f"{exp.options.model.name!r} is an autoencoder: it has no sampler "
                          "(`diffax eval` reports its reconstructions; a stage-2 config with "
                          "config.latent.workdir samples its latents).")
+    if getattr(exp, "divae", None) is not None:
+        raise ValueError("a DiVAE decoder (config.latent.role='decoder') samples p(x | z) for "
+                         "given codes: `diffax sample` / `eval` decode the codes of held-out "
+                         "examples (diffax.train.divae); it has no unconditional sampler.")
     latent = getattr(exp, "latent", None)  # stage 2 of latent diffusion: sample latents
     shape = (batch, *(exp.data_info.shape if latent is None else latent.latent_shape))
     denoise_final = exp.options.sample.denoise_final
@@ -205,8 +209,8 @@ def sampling_program(exp: Experiment, *, batch: int, mesh: Any) -> Any:
                               num_steps=exp.sample_steps, schedule=exp.sample_schedule,
                               denoise_final=denoise_final)
         x = res.x[0] if isinstance(res.x, tuple) else res.x  # CLD's (x, v): the data part
-        if latent is not None:  # decoded to data space
-            x = latent.decode(x)
+        if latent is not None:  # decoded to data space (LSGM: by the trained decoder)
+            x = latent.decode(x) if exp.trainer is None else exp.trainer.decode(params, x)
         return x, res.nfe
 
     programs[batch, mesh] = jax.jit(run)
@@ -332,6 +336,10 @@ def sample(trained: Trained, workdir: str) -> dict[str, Any]:
     """
     import numpy as np
 
+    if getattr(trained.exp, "divae", None) is not None:  # decodings of held-out codes
+        from diffax.train import divae
+
+        return divae.sample(trained, workdir)
     o = trained.options
     num = o.sample.num_samples
     x, nfe, seconds = generate(trained, _params(trained), num=num,
@@ -411,13 +419,25 @@ def likelihood(trained: Trained, workdir: str) -> dict[str, Any]:
     if isinstance(trained.exp.solver, str):
         raise ConfigError("process.name", "a discrete process has no probability-flow ODE; "
                           "`diffax eval` reports its held-out NELBO")
+    if getattr(trained.options, "lsgm", None) is not None:
+        raise ConfigError("eval.likelihood", "LSGM's likelihood (its objective on held-out "
+                          "data, a bound) is not wired into `diffax likelihood` yet; set "
+                          "eval.likelihood=False")
     if trained.exp.trainer is not None:
         raise ConfigError("gan", "a denoising diffusion GAN (config.gan) has no likelihood; set "
                           "eval.likelihood=False")
-    if trained.exp.process is None or getattr(trained.exp, "latent", None) is not None:
-        raise ConfigError("eval.likelihood", "the likelihood of an autoencoder or of latent "
-                          "diffusion (latent NLL plus the decoder term, a bound) is not "
-                          "implemented yet (issue #18); set eval.likelihood=False")
+    if getattr(trained.exp, "divae", None) is not None:
+        raise ConfigError("latent.role", "the likelihood of a DiVAE decoder "
+                          "(config.latent.role='decoder') is not implemented; set "
+                          "eval.likelihood=False")
+    if trained.exp.process is None:
+        raise ConfigError("eval.likelihood", "an autoencoder has no likelihood (its latent "
+                          "diffusion model does: diffax likelihood of the stage-2 run); set "
+                          "eval.likelihood=False")
+    if getattr(trained.exp, "latent", None) is not None:  # latent NLL + decoder term
+        from diffax.train.latent import latent_likelihood
+
+        return latent_likelihood(trained, workdir)
 
     exp, ev = trained.exp, trained.options.eval
     held = held_out(exp, ev.split, ev.likelihood_examples)
@@ -602,6 +622,10 @@ def evaluate(trained: Trained, workdir: str, *, nll: dict[str, Any] | None = Non
         from diffax.train.latent import evaluate_autoencoder
 
         return evaluate_autoencoder(trained, workdir)
+    if getattr(trained.exp, "divae", None) is not None:  # DiVAE against the AE's decoder
+        from diffax.train import divae
+
+        return divae.evaluate(trained, workdir)
 
     exp, ev = trained.exp, trained.options.eval
     info = exp.data_info

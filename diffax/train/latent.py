@@ -27,7 +27,7 @@ import numpy as np
 from diffax.train.options import AUTOENCODER_NAMES, ConfigError, LatentOptions
 
 __all__ = ["SCALE_FILE", "write_scale_factor", "read_scale_factor", "load_autoencoder",
-           "encode_split", "evaluate_autoencoder", "digits_8x8_scores"]
+           "encode_split", "evaluate_autoencoder", "digits_8x8_scores", "latent_likelihood"]
 
 SCALE_FILE = "latent_scale.json"
 """The file in a stage-1 workdir holding the measured latent scale."""
@@ -157,19 +157,19 @@ def load_autoencoder(opts: LatentOptions, data_name: str) -> tuple[Any, float, A
     if stage1.data.name != data_name:
         raise ConfigError("data.name", f"config.data.name={data_name!r} but the autoencoder "
                           f"in config.latent.workdir was trained on {stage1.data.name!r}.")
+    if opts.scale_factor is not None:
+        scale = float(opts.scale_factor)
+    else:  # checked before the (slow) restore: `step` is the checkpoint it would restore
+        stored = read_scale_factor(workdir)
+        if int(stored.get("step", -1)) != step:
+            raise ConfigError("latent.step", f"the {SCALE_FILE} of {opts.workdir!r} was "
+                              f"measured at step {stored.get('step')}, the checkpoint restored "
+                              f"is step {step}; set config.latent.step="
+                              f"{stored.get('step')} or config.latent.scale_factor.")
+        scale = float(stored["scale_factor"])
     exp = build.build_experiment(stage1)
     trained = evaluate.restore(workdir, exp, step=step)
     params = trained.state.sampling_params(use_ema=stage1.sample.use_ema)
-    if opts.scale_factor is not None:
-        scale = float(opts.scale_factor)
-    else:
-        stored = read_scale_factor(workdir)
-        if int(stored.get("step", -1)) != trained.step:
-            raise ConfigError("latent.step", f"the {SCALE_FILE} of {opts.workdir!r} was "
-                              f"measured at step {stored.get('step')}, the checkpoint restored "
-                              f"is step {trained.step}; set config.latent.step="
-                              f"{stored.get('step')} or config.latent.scale_factor.")
-        scale = float(stored["scale_factor"])
     return _frozen(exp, params), scale, exp
 
 
@@ -251,3 +251,114 @@ def digits_8x8_scores(exp: Any, x: np.ndarray, x_untrained: np.ndarray) -> dict[
     scores["how"] = ("samples downsampled to 8x8 by diffax.data.downsample_digits, scored "
                      "against the `digits` dataset")
     return scores
+
+
+_DECODER_STD_EXAMPLES = 1000  # training examples whose reconstruction error sets the std
+
+
+def latent_likelihood(trained: Any, workdir: str) -> dict[str, Any]:
+    """``diffax likelihood`` of latent diffusion (stage 2): the latent NLL through the
+    probability-flow ODE plus the decoder term, in bits/dim of the 8-bit data
+    (:func:`diffax.latent.latent_log_likelihood`); writes ``eval/likelihood.json``.
+
+    The decoder is :class:`diffax.latent.DiscretizedGaussianDecoder` (a probability of the
+    8-bit values, so no dequantisation) with ``std`` the root-mean-square reconstruction error
+    of the autoencoder on the first 1000 training examples (its maximum-likelihood value), in
+    the model's range. Per example, ``-log2 P(x) / N <= -(log P(x | u) + log p_Z(s u) +
+    D log s - log q(u | x)) / (N ln 2)`` (``N`` data dimensions, ``D`` latent ones): an upper
+    bound in expectation when the encoder has a posterior and ``latent.sample_posterior``
+    (a KL autoencoder); for a deterministic encoder (VQ codes, or the posterior mean) the same
+    sum without ``log q`` is reported and labelled as not a bound.
+    """
+    import time
+
+    import jax
+
+    from diffax import latent as latent_lib
+    from diffax.train import evaluate, parallel
+    from diffax.train.progress import Progress
+
+    exp = trained.exp
+    o = trained.options
+    ev = o.eval
+    lat = exp.latent
+    lo, hi = o.data.value_range
+    to_model = lambda k: lo + (hi - lo) * np.asarray(k, np.float32) / 255.0
+    ae = lat.autoencoder
+    recon = jax.jit(lambda xb: ae.decode(ae.encode(xb)))
+    x_train = to_model(evaluate.held_out(exp, "train", _DECODER_STD_EXAMPLES)["x"])
+    err = _batched(lambda xb, i: np.asarray(recon(xb), np.float64) - xb, x_train)
+    std = float(np.sqrt(np.mean(np.square(err))))
+    if not std > 0:
+        raise ValueError(f"diffax likelihood: the autoencoder reconstructs the training "
+                         f"examples exactly (rms error {std!r}); a decoder std of 0 gives no "
+                         f"finite likelihood.")
+    decoder = latent_lib.DiscretizedGaussianDecoder(std=std, data_range=(lo, hi))
+    has_posterior = o.latent.sample_posterior and hasattr(getattr(ae, "module", None),
+                                                          "posterior")
+    kwargs = {"divergence": ev.divergence, "rtol": float(ev.rtol), "atol": float(ev.atol)}
+    if ev.divergence == "hutchinson":
+        kwargs["num_probes"] = int(ev.num_probes)
+
+    @jax.jit
+    def run(params, key, k_uint8):
+        xm = lo + (hi - lo) * k_uint8.astype(jax.numpy.float32) / 255.0
+        r = latent_lib.latent_log_likelihood(
+            key, lat, exp.denoiser(params), xm, decoder=decoder,
+            sample_posterior=o.latent.sample_posterior, data=k_uint8, **kwargs)
+        return (r.logp, r.latent_logp, r.log_det_scale, r.decoder_logp, r.posterior_logq,
+                r.nfe)
+
+    held = evaluate.held_out(exp, ev.split, ev.likelihood_examples)["x"]
+    num, dims = len(held), int(np.prod(exp.data_info.shape))
+    ndev = trained.mesh.devices.size
+    batch = min(ev.batch_size, num)
+    batch = max(ndev, batch + (-batch) % ndev)
+    params = trained.state.sampling_params(use_ema=o.sample.use_ema)
+    key = jax.random.fold_in(jax.random.key(o.seed), 7)
+    parts: list[list[np.ndarray]] = [[] for _ in range(6)]
+    bar = Progress("likelihood", num)
+    start = time.perf_counter()
+    for i, s in enumerate(range(0, num, batch)):
+        xb = held[s:s + batch]
+        n = len(xb)
+        if n < batch:
+            xb = np.concatenate([xb, np.repeat(xb[:1], batch - n, axis=0)])
+        xb = jax.device_put(xb, evaluate._batch_sharding(trained.mesh, batch))
+        for acc, v in zip(parts, run(params, jax.random.fold_in(key, i), xb), strict=True):
+            acc.append(parallel.gather(v)[:n])
+        bar.update(min(s + n, num))
+    bar.close()
+    logp, latent_lp, log_det, dec, logq, nfe = (np.concatenate(p).astype(np.float64)
+                                                for p in parts)
+    to_bpd = lambda v: -v / (dims * math.log(2.0))
+    bpd = to_bpd(logp)
+    ok = np.isfinite(bpd)
+    mean_se = lambda v: (float(np.mean(v[ok])), float(np.std(v[ok], ddof=1) / math.sqrt(ok.sum()))
+                         if ok.sum() > 1 else float("nan"))
+    value, stderr = mean_se(bpd)
+    result: dict[str, Any] = {
+        "value": value, "stderr": stderr,
+        "unit": "bits/dim" + (" (upper bound)" if has_posterior else " (not a bound)"),
+        "bound": ("-log2 P(x)/N <= -(log P(x|u) + log p_Z(s u) + D log s - log q(u|x))/(N ln 2), "
+                  "one posterior draw u ~ q(u|x) per example" if has_posterior else
+                  "deterministic encoder: -(log P(x|u) + log p_Z(s u) + D log s)/(N ln 2) at "
+                  "u = E(x), the code's rate + distortion, not a bound on -log2 P(x)/N"),
+        "terms_bits_per_dim": {
+            "latent_nll": mean_se(to_bpd(latent_lp))[0],
+            "log_det_scale": mean_se(to_bpd(log_det))[0],
+            "decoder": mean_se(to_bpd(dec))[0],
+            "posterior_logq": -mean_se(to_bpd(logq))[0]},
+        "decoder": {"kind": "discretized Gaussian on the 8-bit values", "std": std,
+                    "std_from": f"rms reconstruction error on {len(x_train)} training examples "
+                                f"(model range {lo:g}..{hi:g})"},
+        "scale_factor": float(lat.scale_factor), "latent_dims": int(np.prod(lat.latent_shape)),
+        "data_dims": dims, "num_examples": int(num), "num_failed": int((~ok).sum()),
+        "nfe": float(np.mean(nfe)), "nfe_max": int(np.max(nfe)), "divergence": ev.divergence,
+        "rtol": kwargs["rtol"], "atol": kwargs["atol"], "split": ev.split,
+        "step": trained.step, "seconds": time.perf_counter() - start}
+    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+    path = os.path.join(workdir, "eval", "likelihood.json")
+    evaluate.write_json(path, result)
+    result["path"] = path
+    return result

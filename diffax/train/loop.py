@@ -50,6 +50,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from typing import Any
 
 import jax
@@ -236,6 +237,23 @@ def sample_grid_png(x: np.ndarray, *, value_range: tuple[float, float] = (-1.0, 
 # The loop.
 
 
+_COMPILED: dict[int, dict[tuple, Any]] = {}
+"""The loop's jitted programs (state init, train step) by experiment (``id``), then by key: a
+second run of the same experiment object in one process (e.g. a resumed run given
+``experiment=``) reuses them instead of compiling again. Everything they compute comes from
+the experiment, ``n_jitted_steps`` (its options) and the mesh, which are in the key."""
+
+
+def _compiled(exp: build.Experiment, key: tuple, make: Any) -> Any:
+    programs = _COMPILED.get(id(exp))
+    if programs is None:  # one cache per experiment object, dropped with it
+        programs = _COMPILED[id(exp)] = {}
+        weakref.finalize(exp, _COMPILED.pop, id(exp), None)
+    if key not in programs:
+        programs[key] = make()
+    return programs[key]
+
+
 def train_and_evaluate(config: Any, workdir: str | os.PathLike, *,
                        experiment: build.Experiment | None = None) -> TrainResult:
     """Trains (or resumes training) from ``config``, writing everything under ``workdir``.
@@ -287,11 +305,11 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike, *,
 
     k_init, k_train, k_sample = jax.random.split(jax.random.key(seed), 3)
     # One jitted program builds the state directly replicated on the mesh (on every host).
-    state = jax.jit(
+    state = _compiled(exp, ("init", mesh), lambda: jax.jit(
         lambda k_init, k_train: TrainState.create(
             params=exp.model.init(k_init, *exp.model.example_inputs()),
             optimizer=exp.optimizer, key=k_train, ema_decays=exp.ema_decays),
-        out_shardings=parallel.replicated_sharding(mesh))(k_init, k_train)
+        out_shardings=parallel.replicated_sharding(mesh)))(k_init, k_train)
     data_iter = build.build_data_iterator(
         options.data, seed=seed, batch_size=local_batch,
         shard_index=jax.process_index(), shard_count=jax.process_count())
@@ -312,14 +330,18 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike, *,
         data_iter.set_state(restored.data_state)
         progress.message(f"Resumed from {ckpt.directory} at step {restored_from}.")
 
-    if exp.trainer is not None:  # its own update (diffax.ddgan: two networks, two optimizers)
-        train_step = exp.trainer.train_step(learning_rate=exp.schedule, n_steps=n_jitted,
-                                            ema_warmup=exp.ema_warmup)
-    else:
-        train_step = make_train_step(exp.loss.bind(exp.train_apply_fn), exp.optimizer,
-                                     learning_rate=exp.schedule, n_steps=n_jitted,
-                                     ema_warmup=exp.ema_warmup)
-    step_fn = parallel.compile_train_step(train_step, mesh, leading_steps=n_jitted > 1)
+    def compile_step():
+        if exp.trainer is not None:  # its own update (diffax.ddgan: two networks, optimizers)
+            train_step = exp.trainer.train_step(learning_rate=exp.schedule, n_steps=n_jitted,
+                                                ema_warmup=exp.ema_warmup)
+        else:
+            train_step = make_train_step(exp.loss.bind(exp.train_apply_fn), exp.optimizer,
+                                         learning_rate=exp.schedule, n_steps=n_jitted,
+                                         ema_warmup=exp.ema_warmup,
+                                         post_update=getattr(exp, "post_update", None))
+        return parallel.compile_train_step(train_step, mesh, leading_steps=n_jitted > 1)
+
+    step_fn = _compiled(exp, ("step", n_jitted, mesh), compile_step)
 
     num_samples = options.sample.num_samples
     sample_fn = None

@@ -46,6 +46,8 @@ __all__ = [
     "AUTOENCODER_NAMES",
     "AutoencoderLossOptions",
     "LatentOptions",
+    "LSGMOptions",
+    "lsgm_options",
     "autoencoder_loss_options",
     "latent_options",
     "SECTIONS",
@@ -294,15 +296,20 @@ def model_options(cfg: Mapping[str, Any]) -> ModelOptions:
     if variant not in variants:
         raise ConfigError("model.variant", f"config.model.variant={variant!r} is not one of "
                           f"{', '.join(map(repr, variants))}.")
-    kwargs = cfg.get("kwargs") or {}
+    return ModelOptions(name=name, variant=variant,
+                        conditional=_boolean(cfg, "model", "conditional", d["conditional"]),
+                        kwargs=_fields_dict(cfg, "model", "kwargs", "model"))
+
+
+def _fields_dict(cfg: Mapping[str, Any], sec: str, key: str, what: str) -> dict[str, Any]:
+    """``cfg[key]`` (a dict of ``what`` config fields, default empty) as a plain dict."""
+    kwargs = cfg.get(key) or {}
     if hasattr(kwargs, "to_dict"):
         kwargs = kwargs.to_dict()
     if not isinstance(kwargs, Mapping):
-        raise ConfigError("model.kwargs", f"config.model.kwargs must be a dict of model "
+        raise ConfigError(f"{sec}.{key}", f"config.{sec}.{key} must be a dict of {what} "
                           f"config fields, got {kwargs!r}.")
-    return ModelOptions(name=name, variant=variant,
-                        conditional=_boolean(cfg, "model", "conditional", d["conditional"]),
-                        kwargs=dict(kwargs))
+    return dict(kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,14 +422,19 @@ class AutoencoderLossOptions(_Section):
     """``config.loss`` of an autoencoder (:class:`diffax.latent.AutoencoderKLLoss`,
     :class:`diffax.latent.AutoencoderVQLoss`; defaults in the fields).
 
-    ``kl_weight`` applies to ``autoencoder_kl``, ``commitment`` and ``codebook_weight`` to
-    ``autoencoder_vq``; ``reconstruction`` is ``"l1"`` or ``"l2"``.
+    ``kl_weight`` applies to ``autoencoder_kl``, ``commitment``, ``codebook_weight``,
+    ``codebook_update`` and ``codebook_decay`` to ``autoencoder_vq``; ``reconstruction`` is
+    ``"l1"`` or ``"l2"``. ``codebook_update``: ``"gradient"`` (the codebook term of the loss,
+    weighted by ``codebook_weight``) or ``"ema"`` (:class:`diffax.latent.CodebookEMA` with
+    decay ``codebook_decay``: no gradient reaches the codebook, ``codebook_weight`` is unused).
     """
 
     reconstruction: str = "l1"
     kl_weight: float = 1e-6
     commitment: float = 0.25
     codebook_weight: float = 1.0
+    codebook_update: str = "gradient"
+    codebook_decay: float = 0.99
 
 
 def autoencoder_loss_options(cfg: Mapping[str, Any], model_name: str) -> AutoencoderLossOptions:
@@ -436,11 +448,18 @@ def autoencoder_loss_options(cfg: Mapping[str, Any], model_name: str) -> Autoenc
     d = _defaults(AutoencoderLossOptions)
     own = {"autoencoder_kl": ("reconstruction", "kl_weight"),
            "autoencoder_vq": ("reconstruction", "commitment", "codebook_weight")}[model_name]
-    check_keys(cfg, "loss", set(own))
+    ema_keys = ("codebook_update", "codebook_decay") if model_name == "autoencoder_vq" else ()
+    check_keys(cfg, "loss", {*own, *ema_keys})
+    extra = {}
+    if ema_keys:
+        extra = {"codebook_update": _choice(cfg, "loss", "codebook_update",
+                                            ("gradient", "ema"), d["codebook_update"]),
+                 "codebook_decay": _real(cfg, "loss", "codebook_decay", d["codebook_decay"],
+                                         low=0.0, high=1.0, high_open=True)}
     return AutoencoderLossOptions(
         reconstruction=_choice(cfg, "loss", "reconstruction", ("l1", "l2"),
                                d["reconstruction"]),
-        **{k: _real(cfg, "loss", k, d[k], low=0.0) for k in own[1:]})
+        **{k: _real(cfg, "loss", k, d[k], low=0.0) for k in own[1:]}, **extra)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -457,6 +476,9 @@ class LatentOptions(_Section):
         ``latent_scale.json``].
       sample_posterior: train on posterior samples of a KL autoencoder (LDM) rather than
         its mean [True].
+      role: ``"prior"`` (LDM: the diffusion model runs on the scaled latents) or
+        ``"decoder"`` (DiVAE, :mod:`diffax.divae`: a diffusion model on the data conditioned
+        on the scaled codes, the autoencoder's decoder replaced by ``p(x | z)``) ["prior"].
     """
 
     workdir: str
@@ -464,6 +486,7 @@ class LatentOptions(_Section):
     autoencoder: str | None = None
     scale_factor: float | None = None
     sample_posterior: bool = True
+    role: str = "prior"
 
 
 def latent_options(cfg: Mapping[str, Any]) -> LatentOptions:
@@ -484,7 +507,12 @@ def latent_options(cfg: Mapping[str, Any]) -> LatentOptions:
         step=_integer(cfg, "latent", "step", None, minimum=0), autoencoder=auto,
         scale_factor=_real(cfg, "latent", "scale_factor", None, low=0.0, low_open=True,
                            allow_none=True),
-        sample_posterior=_boolean(cfg, "latent", "sample_posterior", d["sample_posterior"]))
+        sample_posterior=_boolean(cfg, "latent", "sample_posterior", d["sample_posterior"]),
+        role=_choice(cfg, "latent", "role", LATENT_ROLES, d["role"]))
+
+
+LATENT_ROLES = ("prior", "decoder")
+"""``config.latent.role``: diffusion on the latents (LDM) or a diffusion decoder (DiVAE)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -923,6 +951,67 @@ def eval_options(cfg: Mapping[str, Any]) -> EvalOptions:
 
 
 # --------------------------------------------------------------------------------------------
+# lsgm: joint training of an autoencoder and a latent score model (diffax.train.lsgm)
+
+LSGM_TIME_SAMPLERS = ("importance", "uniform")
+"""``lsgm.time_sampler``: :class:`diffax.lsgm.NormalImportanceTime` or
+:class:`diffax.losses.UniformTime`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LSGMOptions(_Section):
+    """``config.lsgm``: LSGM (:mod:`diffax.lsgm`): the encoder, decoder and latent score model
+    (``config.model``, on the latents) trained together on the negative ELBO.
+
+    Attributes:
+      autoencoder_variant: the :class:`diffax.models.AutoencoderKL` variant ["digits"].
+      autoencoder_kwargs: its config fields (``nf``, ``latent_channels``, ...) [{}].
+      decoder_std: std of the Gaussian decoder in the model range [0.05].
+      time_sampler: ``"importance"`` (the paper's variance reduction) or ``"uniform"``.
+      kl_weight: weight of ``CE - H`` (1: the ELBO) [1.0].
+      autoencoder_learning_rate: the autoencoder's own learning rate (its optimiser is
+        ``config.optim`` otherwise) [None: optim.learning_rate].
+      mixing_init: initial mixing logit of the mixed score [0.0].
+    """
+
+    autoencoder_variant: str = "digits"
+    autoencoder_kwargs: dict = dataclasses.field(default_factory=dict)
+    decoder_std: float = 0.05
+    time_sampler: str = "importance"
+    kl_weight: float = 1.0
+    autoencoder_learning_rate: float | None = None
+    mixing_init: float = 0.0
+
+
+def lsgm_options(cfg: Mapping[str, Any]) -> LSGMOptions:
+    """Checks ``config.lsgm``.
+
+    Example:
+      >>> lsgm_options({"decoder_std": 0.1}).time_sampler
+      'importance'
+      >>> lsgm_options({"decoder_std": 0.0})
+      Traceback (most recent call last):
+      ...
+      diffax.train.options.ConfigError: config.lsgm.decoder_std must lie in (0, inf), got 0.0.
+    """
+    cfg = dict(cfg)
+    d = _defaults(LSGMOptions)
+    check_keys(cfg, "lsgm", {f.name for f in dataclasses.fields(LSGMOptions)})
+    return LSGMOptions(
+        autoencoder_variant=_string(cfg, "lsgm", "autoencoder_variant",
+                                    d["autoencoder_variant"]),
+        autoencoder_kwargs=_fields_dict(cfg, "lsgm", "autoencoder_kwargs", "autoencoder"),
+        decoder_std=_real(cfg, "lsgm", "decoder_std", d["decoder_std"], low=0.0,
+                          low_open=True),
+        time_sampler=_choice(cfg, "lsgm", "time_sampler", LSGM_TIME_SAMPLERS,
+                             d["time_sampler"]),
+        kl_weight=_real(cfg, "lsgm", "kl_weight", d["kl_weight"], low=0.0),
+        autoencoder_learning_rate=_real(cfg, "lsgm", "autoencoder_learning_rate", None,
+                                        low=0.0, low_open=True, allow_none=True),
+        mixing_init=_real(cfg, "lsgm", "mixing_init", d["mixing_init"]))
+
+
+# --------------------------------------------------------------------------------------------
 # gan
 
 
@@ -994,7 +1083,7 @@ def gan_options(cfg: Mapping[str, Any]) -> GANOptions:
 # the whole config
 
 SECTIONS = ("seed", "process", "model", "loss", "optim", "train", "data", "sample", "eval",
-            "gan", "latent")
+            "gan", "latent", "lsgm")
 """The top-level keys of a training config."""
 
 
@@ -1015,6 +1104,8 @@ class Options:
     """A denoising diffusion GAN's options (``None``: a denoiser is trained)."""
     latent: LatentOptions | None = None
     """Stage 2 of latent diffusion: the stage-1 autoencoder run (``None``: pixel space)."""
+    lsgm: LSGMOptions | None = None
+    """LSGM's joint training (``None``: no ``lsgm`` section)."""
 
     @property
     def is_autoencoder(self) -> bool:
@@ -1077,9 +1168,10 @@ def parse_config(config: Any, *, num_devices: int | None = None) -> Options:
     sample = sample_options(_section(config, "sample"))
     evaluation = eval_options(_section(config, "eval"))
     gan = gan_options(_section(config, "gan")) if config.get("gan") is not None else None
+    lsgm = lsgm_options(_section(config, "lsgm")) if config.get("lsgm") is not None else None
     return Options(seed=int(seed), process=process, model=model, loss=loss, optim=optim,
                    train=train, data=data, sample=sample, eval=evaluation, gan=gan,
-                   latent=latent)
+                   latent=latent, lsgm=lsgm)
 
 
 # --------------------------------------------------------------------------------------------

@@ -108,7 +108,9 @@ def make_optimizer(*, learning_rate: float, warmup_steps: int = 0,
 def make_train_step(loss_fn: Callable[[PyTree, Array, Any], tuple[Array, Any]],
                     optimizer: optax.GradientTransformation, *,
                     learning_rate: optax.ScalarOrSchedule | None = None, n_steps: int = 1,
-                    ema_warmup: bool = False, skip_nonfinite: bool = True) -> TrainStep:
+                    ema_warmup: bool = False, skip_nonfinite: bool = True,
+                    post_update: Callable[[PyTree, Any], tuple[PyTree, dict[str, Array]]]
+                    | None = None) -> TrainStep:
     """Builds the pure ``train_step(state, batch) -> (state, metrics)``.
 
     One update: ``key = fold_in(state.key, state.step)``; gradients of
@@ -136,6 +138,10 @@ def make_train_step(loss_fn: Callable[[PyTree, Array, Any], tuple[Array, Any]],
         parameters (off by default, as in score_sde).
       skip_nonfinite: skip updates whose loss or gradients are not finite (see above);
         ``False`` applies them (the parameters then turn NaN).
+      post_update: ``post_update(params, aux) -> (params, metrics)`` applied to the updated
+        parameters with the loss's ``aux`` before the EMA (e.g. a VQ autoencoder's EMA codebook
+        update, :class:`diffax.latent.CodebookEMA`); its metrics join the step's. ``None``
+        (default): the parameters are the optimizer's.
 
     Returns:
       ``train_step(state, batch) -> (state, metrics)`` with metrics ``loss``, ``grad_norm``
@@ -163,13 +169,17 @@ def make_train_step(loss_fn: Callable[[PyTree, Array, Any], tuple[Array, Any]],
 
     def one_step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, Array]]:
         key = jax.random.fold_in(state.key, state.step)
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, key, batch)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, key,
+                                                                        batch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        extra = {}
+        if post_update is not None:
+            params, extra = post_update(params, aux)
         ema_params = ema_update(state, params, ema_warmup=ema_warmup)
         grad_norm = optax.tree.norm(grads)
         bad = ~(jnp.isfinite(loss) & jnp.isfinite(grad_norm))
-        metrics = {"loss": loss, "grad_norm": grad_norm}
+        metrics = {"loss": loss, "grad_norm": grad_norm, **extra}
         return finish_update(state, params, opt_state, ema_params, metrics, bad=bad,
                              schedule=schedule, skip_nonfinite=skip_nonfinite)
 

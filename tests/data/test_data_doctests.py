@@ -9,6 +9,7 @@ MODULES = [
     "diffax.data",
     "diffax.data._datasets",
     "diffax.data._digits",
+    "diffax.data._digits_stacked",
     "diffax.data._image_folder",
     "diffax.data._phantoms",
     "diffax.data._pipeline",

@@ -24,13 +24,14 @@ OVERRIDDEN = ("seed", "data.name", "train.num_steps", "train.batch_size",
 
 # Data each full config is meant for (the cifar10 ones cannot be prepared offline).
 SHAPES = {"toy2d": (2,), "digits": (8, 8, 1), "cifar10": (32, 32, 3),
+          "digits_stacked": (8, 8, 3),
           "pydoc_text": (256,), "digits_tokens": (64,)}
 # Configs of discrete processes (token data): tests/discrete/test_discrete_cli.py trains,
 # samples and evaluates their tiny variants through `diffax`.
 DISCRETE = ("text8_masked", "text8_d3pm_absorbing", "digits_d3pm")
 # Two-stage latent diffusion configs: stage 2 reads a stage-1 checkpoint, so they cannot be
 # built alone; tests/train/test_latent_train.py runs both stages of their tiny variants.
-LATENT = ("digits_ldm",)
+LATENT = ("digits_ldm", "digits_lsgm", "digits_divae")  # tests/train/test_{lsgm,divae}_train.py
 
 
 def load(name):
@@ -151,9 +152,14 @@ def test_tiny_variant_traces_a_train_step_and_the_sampler(name):
 # train step and sampler, and toy2d_cld runs the same CLD loss, loop and sampler for real.
 # digits_ddgan and toy2d_ddgan likewise (the DDGAN budget): traced above; and
 # tests/train/test_ddgan_train.py trains, resumes and samples toy2d_ddgan's tiny variant.
+# The DDGAN comparison's configs (digits_stacked_ddgan, and the diffusion baselines
+# digits_ddgan_vp, digits_stacked_vp: the UNet loss and loop of digits_ddpm) likewise.
+DDGAN_DIGITS = ("digits_ddgan", "digits_stacked_ddgan", "digits_ddgan_vp", "digits_stacked_vp")
+
+
 @pytest.mark.parametrize("name", [
     n if n.startswith("toy2d") else pytest.param(n, marks=pytest.mark.slow)
-    for n in NAMES if n not in ("digits_demo", "digits_cld", "digits_ddgan", "toy2d_ddgan")
+    for n in NAMES if n not in ("digits_demo", "digits_cld", "toy2d_ddgan") + DDGAN_DIGITS
     and n not in DISCRETE + LATENT])
 def test_tiny_variant_trains_two_steps(name, tmp_path):
     # The MLP configs take ~8 s; the UNet ones 15-30 s each on 2 CPU cores (compilation on 8

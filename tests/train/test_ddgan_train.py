@@ -53,10 +53,11 @@ def test_trains_checkpoints_both_networks_and_resumes_bitwise(tmp_path, train_da
     jax.tree.map(np.testing.assert_array_equal, _host(restored.ema_params),
                  _host(state.ema_params))
 
-    # Stopped after step 2 and resumed by a new call: bitwise the uninterrupted run.
+    # Stopped after step 2 and resumed by a new call: bitwise the uninterrupted run. (The same
+    # experiment object: the loop reuses its compiled programs, so one compile per test.)
     shutil.copytree(tmp_path / "full" / "checkpoints", tmp_path / "part" / "checkpoints")
     shutil.rmtree(tmp_path / "part" / "checkpoints" / "4")
-    resumed = train_and_evaluate(config(train_data_dir), tmp_path / "part")
+    resumed = train_and_evaluate(config(train_data_dir), tmp_path / "part", experiment=exp)
     assert resumed.restored_from == 2 and resumed.step == 4
     for part in ("params", "opt_state", "ema_params"):
         jax.tree.map(np.testing.assert_array_equal, _host(getattr(resumed.state, part)),

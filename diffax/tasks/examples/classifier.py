@@ -100,9 +100,8 @@ def _guided_samples(opts, process, clf_apply_fn, clf_params, train_data, test, k
     """Samples each class with classifier guidance at each scale; the judge's accuracy."""
     import os
 
-    from sklearn.linear_model import LogisticRegression
-
     from diffax import guidance
+    from diffax.evaluation.modes import fit_digit_classifier
     from diffax.samplers import sample
     from diffax.tasks.examples import _pipeline as pl
     from diffax.train import build
@@ -110,7 +109,7 @@ def _guided_samples(opts, process, clf_apply_fn, clf_params, train_data, test, k
     cfg = opts.guidance
     solver, num_steps = build.build_solver(opts.sample)
     flat = lambda x: np.asarray(x).reshape(len(x), -1)
-    judge = LogisticRegression(max_iter=2000).fit(flat(train_data["x"]), train_data["label"])
+    judge = fit_digit_classifier(train_data["x"], train_data["label"])
     judge_test = float(judge.score(flat(test["x"]), test["label"]))
     key_train, key_sample = jax.random.split(key)
     denoiser, final_loss = pl.unconditional_denoiser(cfg.prior, key_train, process, opts,
