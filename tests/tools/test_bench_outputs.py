@@ -12,9 +12,11 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BENCHES = sorted(p.stem for p in (ROOT / "tools").glob("bench_*.py"))
-# Not re-run yet (the README's tables of these two come from runs whose output file was not
-# committed; each needs a quiet machine): strict, so the mark must go when the file lands.
-NOT_YET = pytest.mark.xfail(strict=True, reason="output of the README's run not committed")
+# Not there yet: bench_train / bench_samplers (the README's tables of these come from runs whose
+# output file was not committed; each needs a quiet machine) and bench_ddgan_digits (new with
+# branch ddgan2, its run not finished). Strict, so each mark must go when its file lands.
+NOT_YET = pytest.mark.xfail(strict=True, reason="the benchmark's output is not committed")
+PENDING = ("bench_train", "bench_ddgan_digits")
 
 
 def _committed() -> list[str]:
@@ -35,7 +37,7 @@ def test_the_benchmarks_are_found():
     assert {"bench_likelihood", "bench_samplers", "bench_train"} <= set(BENCHES)
 
 
-@pytest.mark.parametrize("bench", [pytest.param(b, marks=NOT_YET) if b == "bench_train" else b
+@pytest.mark.parametrize("bench", [pytest.param(b, marks=NOT_YET) if b in PENDING else b
                                    for b in BENCHES])
 def test_each_benchmark_has_a_committed_output_that_is_quoted(bench):
     texts = _texts()
