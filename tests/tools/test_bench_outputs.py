@@ -13,10 +13,10 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BENCHES = sorted(p.stem for p in (ROOT / "tools").glob("bench_*.py"))
 # Not there yet: bench_train / bench_samplers (the README's tables of these come from runs whose
-# output file was not committed; each needs a quiet machine) and bench_ddgan_digits (new with
-# branch ddgan2, its run not finished). Strict, so each mark must go when its file lands.
+# output file was not committed; each needs a quiet machine). Strict, so each mark must go when
+# its file lands.
 NOT_YET = pytest.mark.xfail(strict=True, reason="the benchmark's output is not committed")
-PENDING = ("bench_train", "bench_ddgan_digits")
+PENDING = ("bench_train",)
 
 
 def _committed() -> list[str]:
