@@ -617,12 +617,12 @@ def _check_divae(o: Options) -> None:
 def _divae_experiment(o: Options, cheap: _Cheap, info: Any, ae: Any, scale: float
                       ) -> Experiment:
     """DiVAE (``config.latent.role="decoder"``): a UNet on the data whose input is ``x_t``
-    with the embedded codes of the frozen autoencoder concatenated on the channel axis."""
+    with the embedded codes of the frozen autoencoder concatenated on the channel axis. The
+    caller has run :func:`_check_divae` (before restoring the stage-1 checkpoint)."""
     import jax.numpy as jnp
 
     from diffax import divae, models
 
-    _check_divae(o)
     dv = _wrap("latent", lambda: divae.DiVAE(autoencoder=ae, process=cheap.process,
                                              scale_factor=scale))
     in_channels = info.shape[-1] + dv.latent_shape[-1]
