@@ -59,6 +59,7 @@ def _autoencoder(variant: str) -> ml_collections.ConfigDict:
         cfg.train.update({"num_steps": 2, "batch_size": 16, "checkpoint_every": 2,
                           "log_every": 1})
     if variant == "autoencoder_gan_tiny":  # on after 1 update: both phases in 4 updates
+        cfg.model.kwargs.update({"nf": 4, "ch_mult": (1,)})  # one level (f = 1): one compile
         cfg.loss.update({"disc_start": 1, "disc_channels": 4})
         cfg.train.update({"num_steps": 4, "batch_size": 8})
     return cfg
