@@ -88,28 +88,51 @@ def test_patch_grid_shape_and_receptive_field(x64):
 
 
 def _tiny(dtype):
-    ae = models.AutoencoderKL.from_variant("tiny", dtype=dtype, ch_mult=(1,))
+    ae = models.AutoencoderKL.from_variant("tiny", dtype=dtype, ch_mult=(1,), nf=4)
     disc = models.PatchDiscriminator(channels=4, num_layers=1, dtype=dtype)
     return patchgan.AutoencoderGANModel(autoencoder=ae, discriminator=disc)
 
 
+def _toy_apply(p, x, *, key):
+    """A small KL autoencoder in plain jax (AutoencoderKL's outputs, its last-kernel path)."""
+    q = p["params"]
+    mean = jnp.tanh(q["enc"] * x)
+    logvar = q["logvar"] + 0 * mean
+    z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype)
+    h = jnp.concatenate([jnp.tanh(z), z * z], axis=-1)
+    recon = jax.lax.conv_general_dilated(h, q["decoder"]["conv_out"]["kernel"], (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return {"recon": recon, "mean": mean, "logvar": logvar}
+
+
+def test_last_layer_is_the_decoders_output_kernel():
+    for cls in (models.AutoencoderKL, models.AutoencoderVQ):
+        ae = cls.from_variant("tiny")
+        shapes = jax.eval_shape(ae.init, jax.random.key(0), *ae.example_inputs())
+        kernel = shapes
+        for name in patchgan.LAST_LAYER:
+            kernel = kernel[name]
+        assert kernel.shape == (3, 3, ae.config.nf, ae.config.num_channels)
+
+
 def test_adaptive_weight_is_the_ratio_of_last_layer_gradient_norms(x64):
-    model = _tiny(jnp.float64)
-    x = jax.random.uniform(jax.random.key(0), (3, 16, 16, 1), jnp.float64, -1, 1)
-    variables = jax.tree.map(lambda a: a.astype(jnp.float64),
-                             model.init(jax.random.key(1), x))
-    ae_p, d_p = variables["generator"], variables["discriminator"]
-    key = jax.random.key(2)
-    apply_fn = lambda p, v, *, key: model.autoencoder.apply(p, v, key=key)  # noqa: E731
-    D = lambda v: model.discriminator.apply(d_p, v)  # noqa: E731
+    f64 = jnp.float64
+    ks = jax.random.split(jax.random.key(0), 4)
+    ae_p = {"params": {"enc": jnp.asarray(1.3, f64), "logvar": jnp.asarray(-2.0, f64),
+                       "decoder": {"conv_out": {"kernel": 0.3 * jax.random.normal(
+                           ks[0], (3, 3, 2, 1), f64)}}}}
+    disc = models.PatchDiscriminator(channels=2, num_layers=1, dtype=f64)
+    x = jax.random.uniform(ks[1], (3, 8, 8, 1), f64, -1, 1)
+    d_p = jax.tree.map(lambda a: a.astype(f64), disc.init(ks[2], x))
+    D = lambda v: disc.apply(d_p, v)  # noqa: E731
+    key, batch, step = ks[3], {"x": x}, jnp.asarray(5)
     ae_loss = latent.AutoencoderKLLoss(kl_weight=1e-3)
     loss = patchgan.PatchGANLoss(autoencoder_loss=ae_loss, disc_weight=0.7, disc_start=0)
-    total, aux = loss.autoencoder_objective(apply_fn, ae_p, D, key, {"x": x}, jnp.asarray(5))
+    total, aux = loss.autoencoder_objective(_toy_apply, ae_p, D, key, batch, step)
 
     def with_kernel(w):
-        p = jax.tree.map(lambda a: a, ae_p)
-        p["params"]["decoder"]["conv_out"]["kernel"] = w
-        return model.autoencoder.apply(p, x, key=key)["recon"]
+        p = {"params": {**ae_p["params"], "decoder": {"conv_out": {"kernel": w}}}}
+        return _toy_apply(p, x, key=key)["recon"]
 
     w = ae_p["params"]["decoder"]["conv_out"]["kernel"]
     rec = lambda w: jnp.mean(jnp.abs(with_kernel(w) - x))  # noqa: E731  L1 per pixel, batch mean
@@ -117,17 +140,21 @@ def test_adaptive_weight_is_the_ratio_of_last_layer_gradient_norms(x64):
     ratio = (jnp.linalg.norm(jax.grad(rec)(w)) / (jnp.linalg.norm(jax.grad(gan)(w)) + 1e-4))
     assert 1e-3 < float(ratio) < 1e4  # not clipped: the ratio itself is checked
     np.testing.assert_allclose(aux["adaptive_weight"], 0.7 * ratio, rtol=1e-12)
-    plain, _ = ae_loss.bind(apply_fn)(ae_p, key, {"x": x})
+    plain, _ = ae_loss.bind(_toy_apply)(ae_p, key, batch)
     np.testing.assert_allclose(total, plain + 0.7 * ratio * gan(w), rtol=1e-12)
     # lambda is a constant to the gradient: grad = grad L_AE + lambda grad L_GAN.
-    g_total = jax.grad(lambda p: loss.autoencoder_objective(apply_fn, p, D, key, {"x": x},
-                                                            jnp.asarray(5))[0])(ae_p)
-    g_plain = jax.grad(lambda p: ae_loss.bind(apply_fn)(p, key, {"x": x})[0])(ae_p)
-    g_gan = jax.grad(lambda p: -jnp.mean(D(model.autoencoder.apply(p, x, key=key)["recon"])))(
-        ae_p)
-    jax.tree.map(lambda a, b, c: np.testing.assert_allclose(a, b + 0.7 * ratio * c, rtol=1e-9,
-                                                            atol=1e-15),
+    g_total = jax.grad(lambda p: loss.autoencoder_objective(_toy_apply, p, D, key, batch,
+                                                            step)[0])(ae_p)
+    g_plain = jax.grad(lambda p: ae_loss.bind(_toy_apply)(p, key, batch)[0])(ae_p)
+    g_gan = jax.grad(lambda p: -jnp.mean(D(_toy_apply(p, x, key=key)["recon"])))(ae_p)
+    jax.tree.map(lambda a, b, c: np.testing.assert_allclose(a, b + 0.7 * ratio * c, rtol=1e-10),
                  g_total, g_plain, g_gan)
+    # A constant D gives ||grad L_GAN|| = 0: lambda = 0.7 ||grad L_rec|| / 1e-4 (clipped at 1e4).
+    flat = lambda v: jnp.zeros(v.shape[:1] + (2, 2, 1), f64)  # noqa: E731
+    _, aux = loss.autoencoder_objective(_toy_apply, ae_p, flat, key, batch, step)
+    want = 0.7 * min(float(jnp.linalg.norm(jax.grad(rec)(w))) / 1e-4, 1e4)
+    np.testing.assert_allclose(aux["adaptive_weight"], want, rtol=1e-12)
+    assert float(patchgan.adaptive_weight(jnp.array([3.0, 4.0]), jnp.zeros(2))) == 1e4  # 5e4
 
 
 # --------------------------------------------------------------------------------------------
