@@ -295,7 +295,7 @@ def _table(args, dirs, command):
             continue
         start = f" (on from step {r['disc_start']})" if "disc_start" in r else ""
         lines.append(f"| {label}{start} | {r['psnr']['mean']:.2f} ± {r['psnr']['stderr']:.2f} "
-                     f"| {r['recon_fd_pca_8x8']:.3f} | {r['sharpness']:.3f} | "
+                     f"| {r['recon_fd_pca_8x8']:.4f} | {r['sharpness']:.4f} | "
                      f"{r['train_seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
