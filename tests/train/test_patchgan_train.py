@@ -4,8 +4,8 @@ resumed bitwise; d_loss, g_loss and the adaptive weight logged; the latent scale
 the autoencoder's own variables; config errors naming the key."""
 
 import glob
-import importlib.util
 import os
+import runpy
 import shutil
 
 import jax
@@ -18,15 +18,12 @@ from diffax.train._tensorboard import read_events
 from diffax.train.loop import train_and_evaluate
 from diffax.train.options import ConfigError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                      "configs", "digits_ldm.py")
 
 
 def _config(variant="autoencoder_gan_tiny"):
-    spec = importlib.util.spec_from_file_location(
-        "config_digits_ldm", os.path.join(ROOT, "configs", "digits_ldm.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+    return runpy.run_path(CONFIG)["get_config"](variant)
 
 
 def _host(tree):
