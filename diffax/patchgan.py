@@ -21,7 +21,9 @@ logits per image) and ``x_hat`` the reconstruction:
 
 Each update (:class:`AutoencoderGANTrainer`, on ``key = fold_in(state.key, state.step)``): one
 autoencoder step against the current discriminator, then one discriminator step on the same
-batch's real images and (detached) reconstructions. The two networks and optax optimizers live
+batch's real images and the (detached) reconstructions of that autoencoder step's forward pass
+(taming's two-optimizer loop recomputes them after the autoencoder's update: one forward pass
+more per step). The two networks and optax optimizers live
 in one :class:`diffax.train.TrainState` exactly as DDGAN's (:func:`diffax.ddgan.pair_optimizer`:
 ``params = {"generator": autoencoder variables, "discriminator": ...}``), so orbax checkpoints
 and resumes both. While ``f = 0`` (or ``disc_weight = 0``) the autoencoder's loss and update are
