@@ -278,7 +278,8 @@ class _InnerLoss(_Bindable):
 
 @pytree_dataclass
 class AutoencoderKLLoss(_Bindable):
-    """LDM's KL-regularised autoencoder loss (without the optional patch discriminator).
+    """LDM's KL-regularised autoencoder loss (the optional patch discriminator is
+    :class:`diffax.patchgan.PatchGANLoss` around this loss or :class:`AutoencoderVQLoss`).
 
     Per example: ``mean_pixels |x - x_hat|^p + kl_weight * KL(q(z|x) || N(0, I)) / num_pixels``
     with ``x_hat`` decoded from a posterior sample; the loss is the batch mean. Both terms are

@@ -423,7 +423,7 @@ def likelihood(trained: Trained, workdir: str) -> dict[str, Any]:
         raise ConfigError("eval.likelihood", "LSGM's likelihood (its objective on held-out "
                           "data, a bound) is not wired into `diffax likelihood` yet; set "
                           "eval.likelihood=False")
-    if trained.exp.trainer is not None:
+    if trained.exp.trainer is not None and trained.exp.process is not None:  # (not a patchgan AE)
         raise ConfigError("gan", "a denoising diffusion GAN (config.gan) has no likelihood; set "
                           "eval.likelihood=False")
     if getattr(trained.exp, "divae", None) is not None:

@@ -39,6 +39,9 @@ _SCALE_KEY_TAG = 17  # fold_in(seed key, tag): the posterior draws of the scale 
 def _frozen(exp: Any, params: Any) -> Any:
     from diffax import latent
 
+    if hasattr(exp.model, "autoencoder"):  # trained against a patch discriminator
+        return latent.FrozenAutoencoder(module=exp.model.autoencoder,
+                                        params=params["generator"])
     return latent.FrozenAutoencoder(module=exp.model, params=params)
 
 
@@ -202,7 +205,7 @@ def evaluate_autoencoder(trained: Any, workdir: str) -> dict[str, Any]:
         "latent_std_held_out": float(z.std()),
     }
     if o.model.name == "autoencoder_vq":
-        codebook = params["params"]["codebook"]
+        codebook = ae.params["params"]["codebook"]
         _, idx = latent.quantize(z, codebook)
         usage = latent.codebook_usage(idx, codebook.shape[0])
         result["codebook"] = {"size": int(codebook.shape[0]),
