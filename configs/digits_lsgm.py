@@ -53,7 +53,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
                                           "value_range": (-1.0, 1.0)})
     cfg.sample = ml_collections.ConfigDict(dict(SAMPLE_DEFAULTS, solver="heun", num_steps=50,
                                                 num_samples=100))
-    # LSGM's likelihood bound (the objective on held-out data) is not wired into eval yet.
+    # `diffax likelihood` reports LSGM's bound (diffax.train.lsgm.lsgm_likelihood); `diffax
+    # eval` leaves it out (one PF-ODE solve per held-out example).
     cfg.eval = ml_collections.ConfigDict(dict(EVAL_DEFAULTS, num_samples=1000,
                                               likelihood=False))
     if variant == "tiny":
