@@ -8,9 +8,11 @@ A config with an ``lsgm`` section (:class:`~diffax.train.options.LSGMOptions`) t
      "mixing_logits": LSGM's per-dimension mixing logits [*latent_shape]}
 
 on :class:`diffax.lsgm.LSGMObjective` (``lsgm.time_sampler``: the paper's importance
-sampling or uniform ``t``). As in the paper, the autoencoder and the score model have their
-own optimisers: ``optax.multi_transform`` with ``config.optim`` for the score network and its
-mixing logits and ``config.optim`` with ``lsgm.autoencoder_learning_rate`` for the
+sampling or uniform ``t``; ``lsgm.score_weighting``: the score model on the same
+likelihood-weighted ELBO, or on its own unweighted / reweighted objective). As in the paper,
+the autoencoder and the score model have their own optimisers: ``optax.multi_transform`` with
+``config.optim`` for the score network and its mixing logits and ``config.optim`` with
+``lsgm.autoencoder_learning_rate`` for the
 autoencoder. Checkpoints, resumption and EMA are the train loop's; ``diffax sample`` /
 ``diffax eval`` sample the latents with the mixed-score denoiser and decode them with the
 trained decoder (:meth:`LSGMTrainer.decode`).
@@ -154,13 +156,20 @@ class LSGMTrainer:
         return DiagonalGaussian(mean=mean, logvar=logvar)
 
     def loss_fn(self, params: PyTree, key: PRNGKey, batch: Any) -> tuple[Array, dict]:
-        """The batch mean of the negative ELBO in nats per data dimension, and ``aux``."""
+        """The batch mean of the negative ELBO in nats per data dimension, and ``aux`` (with
+        ``objective.score_weighting``: the negative ELBO plus the score model's own term, see
+        :class:`diffax.lsgm.LSGMObjective`)."""
         x = batch[self.data_key] if isinstance(batch, Mapping) else batch
         x = jnp.asarray(x)
         k_obj, k_drop = jax.random.split(key)
         eps_fn = self.eps_fn(params, train=True, key=k_drop if self.dropout else None)
+        extra = {}
+        if self.objective.score_weighting is not None:  # the paper's separate objectives
+            extra["encoder_eps_fn"] = self.eps_fn(jax.lax.stop_gradient(params), train=True,
+                                                  key=k_drop if self.dropout else None)
         nelbo, aux = self.objective(k_obj, x, posterior=self.posterior(params, x),
-                                    decode=lambda z: self.decode(params, z), eps_fn=eps_fn)
+                                    decode=lambda z: self.decode(params, z), eps_fn=eps_fn,
+                                    **extra)
         return jnp.mean(nelbo) / math.prod(x.shape[1:]), aux
 
     def train_step(self, *, n_steps: int = 1, ema_warmup: bool = False,
