@@ -40,8 +40,19 @@ def test_config_docstring_and_variants():
     first = module.__doc__.strip().splitlines()[0]
     assert first == "diffax train --config configs/digits_lsgm.py --workdir /tmp/digits_lsgm"
     assert os.path.exists(os.path.join(ROOT, "experiments", "digits_lsgm", "README.md"))
-    for variant in ("", "uniform"):
+    for variant in ("", "uniform", "unweighted"):
         build.check_config(module.get_config(variant), num_devices=8)
+    # lsgm.score_weighting maps to the typed objective (default: the joint ELBO, None).
+    def weighting(variant, value=None):
+        cfg = module.get_config(variant)
+        if value is not None:
+            cfg.unlock()
+            cfg.lsgm.score_weighting = value
+        return build.build_experiment(cfg).trainer.objective.score_weighting
+
+    assert weighting("tiny") is None and weighting("tiny", "likelihood") is None
+    assert isinstance(weighting("unweighted"), lsgm.UnweightedScore)
+    assert isinstance(weighting("tiny", "reweighted"), lsgm.ReweightedScore)
     with pytest.raises(ValueError, match="unknown variant"):
         module.get_config("nope")
 
@@ -122,6 +133,7 @@ def test_optimiser_groups_follow_the_parameter_groups():
 @pytest.mark.parametrize("key, value, match", [
     ("lsgm.decoder_std", 0.0, "lsgm.decoder_std"),
     ("lsgm.time_sampler", "sobol", "lsgm.time_sampler"),
+    ("lsgm.score_weighting", "uniform", "lsgm.score_weighting"),
     ("lsgm.autoencoder_learning_rate", -1.0, "lsgm.autoencoder_learning_rate"),
     ("lsgm.autoencoder_kwargs", {"nope": 1}, "lsgm.autoencoder_kwargs"),
     ("lsgm.nope", 1, "lsgm.nope"),
