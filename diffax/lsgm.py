@@ -458,7 +458,9 @@ def score_matching_loss(key: PRNGKey, process: Process,
 @pytree_dataclass
 class GaussianReconstruction:
     """The decoder's ``-log p(x | z_0) = -log N(x; decode(z_0), std^2 I)`` per example, summed
-    over the data's axes: ``||x - x_hat||^2 / (2 std^2) + D (log std + log(2 pi) / 2)``.
+    over the data's axes: ``||x - x_hat||^2 / (2 std^2) + D (log std + log(2 pi) / 2)``
+    (:func:`diffax.latent.gaussian_nll`, also behind
+    :meth:`diffax.latent.GaussianDecoder.log_prob`).
 
     Args:
       std: the decoder's noise level in the data's units (a leaf; the model range is
@@ -480,11 +482,9 @@ class GaussianReconstruction:
                              f"{self.std!r}.")
 
     def __call__(self, x: Array, x_hat: Array) -> Array:
-        x = jnp.asarray(x)
-        std = jnp.asarray(self.std, x.dtype)
-        dim = math.prod(x.shape[1:])
-        sq = _sum(jnp.square(jnp.asarray(x_hat, x.dtype) - x))
-        return 0.5 * sq / jnp.square(std) + dim * (jnp.log(std) + 0.5 * math.log(2 * math.pi))
+        from diffax.latent import gaussian_nll
+
+        return gaussian_nll(x, x_hat, self.std)
 
 
 @pytree_dataclass

@@ -146,3 +146,18 @@ def test_lsgm_bound_is_the_closed_form_negative_elbo(prior, x64):
     broken = -(r.logp + r.posterior_logq)
     assert np.min(np.abs(broken - want)) > 1e3 * ALLOWED
     assert abs(np.mean(broken) - nelbo) > Z * se, (np.mean(broken), nelbo, se)
+
+
+def test_reconstruction_and_decoder_are_one_gaussian_likelihood(x64):
+    """lsgm.GaussianReconstruction (the LSGM training term) and latent.GaussianDecoder (the
+    likelihood's decoder term) are one implementation, latent.gaussian_nll: bitwise negatives
+    of each other, and the closed form on a hand case."""
+    x = jax.random.normal(jax.random.key(0), (5, 3, 2))
+    m = jax.random.normal(jax.random.key(1), (5, 3, 2))
+    for std in (0.05, 1.0, 2.5):
+        rec = np.asarray(lsgm.GaussianReconstruction(std=std)(x, m))
+        np.testing.assert_array_equal(-np.asarray(latent.GaussianDecoder(std=std).log_prob(x, m)),
+                                      rec)
+        want = (np.sum((np.asarray(x) - np.asarray(m)) ** 2, axis=(1, 2)) / (2 * std**2)
+                + 6 * math.log(std * math.sqrt(2 * math.pi)))
+        np.testing.assert_allclose(rec, want, rtol=1e-13)
