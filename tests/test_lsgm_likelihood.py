@@ -17,7 +17,11 @@ Gaussian. The bound is computed by the function ``diffax likelihood`` calls for 
 * averaged over 512 draws it is the closed-form negative ELBO ``E_q||x - W z - c||^2 /
   (2 std^2) + D_x log(std sqrt(2 pi)) + KL(q || p)`` within 5 standard errors;
 * a broken variant (``-log q`` omitted) misses the per-draw value by more than 1000 times the
-  tolerance and the negative ELBO by more than 5 standard errors.
+  tolerance and the negative ELBO by more than 5 standard errors;
+* in the second case the decoder is the discretised one on 8-bit ``data`` (what ``diffax
+  likelihood`` uses), its term checked per draw against ``decoder.log_prob(data, W z + c)``
+  (this replaces tests/test_latent_likelihood.py's separate ODE solve of a stand-in encoder:
+  its ``-log q`` closed form, the sum of the terms and the ``data`` path live here now).
 
 The ``:tiny`` run through ``diffax likelihood`` (the trained fixture of
 tests/train/test_lsgm_train.py) is checked there.
@@ -75,9 +79,10 @@ def _model():
         a=jnp.asarray(rng.standard_normal((DZ, DX))), b=jnp.asarray(rng.standard_normal(DZ)),
         logvar=jnp.log(jnp.asarray([0.3, 0.7]) ** 2),
         w=jnp.asarray(rng.standard_normal((DX, DZ))), c=jnp.asarray(rng.standard_normal(DX)))
-    x = jnp.asarray(rng.standard_normal(DX))
+    k = jnp.asarray(rng.integers(0, 256, (1, DX)), jnp.float64)  # 8-bit data, and
+    x = -1.0 + 2.0 * k[0] / 255.0  # its value in the model's range
     logits = jnp.asarray(rng.standard_normal(DZ))
-    return ae, x, logits
+    return ae, x, k, logits
 
 
 def _flow_prior(process, m, v):
@@ -96,7 +101,7 @@ def test_lsgm_bound_is_the_closed_form_negative_elbo(prior, x64):
     """zero_residual: the mixed score of a network predicting eps_N, random mixing logits
     (the prior N(0, I); for VP its PF-ODE drift is 0). gaussian: the network predicts the
     exact eps of N(m, diag v) and the mixing weight is 1 (a non-trivial ODE)."""
-    ae, x, logits = _model()
+    ae, x, k, logits = _model()
     process = diffax.VP(t_min=1e-5)
     lat = diffax.Latent(autoencoder=ae, process=process, scale_factor=1.0)
     if prior == "zero_residual":
@@ -110,14 +115,19 @@ def test_lsgm_bound_is_the_closed_form_negative_elbo(prior, x64):
             return s * (z - a * m[None]) / (a**2 * v[None] + s**2)
     D = lsgm.mixed_denoiser(process, net, logits)
     mu, s2 = _flow_prior(process, m, v)
-    decoder = latent.GaussianDecoder(std=STD)
+    # The discretised decoder (a probability of the 8-bit values `data`, what `diffax
+    # likelihood` uses) in the second case: its term is checked per draw, at the same z.
+    if prior == "zero_residual":
+        decoder, data = latent.GaussianDecoder(std=STD), None
+    else:
+        decoder, data = latent.DiscretizedGaussianDecoder(std=STD), jnp.broadcast_to(k, (N, DX))
     xb = jnp.broadcast_to(x, (N, DX))
     key = jax.random.key(5)
 
     @jax.jit
     def run(key):
-        r = latent.latent_log_likelihood(key, lat, D, xb, decoder=decoder, divergence="exact",
-                                         rtol=ODE_TOL, atol=ODE_TOL)
+        r = latent.latent_log_likelihood(key, lat, D, xb, decoder=decoder, data=data,
+                                         divergence="exact", rtol=ODE_TOL, atol=ODE_TOL)
         u = ae.posterior(xb).sample(jax.random.split(key)[0])  # the draw it made
         return r, u
 
@@ -128,13 +138,23 @@ def test_lsgm_bound_is_the_closed_form_negative_elbo(prior, x64):
     mean, var = np.asarray(q.mean[0]), np.exp(np.asarray(ae.logvar))
     # Per draw, every term in closed form at the same z.
     w, c = np.asarray(ae.w), np.asarray(ae.c)
-    log_dec = (-np.sum((x - u @ w.T - c) ** 2, -1) / (2 * STD**2)
-               - DX * math.log(STD * math.sqrt(2 * math.pi)))
+    if data is None:
+        log_dec = (-np.sum((x - u @ w.T - c) ** 2, -1) / (2 * STD**2)
+                   - DX * math.log(STD * math.sqrt(2 * math.pi)))
+    else:  # P(k | z): the decoder's own probability of the 8-bit values at the drawn z
+        log_dec = np.asarray(decoder.log_prob(data, jnp.asarray(u @ w.T + c)))
     log_prior = -0.5 * np.sum((u - mu) ** 2 / s2 + np.log(2 * math.pi * s2), -1)
     log_q = -0.5 * np.sum((u - mean) ** 2 / var + np.log(2 * math.pi * var), -1)
     want = -(log_dec + log_prior - log_q)
     np.testing.assert_allclose(r.posterior_logq, log_q, rtol=0, atol=1e-12)
     np.testing.assert_allclose(-r.logp, want, rtol=0, atol=ALLOWED)
+    np.testing.assert_allclose(r.logp, r.decoder_logp + r.latent_logp - r.posterior_logq,
+                               rtol=1e-12)
+    # A broken bound (-log q omitted) misses every draw by far...
+    broken = -(r.logp + r.posterior_logq)
+    assert np.min(np.abs(broken - want)) > 1e3 * ALLOWED
+    if data is not None:
+        return  # the negative ELBO below is closed-form for the Gaussian decoder
     # Averaged over the draws: the closed-form negative ELBO, E_q[-log p(x|z)] + KL(q || p).
     rec = ((np.sum((x - w @ mean - c) ** 2) + np.trace(w @ np.diag(var) @ w.T)) / (2 * STD**2)
            + DX * math.log(STD * math.sqrt(2 * math.pi)))
@@ -142,9 +162,7 @@ def test_lsgm_bound_is_the_closed_form_negative_elbo(prior, x64):
     nelbo = rec + kl
     se = np.std(-r.logp, ddof=1) / math.sqrt(N)
     assert abs(np.mean(-r.logp) - nelbo) < Z * se, (np.mean(-r.logp), nelbo, se)
-    # A broken bound (-log q omitted) fails both checks by far.
-    broken = -(r.logp + r.posterior_logq)
-    assert np.min(np.abs(broken - want)) > 1e3 * ALLOWED
+    # ...and the negative ELBO by more than the allowed standard errors.
     assert abs(np.mean(broken) - nelbo) > Z * se, (np.mean(broken), nelbo, se)
 
 
