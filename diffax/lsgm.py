@@ -247,7 +247,7 @@ def mixed_denoiser(process: Process, eps_fn: Callable[[Array, Array], Array],
     Example:
       >>> import jax, jax.numpy as jnp, diffax
       >>> D = mixed_denoiser(diffax.VP(), lambda z, t: jnp.zeros_like(z), jnp.zeros((2,)))
-      >>> D(jnp.ones((4, 2)), jnp.full((4,), 0.5)).shape  # then diffax.sample(key, p, D, ...)
+      >>> jax.jit(D)(jnp.ones((4, 2)), jnp.full((4,), 0.5)).shape  # then diffax.sample(...)
       (4, 2)
     """
     from diffax.parameterization import as_denoiser
@@ -284,7 +284,8 @@ class NormalImportanceTime(TimeSampler):
 
     Example:
       >>> import jax, diffax
-      >>> t, c = NormalImportanceTime().sample(jax.random.key(0), diffax.VP(), 4)
+      >>> draw = jax.jit(lambda k: NormalImportanceTime().sample(k, diffax.VP(), 4))
+      >>> t, c = draw(jax.random.key(0))
       >>> t.shape, c.shape, bool((t >= 1e-5).all() & (t <= 1.0).all())
       ((4,), (4,), True)
     """
@@ -334,8 +335,8 @@ def dsm_cross_entropy(key: PRNGKey, process: Process, eps_fn: Callable[[Array, A
     Example:
       >>> import jax, jax.numpy as jnp, diffax
       >>> p = diffax.VP()
-      >>> ce, aux = dsm_cross_entropy(jax.random.key(0), p, lambda z, t: normal_eps(p, z, t),
-      ...                             jnp.zeros((3, 2)))
+      >>> ce, aux = jax.jit(lambda k, z0: dsm_cross_entropy(
+      ...     k, p, lambda z, t: normal_eps(p, z, t), z0))(jax.random.key(0), jnp.zeros((3, 2)))
       >>> ce.shape, sorted(aux)
       ((3,), ['constant', 'diffusion', 'prior', 't'])
     """
@@ -436,8 +437,9 @@ def score_matching_loss(key: PRNGKey, process: Process,
     Example:
       >>> import jax, jax.numpy as jnp, diffax
       >>> p = diffax.VP()
-      >>> loss, t = score_matching_loss(jax.random.key(0), p, lambda z, t: jnp.zeros_like(z),
-      ...                               jnp.zeros((3, 2)), weighting=UnweightedScore())
+      >>> loss, t = jax.jit(lambda k, z0: score_matching_loss(
+      ...     k, p, lambda z, t: jnp.zeros_like(z), z0, weighting=UnweightedScore()))(
+      ...     jax.random.key(0), jnp.zeros((3, 2)))
       >>> loss.shape, t.shape
       ((3,), (3,))
     """
@@ -518,9 +520,9 @@ class LSGMObjective:
       >>> obj = LSGMObjective(process=diffax.VP())
       >>> x = jnp.zeros((2, 3))
       >>> q = DiagonalGaussian(mean=jnp.zeros((2, 2)), logvar=jnp.zeros((2, 2)))
-      >>> nelbo, aux = obj(jax.random.key(0), x, posterior=q,
-      ...                  decode=lambda z: jnp.zeros((2, 3)),
-      ...                  eps_fn=lambda z, t: normal_eps(obj.process, z, t))
+      >>> nelbo, aux = jax.jit(lambda key, x, q: obj(
+      ...     key, x, posterior=q, decode=lambda z: jnp.zeros((2, 3)),
+      ...     eps_fn=lambda z, t: normal_eps(obj.process, z, t)))(jax.random.key(0), x, q)
       >>> nelbo.shape, sorted(aux)[:3]
       ((2,), ['cross_entropy', 'diffusion', 'entropy'])
     """
