@@ -55,11 +55,24 @@ score of ``N(0, I)`` diffused by the process, ``eps_N(z, t) = sigma z / (alpha^2
 so a zero residual ``eps_theta - eps_N`` (or ``m = 0``) is exactly the Normal prior; the logits
 are learned with the score network.
 
+**Separate objectives** (the paper's section 3.3). Likelihood-weighted, importance-sampled
+training is what the encoder needs (it is the ELBO), but it trains the score model mostly at
+small ``t``; the paper trains the score model on its own reweighted objective instead.
+``LSGMObjective(score_weighting=UnweightedScore())`` (``w_un = 1``: the eps-MSE) or
+``ReweightedScore()`` (``w_re = g^2``), both with their own uniform ``t`` draw: the encoder's
+cross-entropy sees the score network with its parameters under ``stop_gradient``, the score
+term (:func:`score_matching_loss`) sees ``stop_gradient(z_0)``, and the sum of the two is one
+loss whose gradient trains each group on its own term.
+
 Pieces: :class:`LSGMObjective` (the whole per-example negative ELBO, typed options),
 :func:`dsm_cross_entropy`, :class:`NormalImportanceTime`, :func:`normal_eps`,
 :func:`mixed_eps`, :func:`mixed_denoiser`, :func:`gaussian_entropy`,
-:class:`GaussianReconstruction`. Joint training by ``diffax train`` (the encoder, decoder and
-score network with their own optimisers) is :mod:`diffax.train.lsgm`.
+:class:`GaussianReconstruction`, :class:`UnweightedScore`, :class:`ReweightedScore`,
+:func:`score_matching_loss`. The likelihood bound of a trained model is
+:func:`diffax.latent.latent_log_likelihood` of a scale-1 :class:`diffax.Latent`
+(``diffax likelihood``: :func:`diffax.train.lsgm.lsgm_likelihood`). Joint training by
+``diffax train`` (the encoder, decoder and score network with their own optimisers) is
+:mod:`diffax.train.lsgm`.
 """
 
 from __future__ import annotations
