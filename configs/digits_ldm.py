@@ -7,7 +7,10 @@ bilinear), in two stages:
    trains LDM's KL autoencoder (f = 2: 16x16x1 images -> 8x8x2 latents; L1 reconstruction,
    KL weight 1e-6 per data dimension) and, when it finishes, measures
    ``scale_factor = 1 / std`` of the training latents into ``/tmp/digits_ldm_ae/latent_scale.json``
-   (``:autoencoder_vq`` trains a VQ autoencoder instead: 256 codewords, commitment 0.25).
+   (``:autoencoder_vq`` trains a VQ autoencoder instead: 256 codewords, commitment 0.25;
+   ``:autoencoder_gan`` / ``:autoencoder_vqgan`` train them against a patch discriminator
+   after step 2000, :mod:`diffax.patchgan`: ``loss.disc_weight`` 0.5 / 0.8 as LDM / taming,
+   hinge loss, a 1-layer PatchDiscriminator whose logits each see 16x16 pixels).
 2. ``diffax train --config configs/digits_ldm.py --workdir /tmp/digits_ldm`` (this line) trains
    a UNet on the frozen, scaled latents of the checkpoint in ``config.latent.workdir``
    (default ``/tmp/digits_ldm_ae``; ``--config.latent.workdir=...`` points elsewhere), with the
@@ -15,7 +18,8 @@ bilinear), in two stages:
    ``diffax eval`` of ``/tmp/digits_ldm`` decode the samples to 16x16 images
    (``diffax.data.downsample_digits`` takes them back to the 8x8 yardstick).
 
-``:tiny`` and ``:autoencoder_tiny`` run a few steps of small models, for tests.
+``:tiny``, ``:autoencoder_tiny`` and ``:autoencoder_gan_tiny`` run a few steps of small models,
+for tests.
 """
 
 import ml_collections
@@ -23,11 +27,12 @@ import ml_collections
 from diffax.train.options import EVAL_DEFAULTS, SAMPLE_DEFAULTS
 
 STAGE1_WORKDIR = "/tmp/digits_ldm_ae"
-_VARIANTS = ("", "tiny", "autoencoder", "autoencoder_tiny", "autoencoder_vq")
+_VARIANTS = ("", "tiny", "autoencoder", "autoencoder_tiny", "autoencoder_vq", "autoencoder_gan",
+             "autoencoder_vqgan", "autoencoder_gan_tiny")
 
 
 def _autoencoder(variant: str) -> ml_collections.ConfigDict:
-    vq = variant == "autoencoder_vq"
+    vq = variant in ("autoencoder_vq", "autoencoder_vqgan")
     cfg = ml_collections.ConfigDict()
     cfg.seed = 0
     cfg.model = ml_collections.ConfigDict({
@@ -46,16 +51,24 @@ def _autoencoder(variant: str) -> ml_collections.ConfigDict:
                                           "value_range": (-1.0, 1.0)})
     cfg.sample = ml_collections.ConfigDict(dict(SAMPLE_DEFAULTS))
     cfg.eval = ml_collections.ConfigDict(dict(EVAL_DEFAULTS, likelihood=False))
-    if variant == "autoencoder_tiny":
+    if "gan" in variant:  # the patch discriminator (diffax.patchgan), on after step 2000
+        cfg.loss.update({"disc_weight": 0.8 if vq else 0.5, "disc_start": 2_000,
+                         "disc_loss": "hinge", "disc_channels": 32, "disc_layers": 1})
+    if variant in ("autoencoder_tiny", "autoencoder_gan_tiny"):
         cfg.model.variant = "tiny"
         cfg.train.update({"num_steps": 2, "batch_size": 16, "checkpoint_every": 2,
                           "log_every": 1})
+    if variant == "autoencoder_gan_tiny":  # on after 1 update: both phases in 4 updates
+        cfg.model.kwargs.update({"nf": 4, "ch_mult": (1,)})  # one level (f = 1): one compile
+        cfg.loss.update({"disc_start": 1, "disc_channels": 4})
+        cfg.train.update({"num_steps": 4, "batch_size": 8})
     return cfg
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     """Stage 2 (``""``, ``"tiny"``) or stage 1 (``"autoencoder"``, ``"autoencoder_tiny"``,
-    ``"autoencoder_vq"``)."""
+    ``"autoencoder_vq"``, ``"autoencoder_gan"``, ``"autoencoder_vqgan"``,
+    ``"autoencoder_gan_tiny"``)."""
     if variant not in _VARIANTS:
         raise ValueError(f"configs/digits_ldm.py: unknown variant {variant!r}; one of "
                          f"{', '.join(map(repr, _VARIANTS))}.")

@@ -57,8 +57,9 @@ __version__ = "0.1.0"
 
 # Subpackages with heavy dependencies (orbax, tensorflow-datasets, grain, matplotlib) load on
 # first use: ``diffax.train``, ``diffax.data``, ``diffax.evaluation``, ``diffax.interop``;
-# ``diffax.ddgan`` (denoising diffusion GANs) builds on ``diffax.train``'s state and step.
-_LAZY_SUBMODULES = ("train", "data", "evaluation", "tasks", "interop", "ddgan")
+# ``diffax.ddgan`` (denoising diffusion GANs) and ``diffax.patchgan`` (autoencoders against a
+# patch discriminator) build on ``diffax.train``'s state and step.
+_LAZY_SUBMODULES = ("train", "data", "evaluation", "tasks", "interop", "ddgan", "patchgan")
 
 
 def __getattr__(name):
@@ -96,6 +97,7 @@ __all__ = [
     "tasks",
     "interop",
     "ddgan",
+    "patchgan",
     # processes
     "Process",
     "VP",

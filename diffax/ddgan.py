@@ -451,12 +451,8 @@ class DDGANTrainer:
         ``grad_norm`` (generator), ``d_grad_norm``, ``nonfinite``, ``nonfinite_step`` and, when
         ``learning_rate`` is given, ``learning_rate`` (the generator's).
         """
-        if int(n_steps) != n_steps or n_steps < 1:
-            raise ValueError(f"DDGANTrainer.train_step: `n_steps` must be a positive integer, "
-                             f"got {n_steps!r}.")
+        schedule = pair_step_schedule("DDGANTrainer", n_steps, learning_rate)
         loss, opt_g, opt_d = self.loss, self.generator_optimizer, self.discriminator_optimizer
-        schedule = learning_rate if callable(learning_rate) else (
-            None if learning_rate is None else (lambda step: jnp.asarray(learning_rate)))
 
         def one_step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, Array]]:
             x0 = jnp.asarray(batch[self.data_key] if isinstance(batch, dict) else batch)
@@ -483,15 +479,40 @@ class DDGANTrainer:
             g_updates, g_opt = opt_g.update(g_grads, state.opt_state.generator, g_params)
             g_new = optax.apply_updates(g_params, g_updates)
 
-            params = {"generator": g_new, "discriminator": d_new}
-            opt_state = GANOptState(generator=g_opt, discriminator=d_opt)
-            ema_params = ema_update(state, params, ema_warmup=ema_warmup)
-            g_norm, d_norm = optax.tree.norm(g_grads), optax.tree.norm(d_grads)
-            bad = ~(jnp.isfinite(g_loss) & jnp.isfinite(d_loss) & jnp.isfinite(g_norm)
-                    & jnp.isfinite(d_norm))
-            metrics = {"loss": g_loss, "d_loss": d_loss, **aux, "grad_norm": g_norm,
-                       "d_grad_norm": d_norm}
-            return finish_update(state, params, opt_state, ema_params, metrics, bad=bad,
-                                 schedule=schedule, skip_nonfinite=skip_nonfinite)
+            return finish_pair_update(
+                state, (g_new, d_new), (g_opt, d_opt), (g_loss, d_loss), (g_grads, d_grads),
+                {"loss": g_loss, "d_loss": d_loss, **aux}, ema_warmup=ema_warmup,
+                schedule=schedule, skip_nonfinite=skip_nonfinite)
 
         return repeat_steps(one_step, int(n_steps))
+
+
+def pair_step_schedule(owner: str, n_steps: int,
+                       learning_rate: optax.ScalarOrSchedule | None) -> Any:
+    """Checks a two-network ``train_step``'s ``n_steps`` (naming ``owner``) and returns the
+    ``learning_rate`` as a schedule (``None`` stays ``None``)."""
+    if int(n_steps) != n_steps or n_steps < 1:
+        raise ValueError(f"{owner}.train_step: `n_steps` must be a positive integer, "
+                         f"got {n_steps!r}.")
+    return learning_rate if callable(learning_rate) else (
+        None if learning_rate is None else (lambda step: jnp.asarray(learning_rate)))
+
+
+def finish_pair_update(state: TrainState, params: tuple[PyTree, PyTree],
+                       opt_states: tuple[Any, Any], losses: tuple[Array, Array],
+                       grads: tuple[PyTree, PyTree], metrics: dict[str, Array], *,
+                       ema_warmup: bool = False, schedule: optax.Schedule | None = None,
+                       skip_nonfinite: bool = True) -> tuple[TrainState, dict[str, Array]]:
+    """The state after one update of a generator and a discriminator (each pair in that
+    order): ``params = {"generator", "discriminator"}``, a :class:`GANOptState`, the EMA moved;
+    ``metrics`` gets ``grad_norm`` (generator) and ``d_grad_norm``; the update is skipped when
+    a loss or a gradient norm is not finite (:func:`diffax.train.step.finish_update`)."""
+    new = {"generator": params[0], "discriminator": params[1]}
+    opt_state = GANOptState(generator=opt_states[0], discriminator=opt_states[1])
+    ema_params = ema_update(state, new, ema_warmup=ema_warmup)
+    g_norm, d_norm = optax.tree.norm(grads[0]), optax.tree.norm(grads[1])
+    bad = ~(jnp.isfinite(losses[0]) & jnp.isfinite(losses[1]) & jnp.isfinite(g_norm)
+            & jnp.isfinite(d_norm))
+    metrics = {**metrics, "grad_norm": g_norm, "d_grad_norm": d_norm}
+    return finish_update(state, new, opt_state, ema_params, metrics, bad=bad,
+                         schedule=schedule, skip_nonfinite=skip_nonfinite)

@@ -25,7 +25,15 @@ included) and wall time per sample (second call, after compilation).
 4. lsgm (``--stage lsgm``): configs/digits_lsgm.py, the same UNet, process, optimiser, batch
    and ``--steps`` steps, its autoencoder (``--ae_nf``) trained jointly with the score model on
    LSGM's objective; scored like the others, plus its autoencoder's held-out PSNR (posterior
-   mean -> decoder); ``--stage lsgm_uniform``: the same with uniform ``t`` (``:uniform``).
+   mean -> decoder); ``--stage lsgm_uniform``: the same with uniform ``t`` (``:uniform``);
+   ``--stage lsgm_unweighted``: importance-sampled ``t`` for the encoder and decoder, the score
+   model on its own unweighted objective (``:unweighted``, the paper's separate training).
+
+5. ae_gan (``--stage ae_gan``): stage 1 again, against a patch discriminator
+   (``:autoencoder_gan``, :mod:`diffax.patchgan`) switched on at ``--ae_steps // 2``, the same
+   steps, batch and width as ``ae``; both stages also report the held-out reconstructions' FD
+   (8x8, as the samples') and sharpness (mean squared finite differences of the 16x16
+   reconstructions over those of the originals: 1 is as sharp as the data, blur is below 1).
 
 ``--stage`` runs one part (``ae``, ``latent`` [needs ``ae``], ``pixel``, ``lsgm``), each its own
 job of the shared queue, each writing ``WORKDIR/<part>/bench.json``; ``--stage table`` (no
@@ -124,6 +132,30 @@ def _lsgm_psnr(trained):
     return {"mean": float(psnr.mean()), "stderr": float(psnr.std(ddof=1) / math.sqrt(len(psnr)))}
 
 
+def _recon_quality(trained):
+    """Held-out reconstructions (deterministic latent): FD-PCA at 8x8 against the held-out
+    8x8 digits, and sharpness (mean squared finite differences, recon over originals)."""
+    from diffax import data
+    from diffax.evaluation import metrics
+    from diffax.train import latent as latent_train
+
+    exp = trained.exp
+    o = exp.options
+    params = trained.state.sampling_params(use_ema=o.sample.use_ema)
+    x, z = latent_train.encode_split(exp, params, o.eval.split)
+    decode = jax.jit(latent_train._frozen(exp, params).decode)
+    recon = latent_train._batched(lambda zb, i: decode(zb), z)
+    as01 = lambda a: data.from_model_range(a, o.data.value_range).astype(np.float64) / 255.0
+    energy = lambda a: float(np.mean(np.diff(a, axis=1) ** 2) + np.mean(np.diff(a, axis=2) ** 2))
+    pca, test8, _ = _reference(16)[0]
+    r8 = data.downsample_digits(np.asarray(recon), value_range=o.data.value_range)
+    r8 = r8.astype(np.float64) / 255.0
+    fd = metrics.frechet_distance(*metrics.gaussian_statistics(metrics.pca_features(pca, r8)),
+                                  *metrics.gaussian_statistics(metrics.pca_features(pca, test8)))
+    return {"recon_fd_pca_8x8": float(fd),
+            "sharpness": energy(as01(recon)) / energy(as01(x))}
+
+
 def _reference(num_samples):
     from diffax import data
     from diffax.evaluation import metrics
@@ -170,19 +202,22 @@ def _diffusion_cfg(module, args, variant=""):
 def _run_stage(stage, args, dirs):
     from diffax.train import latent as latent_train
 
-    if stage == "ae":
-        ae_cfg = _configs().get_config("autoencoder")
+    if stage in ("ae", "ae_gan"):
+        ae_cfg = _configs().get_config("autoencoder" if stage == "ae" else "autoencoder_gan")
         _steps(ae_cfg, args.ae_steps, args.batch, args.warmup)
         ae_cfg.unlock()
         if args.ae_nf:
             ae_cfg.model.kwargs.nf = args.ae_nf
+        if stage == "ae_gan":
+            ae_cfg.loss.disc_start = args.ae_steps // 2
         ae_cfg.lock()
-        ae, seconds = _train(ae_cfg, dirs["ae"])
-        ev = latent_train.evaluate_autoencoder(ae, dirs["ae"])
-        _write(os.path.join(dirs["ae"], "bench.json"), {
+        ae, seconds = _train(ae_cfg, dirs[stage])
+        ev = latent_train.evaluate_autoencoder(ae, dirs[stage])
+        _write(os.path.join(dirs[stage], "bench.json"), {
             "steps": args.ae_steps, "nf": ae_cfg.model.kwargs.get("nf", 32),
             "train_seconds": seconds, "psnr": ev["reconstruction_psnr_db"],
-            "scale_factor": ev["scale"]["scale_factor"]})
+            "scale_factor": ev["scale"]["scale_factor"], **_recon_quality(ae),
+            **({"disc_start": args.ae_steps // 2} if stage == "ae_gan" else {})})
         return
     reference, floor_sw = _reference(args.num_samples)
     if stage in ("latent", "pixel"):
@@ -194,7 +229,7 @@ def _run_stage(stage, args, dirs):
             cfg.model.kwargs.attn_resolutions = (8,)
     else:  # lsgm
         cfg = _diffusion_cfg(_configs("digits_lsgm"), args,
-                             "uniform" if stage == "lsgm_uniform" else "")
+                             stage[len("lsgm_"):] if stage.startswith("lsgm_") else "")
         if args.ae_nf:
             cfg.lsgm.autoencoder_kwargs.nf = args.ae_nf
     cfg.lock()
@@ -206,17 +241,19 @@ def _run_stage(stage, args, dirs):
     _write(os.path.join(dirs[stage], "bench.json"), row)
 
 
-_STAGES = ("ae", "latent", "pixel", "lsgm", "lsgm_uniform")
+_STAGES = ("ae", "latent", "pixel", "lsgm", "lsgm_uniform", "lsgm_unweighted", "ae_gan")
 _LABELS = {"latent": "LDM two-stage: latent UNet on the frozen autoencoder (8x8x2)",
            "pixel": "pixel UNet (16x16x1)",
            "lsgm": "LSGM, joint (8x8x2, importance-sampled t)",
-           "lsgm_uniform": "LSGM, joint (8x8x2, uniform t)"}
+           "lsgm_uniform": "LSGM, joint (8x8x2, uniform t)",
+           "lsgm_unweighted": "LSGM, separate score objective (8x8x2, importance-sampled t for "
+                              "the encoder, unweighted uniform t for the score model)"}
 
 
 def _table(args, dirs, command):
     rows = {name: _read(os.path.join(dirs[name], "bench.json")) for name in _STAGES}
     ae = rows["ae"]
-    any_row = next((r for n, r in rows.items() if r and n != "ae"), None)
+    any_row = next((r for n, r in rows.items() if r and n not in ("ae", "ae_gan")), None)
     lines = [
         f"# Pixel vs latent diffusion and LSGM vs LDM, digits_upsampled/16, {args.steps} "
         f"steps each (batch {args.batch})", "", f"Command: `{command}`", ""]
@@ -239,6 +276,8 @@ def _table(args, dirs, command):
         lines.append(f"| real digits (floor) | {any_row['floor_fd']:.3f} | "
                      f"{any_row['floor_sw']:.4f} | | | | | |")
     for name in _STAGES[1:]:
+        if name == "ae_gan":
+            continue
         r = rows[name]
         if r is None:
             lines.append(f"| {_LABELS[name]} | not measured | | | | | | |")
@@ -249,6 +288,19 @@ def _table(args, dirs, command):
             + (f"{psnr['mean']:.2f} ± {psnr['stderr']:.2f}" if psnr else "") + " | "
             f"{r['nfe']} | {r['flops_per_sample'] / 1e9:.3f} | "
             f"{1e3 * r['seconds_per_sample']:.2f} | {r['train_seconds']:.0f} |")
+    lines += ["", "Stage 1 with vs without the patch discriminator (`--stage ae` / `ae_gan`, "
+              "equal steps; held-out reconstructions):", "",
+              "| autoencoder | PSNR dB | recon FD-PCA (8x8) | sharpness | train s |",
+              "|---|---|---|---|---|"]
+    for name, label in (("ae", "KL, L1 + KL"), ("ae_gan", "KL, L1 + KL + patch GAN")):
+        r = rows[name]
+        if r is None or "sharpness" not in r:
+            lines.append(f"| {label} | not measured | | | |")
+            continue
+        start = f" (on from step {r['disc_start']})" if "disc_start" in r else ""
+        lines.append(f"| {label}{start} | {r['psnr']['mean']:.2f} ± {r['psnr']['stderr']:.2f} "
+                     f"| {r['recon_fd_pca_8x8']:.4f} | {r['sharpness']:.4f} | "
+                     f"{r['train_seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -35,6 +35,7 @@ from diffax.models.layers import BlockType, Embedding, drop_labels
 from diffax.models.mlp import MLP, MLPConfig
 from diffax.models.mlp import VARIANTS as MLP_VARIANTS
 from diffax.models.nnx import from_nnx
+from diffax.models.patchgan import PatchDiscriminator
 from diffax.models.transformer import VARIANTS as TRANSFORMER_VARIANTS
 from diffax.models.transformer import Transformer, TransformerConfig
 from diffax.models.unet import VARIANTS as UNET_VARIANTS
@@ -47,6 +48,7 @@ __all__ = [
     "AutoencoderVQ",
     "MLP",
     "MLP_VARIANTS",
+    "PatchDiscriminator",
     "TRANSFORMER_VARIANTS",
     "Transformer",
     "TransformerConfig",

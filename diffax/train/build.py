@@ -576,8 +576,38 @@ def _autoencoder_experiment(o: Options, cheap: _Cheap, info: Any) -> Experiment:
         schedule=cheap.lr_schedule, ema_decays=o.optim.ema_decays,
         ema_warmup=o.optim.ema_warmup, solver=None, sample_steps=0, data_info=info,
         conditional=False, options=o, post_update=post_update)
+    if o.loss.discriminator:  # against a patch discriminator: its own two-network update
+        trainer = _autoencoder_gan_trainer(o, cheap, model, loss, post_update)
+        exp = dataclasses.replace(exp, loss=trainer.loss, model=trainer.model,
+                                  optimizer=trainer.optimizer, trainer=trainer,
+                                  post_update=None)
     return dataclasses.replace(
         exp, after_training=functools.partial(latent_train.write_scale_factor, exp))
+
+
+def _autoencoder_gan_trainer(o: Options, cheap: _Cheap, model: Any, loss: Any,
+                             post_update: Any) -> Any:
+    """The :class:`diffax.patchgan.AutoencoderGANTrainer` of ``config.loss.disc_*``."""
+    from diffax import models, patchgan
+
+    lo = o.loss
+    disc = models.PatchDiscriminator(channels=lo.disc_channels, num_layers=lo.disc_layers)
+    side = disc.output_size(model.config.image_size)
+    if side < 1:
+        raise ConfigError("loss.disc_layers", f"config.loss.disc_layers={lo.disc_layers}: "
+                          f"{model.config.image_size}x{model.config.image_size} images leave "
+                          f"a patch grid of side {side}; use fewer layers.")
+    lr = o.optim.learning_rate if lo.disc_learning_rate is None else lo.disc_learning_rate
+    d_opt, _ = _wrap("loss", lambda: step_lib.make_optimizer(
+        learning_rate=lr, b1=0.5, b2=0.9, grad_clip=None))  # taming's Adam betas
+    d_loss = {"hinge": patchgan.hinge_d_loss, "vanilla": patchgan.vanilla_d_loss}
+    return patchgan.AutoencoderGANTrainer(
+        loss=patchgan.PatchGANLoss(autoencoder_loss=loss, disc_weight=lo.disc_weight,
+                                   disc_start=lo.disc_start, disc_factor=lo.disc_factor,
+                                   d_loss=d_loss[lo.disc_loss]),
+        model=patchgan.AutoencoderGANModel(autoencoder=model, discriminator=disc),
+        generator_optimizer=cheap.optimizer, discriminator_optimizer=d_opt,
+        post_update=post_update)
 
 
 def _vq_post_update(ema: Any, codebook_size: int, params: Any, aux: Any) -> tuple[Any, Any]:
@@ -708,7 +738,9 @@ def _build_lsgm(o: Options, cheap: _Cheap, info: Any) -> Experiment:
     objective = _wrap("lsgm", lambda: lsgm.LSGMObjective(
         process=cheap.process, time_sampler=sampler,
         reconstruction=lsgm.GaussianReconstruction(std=g.decoder_std),
-        kl_weight=g.kl_weight))
+        kl_weight=g.kl_weight,
+        score_weighting={"likelihood": None, "unweighted": lsgm.UnweightedScore(),
+                         "reweighted": lsgm.ReweightedScore()}[g.score_weighting]))
     trainer = lsgm_train.LSGMTrainer(
         objective=objective,
         model=lsgm_train.LSGMModel(autoencoder=autoencoder, score=score,

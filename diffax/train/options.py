@@ -427,6 +427,13 @@ class AutoencoderLossOptions(_Section):
     ``"l1"`` or ``"l2"``. ``codebook_update``: ``"gradient"`` (the codebook term of the loss,
     weighted by ``codebook_weight``) or ``"ema"`` (:class:`diffax.latent.CodebookEMA` with
     decay ``codebook_decay``: no gradient reaches the codebook, ``codebook_weight`` is unused).
+
+    Patch discriminator (:mod:`diffax.patchgan`, both autoencoders; off while
+    ``disc_weight`` is 0): ``disc_weight`` scales the adaptive weight, ``disc_start`` updates
+    pass before the discriminator switches on, ``disc_factor`` is its factor once on,
+    ``disc_loss`` is ``"hinge"`` or ``"vanilla"``, ``disc_channels`` / ``disc_layers`` size
+    the :class:`diffax.models.PatchDiscriminator`, ``disc_learning_rate`` is its Adam
+    learning rate (betas 0.5, 0.9; ``None``: ``optim.learning_rate``).
     """
 
     reconstruction: str = "l1"
@@ -435,6 +442,22 @@ class AutoencoderLossOptions(_Section):
     codebook_weight: float = 1.0
     codebook_update: str = "gradient"
     codebook_decay: float = 0.99
+    disc_weight: float = 0.0
+    disc_start: int = 0
+    disc_factor: float = 1.0
+    disc_loss: str = "hinge"
+    disc_channels: int = 64
+    disc_layers: int = 3
+    disc_learning_rate: float | None = None
+
+    @property
+    def discriminator(self) -> bool:
+        """The patch discriminator is on (``disc_weight > 0``)."""
+        return self.disc_weight > 0
+
+
+_DISC_KEYS = ("disc_weight", "disc_start", "disc_factor", "disc_loss", "disc_channels",
+              "disc_layers", "disc_learning_rate")
 
 
 def autoencoder_loss_options(cfg: Mapping[str, Any], model_name: str) -> AutoencoderLossOptions:
@@ -449,13 +472,27 @@ def autoencoder_loss_options(cfg: Mapping[str, Any], model_name: str) -> Autoenc
     own = {"autoencoder_kl": ("reconstruction", "kl_weight"),
            "autoencoder_vq": ("reconstruction", "commitment", "codebook_weight")}[model_name]
     ema_keys = ("codebook_update", "codebook_decay") if model_name == "autoencoder_vq" else ()
-    check_keys(cfg, "loss", {*own, *ema_keys})
-    extra = {}
+    check_keys(cfg, "loss", {*own, *ema_keys, *_DISC_KEYS})
+    extra = {
+        "disc_weight": _real(cfg, "loss", "disc_weight", d["disc_weight"], low=0.0),
+        "disc_start": _integer(cfg, "loss", "disc_start", d["disc_start"], minimum=0),
+        "disc_factor": _real(cfg, "loss", "disc_factor", d["disc_factor"], low=0.0),
+        "disc_loss": _choice(cfg, "loss", "disc_loss", ("hinge", "vanilla"), d["disc_loss"]),
+        "disc_channels": _integer(cfg, "loss", "disc_channels", d["disc_channels"], minimum=1),
+        "disc_layers": _integer(cfg, "loss", "disc_layers", d["disc_layers"], minimum=1),
+        "disc_learning_rate": _real(cfg, "loss", "disc_learning_rate", None, low=0.0,
+                                    low_open=True, allow_none=True)}
+    if extra["disc_weight"] == 0:  # a discriminator key without the discriminator: a mistake
+        for key in _DISC_KEYS[1:]:
+            if key in cfg:
+                raise ConfigError(f"loss.{key}", f"config.loss.{key} has no effect while "
+                                  f"config.loss.disc_weight is 0 (the patch discriminator is "
+                                  f"off); set loss.disc_weight > 0 or remove loss.{key}.")
     if ema_keys:
-        extra = {"codebook_update": _choice(cfg, "loss", "codebook_update",
-                                            ("gradient", "ema"), d["codebook_update"]),
-                 "codebook_decay": _real(cfg, "loss", "codebook_decay", d["codebook_decay"],
-                                         low=0.0, high=1.0, high_open=True)}
+        extra |= {"codebook_update": _choice(cfg, "loss", "codebook_update",
+                                             ("gradient", "ema"), d["codebook_update"]),
+                  "codebook_decay": _real(cfg, "loss", "codebook_decay", d["codebook_decay"],
+                                          low=0.0, high=1.0, high_open=True)}
     return AutoencoderLossOptions(
         reconstruction=_choice(cfg, "loss", "reconstruction", ("l1", "l2"),
                                d["reconstruction"]),
@@ -958,6 +995,11 @@ LSGM_TIME_SAMPLERS = ("importance", "uniform")
 :class:`diffax.losses.UniformTime`."""
 
 
+LSGM_SCORE_WEIGHTINGS = ("likelihood", "unweighted", "reweighted")
+"""``lsgm.score_weighting``: the score model on the ELBO (``None``),
+:class:`diffax.lsgm.UnweightedScore` or :class:`diffax.lsgm.ReweightedScore`."""
+
+
 @dataclasses.dataclass(frozen=True)
 class LSGMOptions(_Section):
     """``config.lsgm``: LSGM (:mod:`diffax.lsgm`): the encoder, decoder and latent score model
@@ -972,6 +1014,9 @@ class LSGMOptions(_Section):
       autoencoder_learning_rate: the autoencoder's own learning rate (its optimiser is
         ``config.optim`` otherwise) [None: optim.learning_rate].
       mixing_init: initial mixing logit of the mixed score [0.0].
+      score_weighting: the score model's objective: ``"likelihood"`` (the ELBO, like the
+        encoder) or the paper's separate ``"unweighted"`` / ``"reweighted"`` one
+        (:class:`diffax.lsgm.LSGMObjective`) ["likelihood"].
     """
 
     autoencoder_variant: str = "digits"
@@ -981,6 +1026,7 @@ class LSGMOptions(_Section):
     kl_weight: float = 1.0
     autoencoder_learning_rate: float | None = None
     mixing_init: float = 0.0
+    score_weighting: str = "likelihood"
 
 
 def lsgm_options(cfg: Mapping[str, Any]) -> LSGMOptions:
@@ -1008,7 +1054,9 @@ def lsgm_options(cfg: Mapping[str, Any]) -> LSGMOptions:
         kl_weight=_real(cfg, "lsgm", "kl_weight", d["kl_weight"], low=0.0),
         autoencoder_learning_rate=_real(cfg, "lsgm", "autoencoder_learning_rate", None,
                                         low=0.0, low_open=True, allow_none=True),
-        mixing_init=_real(cfg, "lsgm", "mixing_init", d["mixing_init"]))
+        mixing_init=_real(cfg, "lsgm", "mixing_init", d["mixing_init"]),
+        score_weighting=_choice(cfg, "lsgm", "score_weighting", LSGM_SCORE_WEIGHTINGS,
+                                d["score_weighting"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1278,6 +1326,7 @@ class FitOptions(_Section):
     warmup_steps: int = _field(0, ("int", 0))
     ema_decay: float = _field(0.999, ("real", 0.0, False, 1.0))
     steps_per_call: int = _field(100, ("int", 1))
+    xla_optimization_level: int | None = _field(None, ("int", 0, "optional"))
 
 
 @dataclasses.dataclass(frozen=True)
