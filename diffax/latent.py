@@ -52,6 +52,7 @@ __all__ = [
     "VQEMAState",
     "codebook_metrics",
     "codebook_usage",
+    "gaussian_nll",
     "latent_log_likelihood",
     "measure_scale_factor",
     "quantize",
@@ -766,9 +767,25 @@ class GaussianDecoder:
 
     def log_prob(self, x: Array, mean: Array) -> Array:
         """``log N(x; mean, std^2 I)`` per example ``[B]`` (nats)."""
-        var = jnp.square(jnp.asarray(self.std, x.dtype))
-        per = -0.5 * (jnp.square(x - mean) / var + jnp.log(2 * math.pi * var))
-        return jnp.sum(per.reshape(x.shape[0], -1), axis=-1)
+        return -gaussian_nll(x, mean, self.std)
+
+
+def gaussian_nll(x: Array, mean: Array, std: Any) -> Array:
+    """``-log N(x; mean, std^2 I)`` per example ``[B]``, summed over the data's axes:
+    ``||x - mean||^2 / (2 std^2) + D (log std + log(2 pi) / 2)`` (the one implementation
+    behind :class:`GaussianDecoder` and :class:`diffax.lsgm.GaussianReconstruction`).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> round(float(gaussian_nll(jnp.zeros((1, 2)), jnp.ones((1, 2)), 1.0)[0]), 6)
+      2.837877
+    """
+    x = jnp.asarray(x)
+    std = jnp.asarray(std, x.dtype)
+    dim = math.prod(x.shape[1:])
+    sq = jnp.square(jnp.asarray(mean, x.dtype) - x)
+    sq = jnp.sum(sq.reshape(sq.shape[0], -1), axis=-1)
+    return 0.5 * sq / jnp.square(std) + dim * (jnp.log(std) + 0.5 * math.log(2 * math.pi))
 
 
 @pytree_dataclass

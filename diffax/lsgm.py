@@ -55,11 +55,24 @@ score of ``N(0, I)`` diffused by the process, ``eps_N(z, t) = sigma z / (alpha^2
 so a zero residual ``eps_theta - eps_N`` (or ``m = 0``) is exactly the Normal prior; the logits
 are learned with the score network.
 
+**Separate objectives** (the paper's section 3.3). Likelihood-weighted, importance-sampled
+training is what the encoder needs (it is the ELBO), but it trains the score model mostly at
+small ``t``; the paper trains the score model on its own reweighted objective instead.
+``LSGMObjective(score_weighting=UnweightedScore())`` (``w_un = 1``: the eps-MSE) or
+``ReweightedScore()`` (``w_re = g^2``), both with their own uniform ``t`` draw: the encoder's
+cross-entropy sees the score network with its parameters under ``stop_gradient``, the score
+term (:func:`score_matching_loss`) sees ``stop_gradient(z_0)``, and the sum of the two is one
+loss whose gradient trains each group on its own term.
+
 Pieces: :class:`LSGMObjective` (the whole per-example negative ELBO, typed options),
 :func:`dsm_cross_entropy`, :class:`NormalImportanceTime`, :func:`normal_eps`,
 :func:`mixed_eps`, :func:`mixed_denoiser`, :func:`gaussian_entropy`,
-:class:`GaussianReconstruction`. Joint training by ``diffax train`` (the encoder, decoder and
-score network with their own optimisers) is :mod:`diffax.train.lsgm`.
+:class:`GaussianReconstruction`, :class:`UnweightedScore`, :class:`ReweightedScore`,
+:func:`score_matching_loss`. The likelihood bound of a trained model is
+:func:`diffax.latent.latent_log_likelihood` of a scale-1 :class:`diffax.Latent`
+(``diffax likelihood``: :func:`diffax.train.lsgm.lsgm_likelihood`). Joint training by
+``diffax train`` (the encoder, decoder and score network with their own optimisers) is
+:mod:`diffax.train.lsgm`.
 """
 
 from __future__ import annotations
@@ -74,7 +87,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffax._pytree import concrete_value, pytree_dataclass
-from diffax.losses import TimeSampler
+from diffax.losses import TimeSampler, UniformTime
 from diffax.processes import Process
 from diffax.typing import Array, PRNGKey
 
@@ -82,6 +95,8 @@ __all__ = [
     "GaussianReconstruction",
     "LSGMObjective",
     "NormalImportanceTime",
+    "ReweightedScore",
+    "UnweightedScore",
     "diffuse_gaussian",
     "dsm_cross_entropy",
     "fisher_divergence",
@@ -91,6 +106,7 @@ __all__ = [
     "mixed_denoiser",
     "mixed_eps",
     "normal_eps",
+    "score_matching_loss",
 ]
 
 
@@ -244,7 +260,7 @@ def mixed_denoiser(process: Process, eps_fn: Callable[[Array, Array], Array],
     Example:
       >>> import jax, jax.numpy as jnp, diffax
       >>> D = mixed_denoiser(diffax.VP(), lambda z, t: jnp.zeros_like(z), jnp.zeros((2,)))
-      >>> D(jnp.ones((4, 2)), jnp.full((4,), 0.5)).shape  # then diffax.sample(key, p, D, ...)
+      >>> jax.jit(D)(jnp.ones((4, 2)), jnp.full((4,), 0.5)).shape  # then diffax.sample(...)
       (4, 2)
     """
     from diffax.parameterization import as_denoiser
@@ -281,7 +297,8 @@ class NormalImportanceTime(TimeSampler):
 
     Example:
       >>> import jax, diffax
-      >>> t, c = NormalImportanceTime().sample(jax.random.key(0), diffax.VP(), 4)
+      >>> draw = jax.jit(lambda k: NormalImportanceTime().sample(k, diffax.VP(), 4))
+      >>> t, c = draw(jax.random.key(0))
       >>> t.shape, c.shape, bool((t >= 1e-5).all() & (t <= 1.0).all())
       ((4,), (4,), True)
     """
@@ -331,8 +348,8 @@ def dsm_cross_entropy(key: PRNGKey, process: Process, eps_fn: Callable[[Array, A
     Example:
       >>> import jax, jax.numpy as jnp, diffax
       >>> p = diffax.VP()
-      >>> ce, aux = dsm_cross_entropy(jax.random.key(0), p, lambda z, t: normal_eps(p, z, t),
-      ...                             jnp.zeros((3, 2)))
+      >>> ce, aux = jax.jit(lambda k, z0: dsm_cross_entropy(
+      ...     k, p, lambda z, t: normal_eps(p, z, t), z0))(jax.random.key(0), jnp.zeros((3, 2)))
       >>> ce.shape, sorted(aux)
       ((3,), ['constant', 'diffusion', 'prior', 't'])
     """
@@ -367,9 +384,98 @@ def dsm_cross_entropy(key: PRNGKey, process: Process, eps_fn: Callable[[Array, A
 
 
 @pytree_dataclass
+class UnweightedScore:
+    """LSGM's ``w_un`` for the score model's own objective: ``||eps - eps_hat(z_t, t)||^2``
+    with ``t`` uniform on ``[t_min, t_max]`` (the plain eps-MSE of DDPM, summed over the
+    latent dimensions), the weighting the paper trains its score model with for sample quality.
+
+    Example:
+      >>> import jax, diffax
+      >>> float(UnweightedScore().weight(diffax.VP(), jax.numpy.ones(2))[0])
+      1.0
+    """
+
+    time_sampler: TimeSampler = dataclasses.field(default_factory=UniformTime)
+
+    def weight(self, process: Process, t: Array) -> Array:
+        """``w(t) = 1`` per example."""
+        del process
+        return jnp.ones_like(t)
+
+
+@pytree_dataclass
+class ReweightedScore:
+    """LSGM's ``w_re`` for the score model's own objective: ``g(t)^2 ||eps - eps_hat||^2``
+    (the likelihood weighting ``g^2 / sigma^2`` times ``sigma^2``: less weight near ``t = 0``),
+    with ``t`` uniform on ``[t_min, t_max]`` by default (any :class:`diffax.losses.TimeSampler`;
+    its importance correction multiplies the weight, so the expectation stays the
+    uniform-``t`` one).
+
+    Example:
+      >>> import jax.numpy as jnp, diffax
+      >>> p = diffax.VP()
+      >>> bool(ReweightedScore().weight(p, jnp.ones(1))[0] == p.g2(jnp.ones(1))[0])
+      True
+    """
+
+    time_sampler: TimeSampler = dataclasses.field(default_factory=UniformTime)
+
+    def weight(self, process: Process, t: Array) -> Array:
+        """``w(t) = g(t)^2`` per example."""
+        return process.g2(t)
+
+
+_SCORE_WEIGHTINGS = (UnweightedScore, ReweightedScore)
+
+
+def score_matching_loss(key: PRNGKey, process: Process,
+                        eps_fn: Callable[[Array, Array], Array], z0: Array, *,
+                        weighting: UnweightedScore | ReweightedScore) -> tuple[Array, Array]:
+    """The score model's own objective in LSGM's separate training, per example ``[B]``:
+    ``correction(t) * w(t) * ||eps - eps_fn(alpha z0 + sigma eps, t)||^2`` with ``t`` (and its
+    importance correction) from ``weighting.time_sampler`` and ``w`` from ``weighting``
+    (:class:`UnweightedScore`, :class:`ReweightedScore`). ``z0`` enters as data: the caller
+    stops its gradient (:class:`LSGMObjective` does).
+
+    Args:
+      key: PRNG key (``t`` and ``eps``: a second draw, independent of the cross-entropy's).
+      process: a Gaussian diffax process on the latents.
+      eps_fn: ``eps_fn(z_t, t) -> eps_hat`` (the mixed score of the network).
+      z0: ``[B, ...]`` latents.
+      weighting: :class:`UnweightedScore` or :class:`ReweightedScore`.
+
+    Returns:
+      ``(loss [B], t [B])``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, diffax
+      >>> p = diffax.VP()
+      >>> loss, t = jax.jit(lambda k, z0: score_matching_loss(
+      ...     k, p, lambda z, t: jnp.zeros_like(z), z0, weighting=UnweightedScore()))(
+      ...     jax.random.key(0), jnp.zeros((3, 2)))
+      >>> loss.shape, t.shape
+      ((3,), (3,))
+    """
+    _check_gaussian(process, "score_matching_loss")
+    if not isinstance(weighting, _SCORE_WEIGHTINGS):
+        raise TypeError(f"score_matching_loss: `weighting` must be UnweightedScore() or "
+                        f"ReweightedScore(), got {weighting!r}.")
+    z0 = jnp.asarray(z0)
+    k_t, k_eps = jax.random.split(key)
+    t, correction = weighting.time_sampler.sample(k_t, process, z0.shape[0], dtype=z0.dtype)
+    eps = jax.random.normal(k_eps, z0.shape, z0.dtype)
+    a, s = _per_example(process, t, z0)
+    eps_hat = eps_fn(a * z0 + s * eps, t)
+    w = correction * weighting.weight(process, t).astype(z0.dtype)
+    return w * _sum(jnp.square(eps - eps_hat)), t
+
+
+@pytree_dataclass
 class GaussianReconstruction:
     """The decoder's ``-log p(x | z_0) = -log N(x; decode(z_0), std^2 I)`` per example, summed
-    over the data's axes: ``||x - x_hat||^2 / (2 std^2) + D (log std + log(2 pi) / 2)``.
+    over the data's axes: ``||x - x_hat||^2 / (2 std^2) + D (log std + log(2 pi) / 2)``
+    (:func:`diffax.latent.gaussian_nll`, also behind
+    :meth:`diffax.latent.GaussianDecoder.log_prob`).
 
     Args:
       std: the decoder's noise level in the data's units (a leaf; the model range is
@@ -391,11 +497,9 @@ class GaussianReconstruction:
                              f"{self.std!r}.")
 
     def __call__(self, x: Array, x_hat: Array) -> Array:
-        x = jnp.asarray(x)
-        std = jnp.asarray(self.std, x.dtype)
-        dim = math.prod(x.shape[1:])
-        sq = _sum(jnp.square(jnp.asarray(x_hat, x.dtype) - x))
-        return 0.5 * sq / jnp.square(std) + dim * (jnp.log(std) + 0.5 * math.log(2 * math.pi))
+        from diffax.latent import gaussian_nll
+
+        return gaussian_nll(x, x_hat, self.std)
 
 
 @pytree_dataclass
@@ -414,6 +518,14 @@ class LSGMObjective:
         :class:`diffax.losses.UniformTime`.
       reconstruction: the decoder's negative log-likelihood (:class:`GaussianReconstruction`).
       kl_weight: weight of ``CE - H`` (1 is the ELBO; below 1 a KL warm-up, a leaf).
+      score_weighting: ``None`` (default): every parameter group trains on the negative
+        ELBO above. :class:`UnweightedScore` or :class:`ReweightedScore`: the paper's
+        separate objectives (section 3.3): the encoder and decoder train on the negative
+        ELBO, whose cross-entropy sees the score network through ``encoder_eps_fn`` (its
+        parameters under ``stop_gradient``), and the score network (and mixing logits) on
+        :func:`score_matching_loss` of ``stop_gradient(z_0)`` with its own ``t`` draw; the
+        returned loss is the sum of the two, so one gradient trains each group on its own
+        term.
 
     Example:
       >>> import jax, jax.numpy as jnp, diffax
@@ -421,9 +533,9 @@ class LSGMObjective:
       >>> obj = LSGMObjective(process=diffax.VP())
       >>> x = jnp.zeros((2, 3))
       >>> q = DiagonalGaussian(mean=jnp.zeros((2, 2)), logvar=jnp.zeros((2, 2)))
-      >>> nelbo, aux = obj(jax.random.key(0), x, posterior=q,
-      ...                  decode=lambda z: jnp.zeros((2, 3)),
-      ...                  eps_fn=lambda z, t: normal_eps(obj.process, z, t))
+      >>> nelbo, aux = jax.jit(lambda key, x, q: obj(
+      ...     key, x, posterior=q, decode=lambda z: jnp.zeros((2, 3)),
+      ...     eps_fn=lambda z, t: normal_eps(obj.process, z, t)))(jax.random.key(0), x, q)
       >>> nelbo.shape, sorted(aux)[:3]
       ((2,), ['cross_entropy', 'diffusion', 'entropy'])
     """
@@ -433,9 +545,14 @@ class LSGMObjective:
     reconstruction: GaussianReconstruction = dataclasses.field(
         default_factory=GaussianReconstruction)
     kl_weight: Any = 1.0
+    score_weighting: UnweightedScore | ReweightedScore | None = None
 
     def __post_init__(self):
         _check_gaussian(self.process, "LSGMObjective")
+        if self.score_weighting is not None and not isinstance(self.score_weighting,
+                                                               _SCORE_WEIGHTINGS):
+            raise TypeError(f"LSGMObjective: `score_weighting` must be None, UnweightedScore() "
+                            f"or ReweightedScore(), got {self.score_weighting!r}.")
         if not isinstance(self.time_sampler, TimeSampler):
             raise TypeError(f"LSGMObjective: `time_sampler` must be a diffax.losses.TimeSampler "
                             f"(NormalImportanceTime(), UniformTime()), got "
@@ -449,29 +566,50 @@ class LSGMObjective:
                              f"{self.kl_weight!r}.")
 
     def __call__(self, key: PRNGKey, x: Array, *, posterior: Any,
-                 decode: Callable[[Array], Array], eps_fn: Callable[[Array, Array], Array]
+                 decode: Callable[[Array], Array], eps_fn: Callable[[Array, Array], Array],
+                 encoder_eps_fn: Callable[[Array, Array], Array] | None = None
                  ) -> tuple[Array, dict[str, Array]]:
-        """``(nelbo [B], aux)`` for data ``x`` ``[B, ...]``.
+        """``(loss [B], aux)`` for data ``x`` ``[B, ...]``: the negative ELBO, or with a
+        ``score_weighting`` the negative ELBO plus the score model's own term.
 
         Args:
-          key: PRNG key (the posterior draw, ``t`` and the diffusion noise).
+          key: PRNG key (the posterior draw, ``t`` and the diffusion noise; with a
+            ``score_weighting`` also the score term's ``t`` and noise, from
+            ``fold_in(k_ce, 1)`` where ``k_z, k_ce = split(key)``).
           x: the data.
           posterior: the encoder's ``q(z_0 | x)``, a :class:`diffax.latent.DiagonalGaussian`.
           decode: ``z_0 -> x_hat`` (the decoder's mean).
           eps_fn: the prior's eps-prediction ``eps_hat(z_t, t)`` (:func:`mixed_eps`).
+          encoder_eps_fn: with a ``score_weighting`` (required then): ``eps_fn`` with the
+            score network's parameters under ``jax.lax.stop_gradient``, for the encoder's
+            cross-entropy.
 
         Returns:
-          ``nelbo`` per example and ``aux``: ``reconstruction``, ``entropy``,
-          ``cross_entropy``, ``kl`` (``CE - H``), ``diffusion``, ``t``, ``z0``.
+          The loss per example and ``aux``: ``reconstruction``, ``entropy``,
+          ``cross_entropy``, ``kl`` (``CE - H``), ``diffusion``, ``t``, ``z0``; with a
+          ``score_weighting`` also ``nelbo``, ``score_loss`` and ``t_score``.
         """
         k_z, k_ce = jax.random.split(key)
         z0 = posterior.sample(k_z)
         rec = self.reconstruction(x, decode(z0))
         ent = gaussian_entropy(posterior)
-        ce, ce_aux = dsm_cross_entropy(k_ce, self.process, eps_fn, z0,
+        if self.score_weighting is not None:
+            if encoder_eps_fn is None:
+                raise ValueError("LSGMObjective: a `score_weighting` needs `encoder_eps_fn` "
+                                 "(eps_fn with the score parameters under stop_gradient).")
+            ce_eps_fn = encoder_eps_fn
+        else:
+            ce_eps_fn = eps_fn
+        ce, ce_aux = dsm_cross_entropy(k_ce, self.process, ce_eps_fn, z0,
                                        time_sampler=self.time_sampler)
         kl = ce - ent
         nelbo = rec + jnp.asarray(self.kl_weight, rec.dtype) * kl
-        return nelbo, {"reconstruction": rec, "entropy": ent, "cross_entropy": ce, "kl": kl,
-                       "diffusion": ce_aux["diffusion"], "t": ce_aux["t"], "z0": z0}
+        aux = {"reconstruction": rec, "entropy": ent, "cross_entropy": ce, "kl": kl,
+               "diffusion": ce_aux["diffusion"], "t": ce_aux["t"], "z0": z0}
+        if self.score_weighting is None:
+            return nelbo, aux
+        score, t_score = score_matching_loss(jax.random.fold_in(k_ce, 1), self.process, eps_fn,
+                                             jax.lax.stop_gradient(z0),
+                                             weighting=self.score_weighting)
+        return nelbo + score, dict(aux, nelbo=nelbo, score_loss=score, t_score=t_score)
 

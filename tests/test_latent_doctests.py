@@ -19,7 +19,9 @@ OBJECTS = [(latent.quantize, latent), (latent.vq_ema_update, latent),
            # truth is tests/test_latent_likelihood.py)
            (latent.CodebookEMA, latent), (latent.GaussianDecoder, latent),
            (latent.DiscretizedGaussianDecoder, latent), (divae.embed_codes, divae),
-           (divae.DiVAE, divae), (divae.DiVAELoss, divae)]
+           (divae.DiVAE, divae), (divae.DiVAELoss, divae),
+           # lsgm2: the one Gaussian likelihood (diffax.lsgm's examples run as the module)
+           (latent.gaussian_nll, latent)]
 
 
 @pytest.mark.parametrize("obj, module", OBJECTS, ids=[o.__name__ for o, _ in OBJECTS])

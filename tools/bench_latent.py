@@ -25,7 +25,9 @@ included) and wall time per sample (second call, after compilation).
 4. lsgm (``--stage lsgm``): configs/digits_lsgm.py, the same UNet, process, optimiser, batch
    and ``--steps`` steps, its autoencoder (``--ae_nf``) trained jointly with the score model on
    LSGM's objective; scored like the others, plus its autoencoder's held-out PSNR (posterior
-   mean -> decoder); ``--stage lsgm_uniform``: the same with uniform ``t`` (``:uniform``).
+   mean -> decoder); ``--stage lsgm_uniform``: the same with uniform ``t`` (``:uniform``);
+   ``--stage lsgm_unweighted``: importance-sampled ``t`` for the encoder and decoder, the score
+   model on its own unweighted objective (``:unweighted``, the paper's separate training).
 
 5. ae_gan (``--stage ae_gan``): stage 1 again, against a patch discriminator
    (``:autoencoder_gan``, :mod:`diffax.patchgan`) switched on at ``--ae_steps // 2``, the same
@@ -227,7 +229,7 @@ def _run_stage(stage, args, dirs):
             cfg.model.kwargs.attn_resolutions = (8,)
     else:  # lsgm
         cfg = _diffusion_cfg(_configs("digits_lsgm"), args,
-                             "uniform" if stage == "lsgm_uniform" else "")
+                             stage[len("lsgm_"):] if stage.startswith("lsgm_") else "")
         if args.ae_nf:
             cfg.lsgm.autoencoder_kwargs.nf = args.ae_nf
     cfg.lock()
@@ -239,11 +241,13 @@ def _run_stage(stage, args, dirs):
     _write(os.path.join(dirs[stage], "bench.json"), row)
 
 
-_STAGES = ("ae", "latent", "pixel", "lsgm", "lsgm_uniform", "ae_gan")
+_STAGES = ("ae", "latent", "pixel", "lsgm", "lsgm_uniform", "lsgm_unweighted", "ae_gan")
 _LABELS = {"latent": "LDM two-stage: latent UNet on the frozen autoencoder (8x8x2)",
            "pixel": "pixel UNet (16x16x1)",
            "lsgm": "LSGM, joint (8x8x2, importance-sampled t)",
-           "lsgm_uniform": "LSGM, joint (8x8x2, uniform t)"}
+           "lsgm_uniform": "LSGM, joint (8x8x2, uniform t)",
+           "lsgm_unweighted": "LSGM, separate score objective (8x8x2, importance-sampled t for "
+                              "the encoder, unweighted uniform t for the score model)"}
 
 
 def _table(args, dirs, command):

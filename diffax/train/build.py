@@ -738,7 +738,9 @@ def _build_lsgm(o: Options, cheap: _Cheap, info: Any) -> Experiment:
     objective = _wrap("lsgm", lambda: lsgm.LSGMObjective(
         process=cheap.process, time_sampler=sampler,
         reconstruction=lsgm.GaussianReconstruction(std=g.decoder_std),
-        kl_weight=g.kl_weight))
+        kl_weight=g.kl_weight,
+        score_weighting={"likelihood": None, "unweighted": lsgm.UnweightedScore(),
+                         "reweighted": lsgm.ReweightedScore()}[g.score_weighting]))
     trainer = lsgm_train.LSGMTrainer(
         objective=objective,
         model=lsgm_train.LSGMModel(autoencoder=autoencoder, score=score,

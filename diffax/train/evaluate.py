@@ -419,10 +419,10 @@ def likelihood(trained: Trained, workdir: str) -> dict[str, Any]:
     if isinstance(trained.exp.solver, str):
         raise ConfigError("process.name", "a discrete process has no probability-flow ODE; "
                           "`diffax eval` reports its held-out NELBO")
-    if getattr(trained.options, "lsgm", None) is not None:
-        raise ConfigError("eval.likelihood", "LSGM's likelihood (its objective on held-out "
-                          "data, a bound) is not wired into `diffax likelihood` yet; set "
-                          "eval.likelihood=False")
+    if getattr(trained.options, "lsgm", None) is not None:  # encoder draw + latent ODE
+        from diffax.train.lsgm import lsgm_likelihood
+
+        return lsgm_likelihood(trained, workdir)
     if trained.exp.trainer is not None and trained.exp.process is not None:  # (not a patchgan AE)
         raise ConfigError("gan", "a denoising diffusion GAN (config.gan) has no likelihood; set "
                           "eval.likelihood=False")

@@ -27,7 +27,8 @@ import numpy as np
 from diffax.train.options import AUTOENCODER_NAMES, ConfigError, LatentOptions
 
 __all__ = ["SCALE_FILE", "write_scale_factor", "read_scale_factor", "load_autoencoder",
-           "encode_split", "evaluate_autoencoder", "digits_8x8_scores", "latent_likelihood"]
+           "encode_split", "evaluate_autoencoder", "digits_8x8_scores", "latent_likelihood",
+           "latent_bound_report"]
 
 SCALE_FILE = "latent_scale.json"
 """The file in a stage-1 workdir holding the measured latent scale."""
@@ -273,17 +274,13 @@ def latent_likelihood(trained: Any, workdir: str) -> dict[str, Any]:
     (a KL autoencoder); for a deterministic encoder (VQ codes, or the posterior mean) the same
     sum without ``log q`` is reported and labelled as not a bound.
     """
-    import time
-
     import jax
 
     from diffax import latent as latent_lib
-    from diffax.train import evaluate, parallel
-    from diffax.train.progress import Progress
+    from diffax.train import evaluate
 
     exp = trained.exp
     o = trained.options
-    ev = o.eval
     lat = exp.latent
     lo, hi = o.data.value_range
     to_model = lambda k: lo + (hi - lo) * np.asarray(k, np.float32) / 255.0
@@ -299,6 +296,44 @@ def latent_likelihood(trained: Any, workdir: str) -> dict[str, Any]:
     decoder = latent_lib.DiscretizedGaussianDecoder(std=std, data_range=(lo, hi))
     has_posterior = o.latent.sample_posterior and hasattr(getattr(ae, "module", None),
                                                           "posterior")
+    decoder_info = {"kind": "discretized Gaussian on the 8-bit values", "std": std,
+                    "std_from": f"rms reconstruction error on {len(x_train)} training examples "
+                                f"(model range {lo:g}..{hi:g})"}
+    return latent_bound_report(trained, workdir, latent_of=lambda params: lat, decoder=decoder,
+                               sample_posterior=o.latent.sample_posterior,
+                               has_posterior=has_posterior, decoder_info=decoder_info)
+
+
+def latent_bound_report(trained: Any, workdir: str, *, latent_of: Any, decoder: Any,
+                        sample_posterior: bool, has_posterior: bool,
+                        decoder_info: dict[str, Any]) -> dict[str, Any]:
+    """The held-out loop of :func:`latent_likelihood` (LDM stage 2) and of
+    :func:`diffax.train.lsgm.lsgm_likelihood` (LSGM): one
+    :func:`diffax.latent.latent_log_likelihood` per batch of 8-bit data, reported in bits/dim
+    with its terms; writes ``eval/likelihood.json``.
+
+    Args:
+      trained: the restored run.
+      workdir: where ``eval/likelihood.json`` goes.
+      latent_of: ``params -> diffax.Latent`` (the autoencoder, latent process and scale of
+        the sampling parameters).
+      decoder: a :class:`diffax.latent.DiscretizedGaussianDecoder` of the 8-bit values.
+      sample_posterior: draw ``u ~ q(u | x)`` (``latent_log_likelihood``'s argument).
+      has_posterior: whether the sum is a bound (an encoder posterior is sampled).
+      decoder_info: the ``decoder`` entry of the report (kind, std, where it comes from).
+    """
+    import time
+
+    import jax
+
+    from diffax import latent as latent_lib
+    from diffax.train import evaluate, parallel
+    from diffax.train.progress import Progress
+
+    exp = trained.exp
+    o = trained.options
+    ev = o.eval
+    lo, hi = o.data.value_range
     kwargs = {"divergence": ev.divergence, "rtol": float(ev.rtol), "atol": float(ev.atol)}
     if ev.divergence == "hutchinson":
         kwargs["num_probes"] = int(ev.num_probes)
@@ -307,8 +342,8 @@ def latent_likelihood(trained: Any, workdir: str) -> dict[str, Any]:
     def run(params, key, k_uint8):
         xm = lo + (hi - lo) * k_uint8.astype(jax.numpy.float32) / 255.0
         r = latent_lib.latent_log_likelihood(
-            key, lat, exp.denoiser(params), xm, decoder=decoder,
-            sample_posterior=o.latent.sample_posterior, data=k_uint8, **kwargs)
+            key, latent_of(params), exp.denoiser(params), xm, decoder=decoder,
+            sample_posterior=sample_posterior, data=k_uint8, **kwargs)
         return (r.logp, r.latent_logp, r.log_det_scale, r.decoder_logp, r.posterior_logq,
                 r.nfe)
 
@@ -318,6 +353,7 @@ def latent_likelihood(trained: Any, workdir: str) -> dict[str, Any]:
     batch = min(ev.batch_size, num)
     batch = max(ndev, batch + (-batch) % ndev)
     params = trained.state.sampling_params(use_ema=o.sample.use_ema)
+    lat = latent_of(params)
     key = jax.random.fold_in(jax.random.key(o.seed), 7)
     parts: list[list[np.ndarray]] = [[] for _ in range(6)]
     bar = Progress("likelihood", num)
@@ -352,9 +388,7 @@ def latent_likelihood(trained: Any, workdir: str) -> dict[str, Any]:
             "log_det_scale": mean_se(to_bpd(log_det))[0],
             "decoder": mean_se(to_bpd(dec))[0],
             "posterior_logq": -mean_se(to_bpd(logq))[0]},
-        "decoder": {"kind": "discretized Gaussian on the 8-bit values", "std": std,
-                    "std_from": f"rms reconstruction error on {len(x_train)} training examples "
-                                f"(model range {lo:g}..{hi:g})"},
+        "decoder": decoder_info,
         "scale_factor": float(lat.scale_factor), "latent_dims": int(np.prod(lat.latent_shape)),
         "data_dims": dims, "num_examples": int(num), "num_failed": int((~ok).sum()),
         "nfe": float(np.mean(nfe)), "nfe_max": int(np.max(nfe)), "divergence": ev.divergence,

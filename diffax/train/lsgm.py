@@ -8,9 +8,11 @@ A config with an ``lsgm`` section (:class:`~diffax.train.options.LSGMOptions`) t
      "mixing_logits": LSGM's per-dimension mixing logits [*latent_shape]}
 
 on :class:`diffax.lsgm.LSGMObjective` (``lsgm.time_sampler``: the paper's importance
-sampling or uniform ``t``). As in the paper, the autoencoder and the score model have their
-own optimisers: ``optax.multi_transform`` with ``config.optim`` for the score network and its
-mixing logits and ``config.optim`` with ``lsgm.autoencoder_learning_rate`` for the
+sampling or uniform ``t``; ``lsgm.score_weighting``: the score model on the same
+likelihood-weighted ELBO, or on its own unweighted / reweighted objective). As in the paper,
+the autoencoder and the score model have their own optimisers: ``optax.multi_transform`` with
+``config.optim`` for the score network and its mixing logits and ``config.optim`` with
+``lsgm.autoencoder_learning_rate`` for the
 autoencoder. Checkpoints, resumption and EMA are the train loop's; ``diffax sample`` /
 ``diffax eval`` sample the latents with the mixed-score denoiser and decode them with the
 trained decoder (:meth:`LSGMTrainer.decode`).
@@ -30,11 +32,11 @@ import jax.numpy as jnp
 import optax
 
 from diffax import lsgm
-from diffax.latent import DiagonalGaussian
+from diffax.latent import DiagonalGaussian, FrozenAutoencoder, Latent
 from diffax.train.step import TrainStep, make_train_step
 from diffax.typing import Array, PRNGKey, PyTree
 
-__all__ = ["LSGMModel", "LSGMTrainer", "param_labels"]
+__all__ = ["LSGMModel", "LSGMTrainer", "lsgm_likelihood", "param_labels"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,19 +143,33 @@ class LSGMTrainer:
         """Latents ``[B, *latent_shape]`` -> data (the decoder's mean)."""
         return self.model.autoencoder.apply(params["autoencoder"], z, method="decode")
 
+    def latent(self, params: PyTree) -> Latent:
+        """The trained model as a :class:`diffax.Latent` (its autoencoder, the latent
+        process, scale 1: LSGM's latents are not rescaled), for
+        :func:`diffax.latent.latent_log_likelihood` with :meth:`denoiser`."""
+        ae = FrozenAutoencoder(module=self.model.autoencoder, params=params["autoencoder"])
+        return Latent(autoencoder=ae, process=self.process, scale_factor=1.0)
+
     def posterior(self, params: PyTree, x: Array) -> DiagonalGaussian:
         mean, logvar = self.model.autoencoder.apply(params["autoencoder"], x,
                                                     method="posterior")
         return DiagonalGaussian(mean=mean, logvar=logvar)
 
     def loss_fn(self, params: PyTree, key: PRNGKey, batch: Any) -> tuple[Array, dict]:
-        """The batch mean of the negative ELBO in nats per data dimension, and ``aux``."""
+        """The batch mean of the negative ELBO in nats per data dimension, and ``aux`` (with
+        ``objective.score_weighting``: the negative ELBO plus the score model's own term, see
+        :class:`diffax.lsgm.LSGMObjective`)."""
         x = batch[self.data_key] if isinstance(batch, Mapping) else batch
         x = jnp.asarray(x)
         k_obj, k_drop = jax.random.split(key)
         eps_fn = self.eps_fn(params, train=True, key=k_drop if self.dropout else None)
+        extra = {}
+        if self.objective.score_weighting is not None:  # the paper's separate objectives
+            extra["encoder_eps_fn"] = self.eps_fn(jax.lax.stop_gradient(params), train=True,
+                                                  key=k_drop if self.dropout else None)
         nelbo, aux = self.objective(k_obj, x, posterior=self.posterior(params, x),
-                                    decode=lambda z: self.decode(params, z), eps_fn=eps_fn)
+                                    decode=lambda z: self.decode(params, z), eps_fn=eps_fn,
+                                    **extra)
         return jnp.mean(nelbo) / math.prod(x.shape[1:]), aux
 
     def train_step(self, *, n_steps: int = 1, ema_warmup: bool = False,
@@ -162,3 +178,32 @@ class LSGMTrainer:
         :func:`diffax.train.make_train_step` of :meth:`loss_fn` and :attr:`optimizer`."""
         return make_train_step(self.loss_fn, self.optimizer, learning_rate=learning_rate,
                                n_steps=n_steps, ema_warmup=ema_warmup)
+
+
+def lsgm_likelihood(trained: Any, workdir: str) -> dict[str, Any]:
+    """``diffax likelihood`` of an LSGM run: a bound on ``-log2 P(x) / N`` of the model
+    ``p(z_0) P(x | z_0)`` in bits/dim of the 8-bit data; writes ``eval/likelihood.json``.
+
+    One draw ``z_0 ~ q(z_0 | x)`` of the trained encoder per held-out example, and
+
+        -log2 P(x) / N <= -(log P(x | z_0) + log p(z_0) - log q(z_0 | x)) / (N ln 2)
+
+    in expectation (Jensen), with ``log p(z_0)`` the latent NLL of the mixed score's
+    probability-flow ODE (:func:`diffax.log_likelihood`) and ``P(x | z_0)`` the trained
+    Gaussian decoder (``lsgm.decoder_std``, the std it was trained with) discretised to the
+    256 values of each pixel (:class:`diffax.latent.DiscretizedGaussianDecoder`, a probability,
+    so no dequantisation). The same path as LDM stage 2
+    (:func:`diffax.latent.latent_log_likelihood` through
+    :func:`diffax.train.latent.latent_bound_report`) with :meth:`LSGMTrainer.latent`.
+    """
+    from diffax.latent import DiscretizedGaussianDecoder
+    from diffax.train.latent import latent_bound_report
+
+    trainer = trained.exp.trainer
+    lo, hi = trained.options.data.value_range
+    std = float(trainer.objective.reconstruction.std)
+    decoder = DiscretizedGaussianDecoder(std=std, data_range=(lo, hi))
+    info = {"kind": "discretized Gaussian on the 8-bit values", "std": std,
+            "std_from": "config.lsgm.decoder_std (the trained decoder's own)"}
+    return latent_bound_report(trained, workdir, latent_of=trainer.latent, decoder=decoder,
+                               sample_posterior=True, has_posterior=True, decoder_info=info)

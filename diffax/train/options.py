@@ -995,6 +995,11 @@ LSGM_TIME_SAMPLERS = ("importance", "uniform")
 :class:`diffax.losses.UniformTime`."""
 
 
+LSGM_SCORE_WEIGHTINGS = ("likelihood", "unweighted", "reweighted")
+"""``lsgm.score_weighting``: the score model on the ELBO (``None``),
+:class:`diffax.lsgm.UnweightedScore` or :class:`diffax.lsgm.ReweightedScore`."""
+
+
 @dataclasses.dataclass(frozen=True)
 class LSGMOptions(_Section):
     """``config.lsgm``: LSGM (:mod:`diffax.lsgm`): the encoder, decoder and latent score model
@@ -1009,6 +1014,9 @@ class LSGMOptions(_Section):
       autoencoder_learning_rate: the autoencoder's own learning rate (its optimiser is
         ``config.optim`` otherwise) [None: optim.learning_rate].
       mixing_init: initial mixing logit of the mixed score [0.0].
+      score_weighting: the score model's objective: ``"likelihood"`` (the ELBO, like the
+        encoder) or the paper's separate ``"unweighted"`` / ``"reweighted"`` one
+        (:class:`diffax.lsgm.LSGMObjective`) ["likelihood"].
     """
 
     autoencoder_variant: str = "digits"
@@ -1018,6 +1026,7 @@ class LSGMOptions(_Section):
     kl_weight: float = 1.0
     autoencoder_learning_rate: float | None = None
     mixing_init: float = 0.0
+    score_weighting: str = "likelihood"
 
 
 def lsgm_options(cfg: Mapping[str, Any]) -> LSGMOptions:
@@ -1045,7 +1054,9 @@ def lsgm_options(cfg: Mapping[str, Any]) -> LSGMOptions:
         kl_weight=_real(cfg, "lsgm", "kl_weight", d["kl_weight"], low=0.0),
         autoencoder_learning_rate=_real(cfg, "lsgm", "autoencoder_learning_rate", None,
                                         low=0.0, low_open=True, allow_none=True),
-        mixing_init=_real(cfg, "lsgm", "mixing_init", d["mixing_init"]))
+        mixing_init=_real(cfg, "lsgm", "mixing_init", d["mixing_init"]),
+        score_weighting=_choice(cfg, "lsgm", "score_weighting", LSGM_SCORE_WEIGHTINGS,
+                                d["score_weighting"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1315,6 +1326,7 @@ class FitOptions(_Section):
     warmup_steps: int = _field(0, ("int", 0))
     ema_decay: float = _field(0.999, ("real", 0.0, False, 1.0))
     steps_per_call: int = _field(100, ("int", 1))
+    xla_optimization_level: int | None = _field(None, ("int", 0, "optional"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,11 +12,6 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BENCHES = sorted(p.stem for p in (ROOT / "tools").glob("bench_*.py"))
-# Not there yet: bench_train / bench_samplers (the README's tables of these come from runs whose
-# output file was not committed; each needs a quiet machine). Strict, so each mark must go when
-# its file lands.
-NOT_YET = pytest.mark.xfail(strict=True, reason="the benchmark's output is not committed")
-PENDING = ("bench_train",)
 
 
 def _committed() -> list[str]:
@@ -37,8 +32,7 @@ def test_the_benchmarks_are_found():
     assert {"bench_likelihood", "bench_samplers", "bench_train"} <= set(BENCHES)
 
 
-@pytest.mark.parametrize("bench", [pytest.param(b, marks=NOT_YET) if b in PENDING else b
-                                   for b in BENCHES])
+@pytest.mark.parametrize("bench", BENCHES)
 def test_each_benchmark_has_a_committed_output_that_is_quoted(bench):
     texts = _texts()
     outputs = [f for f in _committed()
@@ -48,7 +42,6 @@ def test_each_benchmark_has_a_committed_output_that_is_quoted(bench):
     assert named, f"tools/{bench}.py: {outputs} are committed but no README names them"
 
 
-@NOT_YET  # README.md: bench_samplers --out bench_samplers.md
 def test_every_quoted_out_file_exists():
     readmes = [ROOT / "README.md", *ROOT.glob("experiments/*/README.md")]
     missing = []
