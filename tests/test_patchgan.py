@@ -128,32 +128,41 @@ def test_adaptive_weight_is_the_ratio_of_last_layer_gradient_norms(x64):
     key, batch, step = ks[3], {"x": x}, jnp.asarray(5)
     ae_loss = latent.AutoencoderKLLoss(kl_weight=1e-3)
     loss = patchgan.PatchGANLoss(autoencoder_loss=ae_loss, disc_weight=0.7, disc_start=0)
-    total, aux = loss.autoencoder_objective(_toy_apply, ae_p, D, key, batch, step)
+    flat = lambda v: jnp.zeros(v.shape[:1] + (2, 2, 1), f64)  # noqa: E731  a constant D
 
     def with_kernel(w):
         p = {"params": {**ae_p["params"], "decoder": {"conv_out": {"kernel": w}}}}
         return _toy_apply(p, x, key=key)["recon"]
 
-    w = ae_p["params"]["decoder"]["conv_out"]["kernel"]
-    rec = lambda w: jnp.mean(jnp.abs(with_kernel(w) - x))  # noqa: E731  L1 per pixel, batch mean
-    gan = lambda w: -jnp.mean(D(with_kernel(w)))  # noqa: E731
-    ratio = (jnp.linalg.norm(jax.grad(rec)(w)) / (jnp.linalg.norm(jax.grad(gan)(w)) + 1e-4))
+    @jax.jit  # one compile of everything below (eager float64 dispatch is slower)
+    def run():
+        w = ae_p["params"]["decoder"]["conv_out"]["kernel"]
+        rec = lambda w: jnp.mean(jnp.abs(with_kernel(w) - x))  # noqa: E731  L1, batch mean
+        gan = lambda w: -jnp.mean(D(with_kernel(w)))  # noqa: E731
+        objective = lambda p, d: loss.autoencoder_objective(  # noqa: E731
+            _toy_apply, p, d, key, batch, step)
+        total, aux = objective(ae_p, D)
+        return {
+            "total": total, "weight": aux["adaptive_weight"], "gan": gan(w),
+            "rec_norm": jnp.linalg.norm(jax.grad(rec)(w)),
+            "gan_norm": jnp.linalg.norm(jax.grad(gan)(w)),
+            "plain": ae_loss.bind(_toy_apply)(ae_p, key, batch)[0],
+            "g_total": jax.grad(lambda p: objective(p, D)[0])(ae_p),
+            "g_plain": jax.grad(lambda p: ae_loss.bind(_toy_apply)(p, key, batch)[0])(ae_p),
+            "g_gan": jax.grad(lambda p: -jnp.mean(D(_toy_apply(p, x, key=key)["recon"])))(ae_p),
+            "weight_flat": objective(ae_p, flat)[1]["adaptive_weight"]}
+
+    r = run()
+    ratio = r["rec_norm"] / (r["gan_norm"] + 1e-4)
     assert 1e-3 < float(ratio) < 1e4  # not clipped: the ratio itself is checked
-    np.testing.assert_allclose(aux["adaptive_weight"], 0.7 * ratio, rtol=1e-12)
-    plain, _ = ae_loss.bind(_toy_apply)(ae_p, key, batch)
-    np.testing.assert_allclose(total, plain + 0.7 * ratio * gan(w), rtol=1e-12)
+    np.testing.assert_allclose(r["weight"], 0.7 * ratio, rtol=1e-12)
+    np.testing.assert_allclose(r["total"], r["plain"] + 0.7 * ratio * r["gan"], rtol=1e-12)
     # lambda is a constant to the gradient: grad = grad L_AE + lambda grad L_GAN.
-    g_total = jax.grad(lambda p: loss.autoencoder_objective(_toy_apply, p, D, key, batch,
-                                                            step)[0])(ae_p)
-    g_plain = jax.grad(lambda p: ae_loss.bind(_toy_apply)(p, key, batch)[0])(ae_p)
-    g_gan = jax.grad(lambda p: -jnp.mean(D(_toy_apply(p, x, key=key)["recon"])))(ae_p)
     jax.tree.map(lambda a, b, c: np.testing.assert_allclose(a, b + 0.7 * ratio * c, rtol=1e-10),
-                 g_total, g_plain, g_gan)
+                 r["g_total"], r["g_plain"], r["g_gan"])
     # A constant D gives ||grad L_GAN|| = 0: lambda = 0.7 ||grad L_rec|| / 1e-4 (clipped at 1e4).
-    flat = lambda v: jnp.zeros(v.shape[:1] + (2, 2, 1), f64)  # noqa: E731
-    _, aux = loss.autoencoder_objective(_toy_apply, ae_p, flat, key, batch, step)
-    want = 0.7 * min(float(jnp.linalg.norm(jax.grad(rec)(w))) / 1e-4, 1e4)
-    np.testing.assert_allclose(aux["adaptive_weight"], want, rtol=1e-12)
+    want = 0.7 * min(float(r["rec_norm"]) / 1e-4, 1e4)
+    np.testing.assert_allclose(r["weight_flat"], want, rtol=1e-12)
     assert float(patchgan.adaptive_weight(jnp.array([3.0, 4.0]), jnp.zeros(2))) == 1e4  # 5e4
 
 
