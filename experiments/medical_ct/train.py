@@ -61,7 +61,8 @@ def main() -> None:
     start = time.time()
 
     from diffax import models
-    from diffax.tasks.examples import _pipeline as pl
+    from diffax.tasks import denoising_loss
+    from diffax.tasks.examples import validation_split
     from diffax.tasks.medical import gaussian_prior_denoiser, phantoms
     from diffax.train import build, options
     from diffax.train.state import TrainState
@@ -70,15 +71,15 @@ def main() -> None:
     opts = options.parse_task_config(_config(args.config, args.variant))
     med, tr = opts.medical, opts.train
     process = build.build_process(opts.process)
-    model = pl.unet(opts.model, models.UNet.from_variant)
+    model = models.UNet.from_variant(opts.model.variant, **opts.model.model_kwargs())
     apply_fn = models.apply_fn(model)
-    loss = pl.denoising_loss(process)
+    loss = denoising_loss(process)
     key_train, _ = jax.random.split(jax.random.key(opts.seed))
     key_init, key_fit = jax.random.split(key_train)
     template = model.init_params(key_init)
     os.makedirs(args.workdir, exist_ok=True)
     train = phantoms("train", size=med.size, data_dir=opts.data.data_dir)
-    train, _ = pl.validation_split(train, med.num_validation, seed=opts.data.validation_seed)
+    train, _ = validation_split(train, med.num_validation, seed=opts.data.validation_seed)
 
     if args.eval:
         with open(os.path.join(args.workdir, "denoiser.msgpack"), "rb") as f:

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from diffax.tasks import denoising_loss
+from diffax.tasks.examples import validation_split
 from diffax.train import FitResult, fit
 from diffax.typing import Array, PRNGKey
 
@@ -53,29 +54,6 @@ def digits(split: str, *, classes: Sequence[int] | None = None,
         keep = np.isin(out["label"], np.asarray(classes))
         out = {k: v[keep] for k, v in out.items()}
     return out
-
-
-def validation_split(data: Mapping[str, np.ndarray], num_validation: int, *, seed: int = 0
-                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """``(fit, validation)``: ``num_validation`` items of ``data`` held out by a fixed-seed
-    permutation (``np.random.default_rng(seed)``), the rest kept in their order.
-
-    The task examples choose their hyperparameters on the validation part of the digits'
-    train split and report the test split only for the chosen setting.
-
-    Example:
-      >>> fit, val = validation_split({"x": np.arange(10)}, 3)
-      >>> len(fit["x"]), len(val["x"]), sorted(set(fit["x"]) | set(val["x"])) == list(range(10))
-      (7, 3, True)
-    """
-    n = len(next(iter(data.values())))
-    num_validation = int(num_validation)
-    if not 0 < num_validation < n:
-        raise ValueError(f"validation_split: `num_validation` must lie in (0, {n}), got "
-                         f"{num_validation}.")
-    held = np.zeros(n, bool)
-    held[np.random.default_rng(int(seed)).permutation(n)[:num_validation]] = True
-    return ({k: v[~held] for k, v in data.items()}, {k: v[held] for k, v in data.items()})
 
 
 def unet(options: Any, factory: Callable[..., Any], **fixed: Any):
