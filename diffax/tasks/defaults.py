@@ -39,7 +39,9 @@ def _unet(tiny: bool) -> dict:
 def _train(tiny: bool, num_steps: int) -> dict:
     return {"num_steps": 4 if tiny else num_steps, "batch_size": 8 if tiny else 32,
             "learning_rate": 2e-3, "warmup_steps": 0 if tiny else 100, "ema_decay": 0.999,
-            "steps_per_call": 4 if tiny else 100}
+            "steps_per_call": 4 if tiny else 100,
+            # None: the process's XLA flags (a test may set 3 to optimise a long run)
+            "xla_optimization_level": ml_collections.FieldReference(None, field_type=int)}
 
 
 def task_section(cls: type, **changes: Any) -> ml_collections.ConfigDict:

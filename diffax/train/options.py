@@ -1326,6 +1326,7 @@ class FitOptions(_Section):
     warmup_steps: int = _field(0, ("int", 0))
     ema_decay: float = _field(0.999, ("real", 0.0, False, 1.0))
     steps_per_call: int = _field(100, ("int", 1))
+    xla_optimization_level: int | None = _field(None, ("int", 0, "optional"))
 
 
 @dataclasses.dataclass(frozen=True)
