@@ -29,7 +29,7 @@ from diffax.tasks.segmentation import (
     unet_features,
 )
 
-__all__ = ["run", "LABELLINGS", "labels_of"]
+__all__ = ["run", "LABELLINGS", "labels_of", "scores"]
 
 LABELLINGS = {"parts": 3, "digit_class": 11, "regions": 4}
 """Classes of each labelling: digits ``parts`` (:func:`part_labels`), digits ``digit_class``
@@ -65,12 +65,19 @@ def _pooled(counts: np.ndarray) -> tuple[float, float]:
     return (float(fg.mean()) if fg.size else float("nan"), float(np.nanmean(iou)))
 
 
-def _scores(pred: np.ndarray, target: np.ndarray, num_classes: int, *,
-            versus: np.ndarray | None = None) -> dict[str, Any]:
+def scores(pred: np.ndarray, target: np.ndarray, num_classes: int, *,
+           versus: np.ndarray | None = None) -> dict[str, Any]:
     """Accuracy, IoU and Dice over all test pixels, with 95% percentile-bootstrap intervals
     over the test images of the mean foreground Dice and the mean IoU; with ``versus``
     (another method's labels of the same images) the interval of the paired Dice gain of
-    ``pred`` over it."""
+    ``pred`` over it.
+
+    Example:
+      >>> target = np.array([[[0, 1], [1, 1]], [[0, 0], [1, 1]]])
+      >>> s = scores(target, target, 2)
+      >>> s["mean_foreground_dice"], s["mean_foreground_dice_interval"]
+      (1.0, (1.0, 1.0))
+    """
     seg = segmentation_metrics(pred, target, num_classes)
     d = sd.dice(pred, target, num_classes)
     c = _counts(pred, target, num_classes)
@@ -201,7 +208,7 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
         preds = {}
         for s in sorted({min(s, cfg.num_samples) for s in cfg.sample_counts}):
             pred = np.asarray(sd.channels_to_mask(jnp.mean(samples[:s], 0), k))
-            out[f"segdiff_mean_of_{s}"] = _scores(pred, y_test, k)
+            out[f"segdiff_mean_of_{s}"] = scores(pred, y_test, k)
             preds["segdiff"] = pred
         out["segdiff_seconds"] = {"train": round(train_seconds, 1),
                                   "sample": round(sample_seconds, 1)}
@@ -209,16 +216,16 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
         if "untrained" in cfg.baselines:
             init = model.init_params(key_train)
             untrained = jax.jit(draw, static_argnums=1)(init, 1, key_sample)[0]
-            out["segdiff_untrained"] = _scores(
+            out["segdiff_untrained"] = scores(
                 np.asarray(sd.channels_to_mask(untrained, k)), y_test, k)
         for i, (name, f) in enumerate(features.items()):
             predict = fit_pixel_classifier(jax.random.fold_in(keys[3], 100 * li + i),
                                            f["labelled"], y_lab, num_classes=k,
                                            hidden=cfg.hidden, fit_options=pixel_fit)
             preds[name] = predict(f["test"])
-            out[name] = _scores(preds[name], y_test, k)
+            out[name] = scores(preds[name], y_test, k)
             # paired over the test images: SegDiff (mean of the most samples) minus this one
-            out[name]["segdiff_dice_gain_interval"] = _scores(
+            out[name]["segdiff_dice_gain_interval"] = scores(
                 preds["segdiff"], y_test, k, versus=preds[name])["dice_gain_interval"]
         pixel_names = [n for n in features]
         if pixel_names:

@@ -44,7 +44,7 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     """
     from diffax.tasks import denoising_loss
     from diffax.tasks.examples import _pipeline as pl
-    from diffax.tasks.examples.segdiff import _scores
+    from diffax.tasks.examples.segdiff import scores
     from diffax.train import build, fit, options
 
     opts = options.parse_task_config(config)
@@ -89,8 +89,8 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
         images = np.clip(np.asarray(generate(jnp.float32(scale), key_sample)), -1.0, 1.0)
         seg = part_labels(images)
         metrics["scales"][str(scale)] = {
-            **_scores(seg, masks, NUM_CLASSES),
-            "stroke": _scores((seg > 0).astype(np.int32), (masks > 0).astype(np.int32), 2),
+            **scores(seg, masks, NUM_CLASSES),
+            "stroke": scores((seg > 0).astype(np.int32), (masks > 0).astype(np.int32), 2),
             "seconds": round(time.time() - start, 1)}
         rows.append(images[:12])
     if workdir is not None:
