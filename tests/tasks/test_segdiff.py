@@ -200,3 +200,23 @@ def test_docstring_examples(obj):
     tests = doctest.DocTestFinder().find(obj, module=sd, globs=vars(sd).copy())
     assert sum(runner.run(t).attempted for t in tests) > 0
     assert runner.failures == 0
+
+
+def test_example_scores_docstring_and_identical_labels():
+    import doctest
+
+    from diffax.tasks.examples import segdiff as example
+
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    tests = doctest.DocTestFinder().find(example.scores, module=example,
+                                         globs=vars(example).copy())
+    assert sum(runner.run(t).attempted for t in tests) > 0 and runner.failures == 0
+    # a prediction equal to the truth scores 1 everywhere; against another method's labels its
+    # paired Dice gain is the (deterministic) difference of the two Dice values
+    target = np.random.default_rng(0).integers(0, 3, (6, 5, 5))
+    worse = np.where(target == 2, 1, target)
+    s = example.scores(target, target, 3, versus=worse)
+    assert s["mean_foreground_dice"] == 1.0 and s["mean_iou"] == 1.0 and s["accuracy"] == 1.0
+    gain = 1.0 - example.scores(worse, target, 3)["mean_foreground_dice"]
+    lo, hi = s["dice_gain_interval"]
+    assert lo <= gain <= hi and hi > 0.0
