@@ -1327,6 +1327,7 @@ class FitOptions(_Section):
     ema_decay: float = _field(0.999, ("real", 0.0, False, 1.0))
     steps_per_call: int = _field(100, ("int", 1))
     xla_optimization_level: int | None = _field(None, ("int", 0, "optional"))
+    unroll: int = _field(1, ("int", 1))
 
 
 @dataclasses.dataclass(frozen=True)
