@@ -58,6 +58,9 @@ def main() -> None:
     p.add_argument("--eval", action="store_true", help="only the held-out denoising MSE")
     p.add_argument("--num_eval", type=int, default=256)
     args = p.parse_args()
+    if not args.eval and not 1 <= args.chunk <= args.steps:
+        p.error(f"--chunk ({args.chunk}) must be between 1 and --steps ({args.steps}): the run "
+                f"trains whole chunks only, so nothing would be trained.")
     start = time.time()
 
     from diffax import models
@@ -134,6 +137,15 @@ def main() -> None:
     run = jax.jit(lambda state: jax.lax.scan(body, state, None, length=args.chunk))
     log = os.path.join(args.workdir, "train_log.jsonl")
     last = None
+    if int(state.step) >= args.steps:
+        print(f"nothing to do: the run in {args.workdir} is at step {int(state.step)}, "
+              f"--steps is {args.steps}", flush=True)
+        return
+    if int(state.step) + args.chunk > args.steps:
+        rest = args.steps - int(state.step)
+        raise SystemExit(f"error: the run is at step {int(state.step)}, {rest} steps short of "
+                         f"--steps {args.steps}, less than one --chunk ({args.chunk}): nothing "
+                         f"would be trained; pass --chunk {rest} or less.")
     while int(state.step) + args.chunk <= args.steps:
         if last is not None and time.time() - start + 1.3 * last > args.seconds:
             print(f"stopping at step {int(state.step)}: budget", flush=True)
@@ -151,6 +163,11 @@ def main() -> None:
         with open(log, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
+    else:
+        if int(state.step) < args.steps:
+            print(f"stopped at step {int(state.step)}: the remaining "
+                  f"{args.steps - int(state.step)} steps are less than one --chunk "
+                  f"({args.chunk})", flush=True)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,7 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     from flax import serialization
 
     from diffax import inverse, models, samplers
+    from diffax.data import PHANTOM_SIZES
     from diffax.tasks.examples import _pipeline as pl
     from diffax.train import build, options
 
@@ -120,9 +121,16 @@ def run(config: Any, workdir: str | None = None) -> dict[str, Any]:
     problem = med.problem
     size, num_steps, num_samples = med.size, med.num_steps, med.num_samples
     data_dir = opts.data.data_dir
+    if size not in PHANTOM_SIZES:
+        raise ValueError(f"config.medical.size={size!r}: the phantoms come in sizes "
+                         f"{PHANTOM_SIZES} (the phantoms/<size> dataset).")
+    model = pl.unet(opts.model, models.UNet.from_variant)
+    if med.prior == "unet" and model.config.image_size != size:
+        raise ValueError(f"config.medical.size={size} needs a UNet of that size: set "
+                         f"config.model.kwargs.image_size={size} (it is "
+                         f"{model.config.image_size}), or config.medical.prior='gaussian'.")
     test = phantoms("test", size=size, data_dir=data_dir, max_examples=int(med.num_eval))
     x = jnp.asarray(test["x"])
-    model = pl.unet(opts.model, models.UNet.from_variant)
     apply_fn = models.apply_fn(model)
     key_train, key_run = jax.random.split(jax.random.key(opts.seed))
     metrics: dict[str, Any] = {"problem": problem, "num_eval": int(x.shape[0]),
