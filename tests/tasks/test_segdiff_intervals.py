@@ -24,7 +24,7 @@ def test_scores_intervals_bracket_and_paired_gain():
     target = rng.integers(0, 2, (30, 8, 8))
     good = np.where(rng.random(target.shape) < 0.9, target, 1 - target)
     bad = np.where(rng.random(target.shape) < 0.6, target, 1 - target)
-    s = example._scores(good, target, 2, versus=bad)
+    s = example.scores(good, target, 2, versus=bad)
     lo, hi = s["mean_foreground_dice_interval"]
     assert lo < s["mean_foreground_dice"] < hi
     lo, hi = s["mean_iou_interval"]
