@@ -42,8 +42,8 @@ def _train(tiny: bool, num_steps: int) -> dict:
             "steps_per_call": 4 if tiny else 100,
             # None: the process's XLA flags (a test may set 3 to optimise a long run)
             "xla_optimization_level": ml_collections.FieldReference(None, field_type=int),
-            # 1: the plain scan; steps_per_call (with a small steps_per_call): no loop, a
-            # conv train step is ~20x faster on the CPU backend of jax 0.10 (see fit)
+            # 1: the plain scan; = steps_per_call (a small one): no loop, a conv train step
+            # ~19x faster on XLA's CPU backend (fit, tools/bench_scan.md)
             "unroll": 1}
 
 

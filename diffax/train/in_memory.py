@@ -67,9 +67,9 @@ def fit(loss_fn: Callable[[PyTree, PRNGKey, Any], tuple[Array, Any]], params: Py
         CPU-s).
       unroll: updates per iteration of the compiled loop of a call (``jax.lax.scan``'s
         ``unroll``; 1, the default, is the plain scan). ``unroll >= steps_per_call`` compiles
-        a call's updates as one loop-free program. On the XLA CPU backend of jax 0.10 a
-        convolutional train step inside a loop is much slower than outside one (a 32x32
-        SegDiff UNet of batch 16: 4.6 s vs 0.2 s per step); ``steps_per_call=1, unroll=1``
+        a call's updates as one loop-free program. On XLA's CPU backend (jax 0.10 and 0.12) a
+        convolutional train step inside a loop is much slower than outside one (the CT / MRI
+        tasks' UNet: ~19x, ``tools/bench_scan.md``); ``steps_per_call=1, unroll=1``
         does not help (a length-1 scan is still a loop), ``steps_per_call=k, unroll=k`` does,
         at k times the compile time.
 

@@ -19,7 +19,6 @@ phantoms, next to the exact denoiser of the Gaussian fitted to the train split
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import time
@@ -28,13 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import serialization
-
-
-def _config(path: str, variant: str):
-    spec = importlib.util.spec_from_file_location("task_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
 
 
 def _write(path: str, data: bytes) -> None:
@@ -65,13 +57,15 @@ def main() -> None:
 
     from diffax import models
     from diffax.tasks import denoising_loss
+    from diffax.tasks.__main__ import load_config
     from diffax.tasks.examples import validation_split
     from diffax.tasks.medical import gaussian_prior_denoiser, phantoms
     from diffax.train import build, options
     from diffax.train.state import TrainState
     from diffax.train.step import make_optimizer, make_train_step
 
-    opts = options.parse_task_config(_config(args.config, args.variant))
+    opts = options.parse_task_config(
+        load_config(f"{args.config}:{args.variant}" if args.variant else args.config))
     med, tr = opts.medical, opts.train
     process = build.build_process(opts.process)
     model = models.UNet.from_variant(opts.model.variant, **opts.model.model_kwargs())

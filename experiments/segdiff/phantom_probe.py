@@ -10,27 +10,30 @@ number of samples averaged). ``--init_from`` continues training from a saved
 config's warmup, the EMA starting at those parameters): more training vs the same sampling.
 Writes ``WORKDIR/probe.json``.
 
-  python experiments/segdiff/phantom_probe.py --workdir /tmp/probe -- \\
+  python experiments/segdiff/phantom_probe.py --workdir /tmp/probe \\
       --config.train.num_steps=2000 --config.train.steps_per_call=4 --config.train.unroll=4
+
+``--config`` (default ``configs/tasks/phantom_segdiff.py``) and ``--config.KEY=VALUE`` are
+ml_collections' config flags, as for ``diffax task``.
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
 import json
 import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 from flax import serialization
+from ml_collections import config_flags
 
 from diffax import guidance, samplers
 from diffax.tasks import denoising_loss
 from diffax.tasks import segdiff as sd
-from diffax.tasks.__main__ import load_config
 from diffax.tasks.examples.segdiff import LABELLINGS, labels_of, scores
 from diffax.tasks.medical import phantoms
 from diffax.train import build, fit, options
@@ -50,26 +53,17 @@ def _summary(s: dict) -> dict:
             "dice_per_class": [round(v, 4) for v in s["dice"]]}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--config", default="configs/tasks/phantom_segdiff.py")
-    p.add_argument("--init_from", default=None)
-    p.add_argument("overrides", nargs="*", help="--config.KEY=VALUE (after --)")
-    args = p.parse_args()
-    config = load_config(args.config)
-    for item in args.overrides:
-        key, _, value = item.removeprefix("--config.").partition("=")
-        *path, last = key.split(".")
-        section = config
-        for part in path:
-            section = section[part]
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            pass
-        section[last] = value  # a locked ConfigDict: unknown keys raise
-    opts = options.parse_task_config(config)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/tasks/phantom_segdiff.py", "The task config (FILE[:variant]).",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+_INIT_FROM = flags.DEFINE_string("init_from", None, "A segdiff.msgpack to continue from.")
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    opts = options.parse_task_config(_CONFIG.value)
     cfg = opts.segdiff
     if cfg.dataset != "phantoms" or len(cfg.labellings) != 1:
         raise ValueError("phantom_probe: a phantom config with one labelling")
@@ -92,18 +86,19 @@ def main() -> None:
     key_train, key_sample = jax.random.split(jax.random.fold_in(keys[2], 0))
     key_init, key_fit = jax.random.split(key_train)
     params = model.init_params(key_init)
-    if args.init_from:
-        with open(args.init_from, "rb") as f:
+    if _INIT_FROM.value:
+        with open(_INIT_FROM.value, "rb") as f:
             params = serialization.from_bytes(params, f.read())
     start = time.time()
     result = fit(loss.bind(fn), params, key_fit,
                  {"x": sd.mask_to_channels(y_lab, k), "cond": labelled["x"]},
                  **opts.train.to_dict())
-    out = {"init_from": args.init_from, "overrides": args.overrides,
+    overrides = [a for a in sys.argv[1:] if a.startswith("--config.")]
+    out = {"init_from": _INIT_FROM.value, "overrides": overrides,
            "train_seconds": round(time.time() - start, 1),
            "loss_last_200": float(np.mean(result.losses[-200:])), "settings": {}}
-    os.makedirs(args.workdir, exist_ok=True)
-    with open(os.path.join(args.workdir, "segdiff.msgpack"), "wb") as f:
+    os.makedirs(_WORKDIR.value, exist_ok=True)
+    with open(os.path.join(_WORKDIR.value, "segdiff.msgpack"), "wb") as f:
         f.write(serialization.to_bytes(result.params))
     x_test = jnp.asarray(test["x"])
     shape = (*x_test.shape[:-1], sd.mask_channels(k))
@@ -126,9 +121,9 @@ def main() -> None:
                 entry[f"mean_of_{s}"] = _summary(scores(pred, y_test, k))
         out["settings"][name] = entry
         print(name, json.dumps(entry), flush=True)
-    with open(os.path.join(args.workdir, "probe.json"), "w") as f:
+    with open(os.path.join(_WORKDIR.value, "probe.json"), "w") as f:
         json.dump(out, f, indent=2)
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)
