@@ -39,7 +39,7 @@ from diffax.train.demo import demo_config
 from diffax.train.malloc import configure_malloc
 from diffax.train.options import EVAL_DEFAULTS, SAMPLE_DEFAULTS, ConfigError
 
-__all__ = ["main", "run_command", "demo_config", "EVAL_DEFAULTS", "SAMPLE_DEFAULTS",
+__all__ = ["main", "entry_point", "run_command", "demo_config", "EVAL_DEFAULTS", "SAMPLE_DEFAULTS",
            "UsageError"]
 
 # Keys `diffax sample | likelihood | eval` may override in a stored config.
@@ -470,7 +470,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(command_help(name))
         return 0
     try:
-        configure_malloc()  # before jax starts its CPU threads: see diffax.train.malloc
         return run_command(name, rest)
     except (UsageError, ConfigError) as e:
         sys.stderr.write(f"diffax {name}: error: {_one_line(e)}\n")
@@ -492,5 +491,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-if __name__ == "__main__":
+def entry_point() -> None:
+    """The ``diffax`` console script and ``python -m diffax.cli``: exits with :func:`main`'s code.
+
+    First, while this process has no jax backend (and so none of XLA:CPU's threads) yet, it
+    sets glibc's malloc for XLA:CPU (:func:`diffax.train.malloc.configure_malloc`; off with
+    ``DIFFAX_MALLOC=default``, or off by itself on an accelerator). :func:`main` called from
+    Python leaves the allocator alone: mallopt in a process whose backend is already running
+    (a notebook, a test worker) is not what the setting was measured for. A bad
+    ``DIFFAX_MALLOC`` is a one-line error with exit code 2.
+
+    Example (a shell)::
+
+        DIFFAX_MALLOC=default diffax train --config configs/toy2d_flow.py --workdir /tmp/toy
+    """
+    try:
+        configure_malloc()
+    except ConfigError as e:
+        sys.stderr.write(f"diffax: error: {_one_line(e)}\n")
+        sys.exit(2)
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

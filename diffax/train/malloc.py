@@ -12,8 +12,10 @@ that was a third of the training run's CPU time, spent in the kernel (measured b
 (``M_ARENA_MAX = 1``), never to ``mmap`` (``M_MMAP_MAX = 0``) and to keep up to 1 GiB of freed
 memory (``M_TRIM_THRESHOLD``): the scratch buffer is then reused from the heap, step after
 step. It changes where memory comes from, never what is computed (losses and checkpoints are
-bitwise the same). ``diffax`` calls it once at start-up, before jax starts its threads, when the
-computation will run on the CPU. Set ``DIFFAX_MALLOC=default`` to leave glibc's defaults.
+bitwise the same). The ``diffax`` command (:func:`diffax.cli.entry_point`) calls it once at
+start-up, before jax starts its threads, when the computation will run on the CPU;
+:func:`diffax.cli.main` called from Python does not. Set ``DIFFAX_MALLOC=default`` to leave
+glibc's defaults.
 """
 
 from __future__ import annotations

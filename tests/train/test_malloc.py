@@ -1,5 +1,6 @@
 """diffax.train.malloc: glibc settings that keep XLA:CPU's per-step scratch memory mapped."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -65,10 +66,26 @@ def test_a_bad_setting_names_the_variable():
         configure_malloc(environ={"DIFFAX_MALLOC": "fast"})
 
 
-def test_the_diffax_command_reports_a_bad_setting_in_one_line(monkeypatch, capsys, tmp_path):
+def test_the_diffax_command_reports_a_bad_setting_in_one_line(tmp_path):
+    # The command as a user runs it (`python -m diffax.cli` is the console script's entry).
+    env = dict(os.environ, DIFFAX_MALLOC="fast")
+    proc = subprocess.run([sys.executable, "-m", "diffax.cli", "sample", "--workdir",
+                           str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, (proc.returncode, err[-2000:])
+    assert "DIFFAX_MALLOC" in err and len(err.splitlines()) == 1, err
+
+
+def test_main_called_from_python_leaves_the_allocator_alone(monkeypatch, tmp_path):
+    # Only the command's entry point tunes malloc (before any jax backend exists); main() in a
+    # running process (a notebook, a test worker) does not.
     from diffax import cli
 
-    monkeypatch.setenv("DIFFAX_MALLOC", "fast")
-    assert cli.main(["sample", "--workdir", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "DIFFAX_MALLOC" in err and len(err.splitlines()) == 1, err
+    calls = []
+    monkeypatch.setattr(cli, "configure_malloc", lambda **kw: calls.append(kw) or "tuned")
+    assert cli.main(["sample", "--workdir", str(tmp_path)]) != 0  # no checkpoint there
+    assert calls == []
+    monkeypatch.setattr(sys, "argv", ["diffax", "sample", "--workdir", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        cli.entry_point()
+    assert calls == [{}]
